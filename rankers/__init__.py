@@ -1,0 +1,8 @@
+"""Rankers behind one interface, registered by name (see `rankers.base.Ranker`)."""
+from .base import Encoded, Ranker
+from .errors import BadInput
+from .registry import RANKERS, ranker_spec, register_ranker
+from . import bm25  # noqa: F401  (registers)
+
+__all__ = ["BadInput", "Encoded", "RANKERS", "Ranker", "ranker_spec", "register_ranker"]
+from . import neural  # noqa: F401,E402  (registers knrm, matchpyramid, random)

@@ -1,0 +1,97 @@
+"""The one ranker interface every explainer and metric talks to."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .errors import BadInput
+from .text import PAD_ID, Vocab
+
+
+@dataclass
+class Encoded:
+    """A padded batch of (query, document) pairs.
+
+    q_ids: [B, Lq], d_ids: [B, Ld] (PAD_ID = 0 pads); truncated: [B] whether the
+    document was cut to the ranker's `max_doc_len`; n_doc: [B] kept doc tokens.
+    """
+
+    q_ids: torch.Tensor
+    d_ids: torch.Tensor
+    truncated: list[bool]
+    n_doc: list[int]
+
+
+class Ranker(nn.Module):
+    """Scores (query, document) token-id pairs; differentiable in a document token mask.
+
+    `forward(q_ids [B, Lq], d_ids [B, Ld], d_mask [B, Ld] | None) -> scores [B]`.
+    `d_mask[b, j]` in [0, 1]: 1 keeps document token j, 0 removes it (the
+    removal operator every perturbation explainer and metric uses).
+
+    Layers explainers may use (None when the ranker has no such layer):
+    - `embedding`: token embeddings; `score_embedded(q_ids, d_emb, d_mask)`
+      then scores from document embeddings [B, Ld, E].
+    - `interaction_layer`: output [B, Lq, Ld], the query x document matrix.
+    - `feature_layer`: output [B, C, Lq, Ld], feature maps aligned with
+      (query token, document token); the Grad-CAM target.
+    """
+
+    name = "ranker"
+    kind = "?"
+
+    def __init__(self, vocab: Vocab, max_doc_len: int = 256, max_query_len: int = 32):
+        super().__init__()
+        self.embedding: nn.Embedding | None = None
+        self.interaction_layer: nn.Module | None = None
+        self.feature_layer: nn.Module | None = None
+        self.vocab = vocab
+        self.max_doc_len, self.max_query_len = int(max_doc_len), int(max_query_len)
+
+    def config(self) -> dict:
+        """Constructor keyword arguments (besides vocab), JSON-serialisable."""
+        return {"max_doc_len": self.max_doc_len}
+
+    @property
+    def device(self) -> torch.device:
+        for t in list(self.parameters()) + list(self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    def score_embedded(self, q_ids: torch.Tensor, d_emb: torch.Tensor, d_mask: torch.Tensor | None = None,
+                       d_ids: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError(f"ranker {self.name!r} has no embedding layer")
+
+    def encode(self, query_tokens: Sequence[str], docs_tokens: Sequence[Sequence[str]]) -> Encoded:
+        """Encode one query against several documents, truncating long documents."""
+        if not query_tokens:
+            raise BadInput("empty query (no indexable tokens after tokenisation)")
+        for toks in docs_tokens:
+            if not toks:
+                raise BadInput("empty document (no indexable tokens after tokenisation)")
+        q = self.vocab.encode(query_tokens[: self.max_query_len])
+        docs = [self.vocab.encode(t[: self.max_doc_len]) for t in docs_tokens]
+        ld = max(len(d) for d in docs)
+        d_ids = torch.full((len(docs), ld), PAD_ID, dtype=torch.long)
+        for i, d in enumerate(docs):
+            d_ids[i, : len(d)] = torch.tensor(d)
+        q_ids = torch.tensor(q, dtype=torch.long)[None].expand(len(docs), -1).contiguous()
+        dev = self.device
+        return Encoded(q_ids.to(dev), d_ids.to(dev), [len(t) > self.max_doc_len for t in docs_tokens],
+                       [len(d) for d in docs])
+
+    @torch.no_grad()
+    def score_tokens(self, query_tokens: Sequence[str], docs_tokens: Sequence[Sequence[str]],
+                     batch_size: int = 128) -> torch.Tensor:
+        """Scores of one query against many documents: [n_docs] (CPU tensor)."""
+        out = []
+        for s in range(0, len(docs_tokens), batch_size):
+            enc = self.encode(query_tokens, docs_tokens[s: s + batch_size])
+            out.append(self(enc.q_ids, enc.d_ids).float().cpu())
+        scores = torch.cat(out) if out else torch.zeros(0)
+        if not torch.isfinite(scores).all():
+            raise FloatingPointError(f"ranker {self.name!r} produced non-finite scores")
+        return scores

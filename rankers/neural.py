@@ -1,0 +1,151 @@
+"""Interaction rankers over the query x document cosine matrix: KNRM and MatchPyramid."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Ranker
+from .registry import register_ranker
+from .text import PAD_ID, Vocab
+
+
+class _Tap(nn.Identity):
+    """A named identity layer: a stable hook point for Captum layer methods."""
+
+
+class _EmbeddingRanker(Ranker):
+    def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
+        super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
+        self.dim = dim
+        self.embedding = nn.Embedding(len(vocab), dim, padding_idx=PAD_ID)
+        self.interaction_layer = _Tap()
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "max_doc_len": self.max_doc_len, "max_query_len": self.max_query_len}
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        return self.score_embedded(q_ids, self.embedding(d_ids), d_mask, d_ids)
+
+    def _cosine(self, q_ids, d_emb, d_mask, d_ids):
+        """Masked cosine matrix [B, Lq, Ld] and masks q_m [B, Lq], d_m [B, Ld]."""
+        q_m = (q_ids != PAD_ID).float()
+        d_m = (d_ids != PAD_ID).float() if d_ids is not None else torch.ones(d_emb.shape[:2], device=d_emb.device)
+        if d_mask is not None:
+            d_m = d_m * d_mask
+        q = F.normalize(self.embedding(q_ids), dim=-1, eps=1e-6)
+        d = F.normalize(d_emb, dim=-1, eps=1e-6)
+        sim = self.interaction_layer(q @ d.transpose(1, 2))
+        return sim, q_m, d_m
+
+
+@register_ranker("knrm", kind="interaction")
+class KNRM(_EmbeddingRanker):
+    """K-NRM (Xiong et al., 2017): RBF kernel pooling over the cosine matrix.
+
+    Kernel map K[b, k, i, j] = exp(-(s_ij - mu_k)^2 / (2 sigma_k^2)) * d_mask_j,
+    exposed as `feature_layer` (one channel per kernel, grid = (query token,
+    document token)); soft-TF phi_k = sum_i log(1 + sum_j K[k, i, j]); score =
+    w . phi + b. (log1p rather than log keeps the score finite when every
+    document token is removed.)
+    """
+
+    def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
+                 max_query_len: int = 32):
+        super().__init__(vocab, dim, max_doc_len, max_query_len)
+        self.n_kernels = n_kernels
+        mus = torch.linspace(-1, 1, n_kernels)[:-1] + 1.0 / (n_kernels - 1)
+        mus = torch.cat([mus, torch.ones(1)])
+        sigmas = torch.full((n_kernels,), 0.1)
+        sigmas[-1] = 1e-3
+        self.register_buffer("mu", mus.view(1, -1, 1, 1))
+        self.register_buffer("sigma", sigmas.view(1, -1, 1, 1))
+        self.feature_layer = _Tap()
+        self.out = nn.Linear(n_kernels, 1)
+
+    def config(self) -> dict:
+        return {**super().config(), "n_kernels": self.n_kernels}
+
+    def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
+        sim, q_m, d_m = self._cosine(q_ids, d_emb, d_mask, d_ids)
+        k = torch.exp(-((sim[:, None] - self.mu) ** 2) / (2 * self.sigma ** 2))
+        k = self.feature_layer(k * d_m[:, None, None, :])
+        phi = (torch.log1p(k.sum(-1)) * q_m[:, None, :]).sum(-1)
+        return self.out(phi).squeeze(-1)
+
+
+@register_ranker("matchpyramid", kind="interaction")
+class MatchPyramid(_EmbeddingRanker):
+    """MatchPyramid-style CNN (Pang et al., 2016) over the cosine matrix.
+
+    A 3x3 'same'-padded conv + ReLU gives feature maps [B, C, Lq, Ld] aligned
+    with (query token, document token) - the `feature_layer` Grad-CAM reads;
+    masked positions are zeroed. Dynamic (adaptive) max pooling to
+    `pool` = (Pq, Pd) and a 2-layer MLP give the score.
+    """
+
+    def __init__(self, vocab: Vocab, dim: int = 64, channels: int = 8, pool: tuple[int, int] = (3, 10),
+                 hidden: int = 32, max_doc_len: int = 256, max_query_len: int = 32):
+        super().__init__(vocab, dim, max_doc_len, max_query_len)
+        self.channels, self.pool, self.hidden = channels, tuple(pool), hidden
+        self.conv = nn.Conv2d(1, channels, kernel_size=3, padding=1)
+        self.feature_layer = _Tap()
+        self.mlp = nn.Sequential(nn.Linear(channels * self.pool[0] * self.pool[1], hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 1))
+
+    def config(self) -> dict:
+        return {**super().config(), "channels": self.channels, "pool": list(self.pool), "hidden": self.hidden}
+
+    def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
+        sim, q_m, d_m = self._cosine(q_ids, d_emb, d_mask, d_ids)
+        grid = q_m[:, :, None] * d_m[:, None, :]
+        a = F.relu(self.conv((sim * grid)[:, None])) * grid[:, None]
+        a = self.feature_layer(a)
+        n_d = (d_ids != PAD_ID).sum(-1) if d_ids is not None else torch.full_like(q_m[:, 0], d_emb.shape[1]).long()
+        pooled = _dynamic_max_pool(_dynamic_max_pool(a, n_d, self.pool[1]).transpose(2, 3),
+                                   (q_ids != PAD_ID).sum(-1), self.pool[0])  # [B, C, Pd, Pq]
+        return self.mlp(pooled.flatten(1)).squeeze(-1)
+
+
+def _dynamic_max_pool(a: torch.Tensor, lengths: torch.Tensor, bins: int) -> torch.Tensor:
+    """Max-pool the last axis of a [B, C, X, L] map into `bins` per example by its true length.
+
+    Column j < lengths[b] goes to bin floor(j * bins / lengths[b]); padding
+    columns are dropped, so a score never depends on how a batch was padded.
+    Maps are non-negative, so empty bins (length < bins) read 0. Returns [B, C, X, bins].
+    """
+    b, c, x, l = a.shape
+    j = torch.arange(l, device=a.device)[None]
+    n = lengths.clamp(min=1)[:, None]
+    idx = torch.where(j < n, torch.div(j * bins, n, rounding_mode="floor"), torch.full_like(j, bins))
+    idx = idx[:, None, None, :].expand(b, c, x, l)
+    out = a.new_zeros(b, c, x, bins + 1).scatter_reduce(3, idx, a, reduce="amax", include_self=True)
+    return out[..., :bins]
+
+
+@register_ranker("random", kind="baseline", trainable=False)
+class RandomRanker(_EmbeddingRanker):
+    """Chance-level baseline: score = w . mean_j(E[d_j]) with seeded random E and w.
+
+    It ignores the query, so its effectiveness is that of a random ordering,
+    yet it is differentiable in the document mask like every other ranker.
+    """
+
+    def __init__(self, vocab: Vocab, dim: int = 16, seed: int = 0, max_doc_len: int = 256, max_query_len: int = 32):
+        super().__init__(vocab, dim, max_doc_len, max_query_len)
+        self.seed = seed
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            self.embedding.weight.copy_(torch.randn(len(vocab), dim, generator=g))
+            self.embedding.weight[PAD_ID] = 0
+        self.register_buffer("w", torch.randn(dim, generator=g))
+
+    def config(self) -> dict:
+        return {**super().config(), "seed": self.seed}
+
+    def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
+        d_m = (d_ids != PAD_ID).float() if d_ids is not None else torch.ones(d_emb.shape[:2], device=d_emb.device)
+        if d_mask is not None:
+            d_m = d_m * d_mask
+        mean = (d_emb * d_m[..., None]).sum(1) / d_m.sum(1, keepdim=True).clamp(min=1)
+        return mean @ self.w

@@ -1,0 +1,188 @@
+"""Build, train (pairwise loss over BM25 candidates, early stopping on dev), save and load rankers.
+
+Checkpoints live under `$REXBENCH_HOME` (default `~/.cache/rexbench`) as
+`<collection>/<ranker>/seed<N>/{model.pt, config.json}`: a state_dict loaded with
+`weights_only=True` plus a JSON config (constructor args, vocabulary, training log).
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .base import Ranker
+from .bm25 import BM25
+from .embeddings import ppmi_svd
+from .errors import BadInput
+from .evaluate import evaluate
+from .registry import ranker_spec
+from .text import Vocab
+
+
+def rexbench_home() -> Path:
+    return Path(os.environ.get("REXBENCH_HOME", Path.home() / ".cache" / "rexbench"))
+
+
+def checkpoint_dir(collection_name: str, ranker: str, seed: int) -> Path:
+    return rexbench_home() / collection_name.replace(":", "_").replace("/", "_") / ranker / f"seed{seed}"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
+    """A fresh (untrained) ranker for `collection`; neural ones start from PPMI-SVD embeddings."""
+    spec = ranker_spec(name)
+    if name == "bm25":
+        return BM25.from_index(collection.index, **config)
+    seed_everything(seed)
+    if name == "random":
+        return spec.cls(collection.vocab, seed=seed, **config)
+    model = spec.cls(collection.vocab, **config)
+    train_q = collection.split("train")
+    emb = ppmi_svd(list(collection.doc_tokens.values()) + [collection.query_tokens[q] for q in train_q],
+                   collection.vocab, dim=model.dim, seed=seed)
+    with torch.no_grad():
+        model.embedding.weight.copy_(torch.from_numpy(emb))
+    return model
+
+
+def _triples(collection, rng: np.random.Generator, n_per_query: int):
+    """(qid, positive docid, negative docid) over the train split's BM25 candidates."""
+    out = []
+    for q in collection.split("train"):
+        cands = collection.candidates(q)
+        rel = collection.qrels.get(q, {})
+        pos = [d for d in rel if rel[d] > 0]
+        neg = [d for d in cands if rel.get(d, 0) <= 0]
+        if not pos or not neg:
+            continue
+        for _ in range(n_per_query):
+            p = pos[rng.integers(len(pos))]
+            n = neg[rng.integers(len(neg))]
+            if rel[p] > 0:
+                out.append((q, p, n))
+    rng.shuffle(out)
+    return out
+
+
+def train(model: Ranker, collection, seed: int = 0, epochs: int = 12, n_per_query: int = 40,
+          batch_size: int = 64, lr: float = 1e-3, emb_lr: float = 1e-4, patience: int = 3,
+          time_budget_s: float = 150.0, progress: bool = True) -> dict:
+    """Pairwise hinge training with early stopping on dev nDCG@10; restores the best epoch.
+
+    Returns a log dict: per-epoch loss and dev nDCG@10, best epoch, seconds.
+    """
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    emb_params = [model.embedding.weight]
+    other = [p for p in model.parameters() if p is not model.embedding.weight]
+    opt = torch.optim.Adam([{"params": other, "lr": lr}, {"params": emb_params, "lr": emb_lr}])
+    docs, queries = collection.doc_tokens, collection.query_tokens
+    log = {"epochs": [], "seed": seed}
+    best, best_state, bad, t0 = -1.0, None, 0, time.perf_counter()
+    for ep in range(epochs):
+        model.train()
+        triples = _triples(collection, rng, n_per_query)
+        total = 0.0
+        bar = tqdm(range(0, len(triples), batch_size), desc=f"train {model.name} ep{ep + 1}", disable=not progress,
+                   leave=False)
+        for s in bar:
+            chunk = triples[s: s + batch_size]
+            q_tok = [queries[q] for q, _, _ in chunk]
+            pos = [docs[p] for _, p, _ in chunk]
+            neg = [docs[n] for _, _, n in chunk]
+            sp = _score_pairs(model, q_tok, pos)
+            sn = _score_pairs(model, q_tok, neg)
+            loss = torch.relu(1.0 - sp + sn).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(chunk)
+        model.eval()
+        dev = evaluate(model, collection, "dev")["ndcg@10"]
+        log["epochs"].append({"epoch": ep + 1, "loss": total / max(len(triples), 1), "dev_ndcg@10": dev})
+        if dev > best:
+            best, bad = dev, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            log["best_epoch"] = ep + 1
+        else:
+            bad += 1
+        if bad >= patience or time.perf_counter() - t0 > time_budget_s:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    log["seconds"] = time.perf_counter() - t0
+    log["best_dev_ndcg@10"] = best
+    return log
+
+
+def _score_pairs(model: Ranker, q_tokens, d_tokens) -> torch.Tensor:
+    """Scores of aligned (query_i, doc_i) pairs, padded into one batch: [B]."""
+    from .text import PAD_ID
+    qs = [model.vocab.encode(q[: model.max_query_len]) for q in q_tokens]
+    ds = [model.vocab.encode(d[: model.max_doc_len]) for d in d_tokens]
+    q_ids = torch.full((len(qs), max(map(len, qs))), PAD_ID, dtype=torch.long)
+    d_ids = torch.full((len(ds), max(map(len, ds))), PAD_ID, dtype=torch.long)
+    for i, (q, d) in enumerate(zip(qs, ds)):
+        q_ids[i, : len(q)] = torch.tensor(q)
+        d_ids[i, : len(d)] = torch.tensor(d)
+    dev = model.device
+    return model(q_ids.to(dev), d_ids.to(dev))
+
+
+def save_ranker(model: Ranker, path: Path, collection_name: str, log: dict | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path / "model.pt")
+    cfg = {"ranker": model.name, "collection": collection_name, "config": model.config(),
+           "vocab": model.vocab.itos, "train_log": log or {}}
+    (path / "config.json").write_text(json.dumps(cfg))
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> Ranker:
+    """Load a checkpoint directory (or its model.pt) written by `save_ranker`."""
+    path = Path(path)
+    if path.is_file():
+        path = path.parent
+    if not (path / "config.json").exists():
+        raise BadInput(f"no rexbench checkpoint at {path} (expected config.json and model.pt)")
+    cfg = json.loads((path / "config.json").read_text())
+    spec = ranker_spec(cfg["ranker"])
+    model = spec.cls(Vocab(cfg["vocab"]), **cfg["config"])
+    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.train_log = cfg.get("train_log", {})
+    return model.eval()
+
+
+def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = None, train_if_missing: bool = True,
+               device: str = "cpu", progress: bool = True) -> Ranker:
+    """A ready ranker: from `checkpoint`, the cache, or trained now (and cached)."""
+    spec = ranker_spec(name)
+    if checkpoint:
+        model = load_checkpoint(checkpoint)
+    elif not spec.trainable:
+        model = build_ranker(name, collection, seed)
+    else:
+        path = checkpoint_dir(collection.name, name, seed)
+        if (path / "config.json").exists():
+            model = load_checkpoint(path)
+        elif not train_if_missing:
+            raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")
+        else:
+            model = build_ranker(name, collection, seed)
+            log = train(model, collection, seed=seed, progress=progress)
+            save_ranker(model, path, collection.name, log)
+            model.train_log = log
+    return model.to(device).eval()

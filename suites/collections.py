@@ -1,0 +1,259 @@
+"""Test collections behind one interface: documents, queries, graded qrels,
+deterministic query splits and a BM25 top-100 candidate list per query.
+
+Names: `cranfield` (real data, from `--data-dir` / `$REXBENCH_DATA`),
+`synthetic` (generated from a seed, with planted rationales), `irds:<id>`.
+
+Splits are by query ordinal (1-based order of the query file): ordinal % 5 == 0
+-> test, ordinal % 5 == 1 -> dev, the rest -> train (Cranfield: 135/45/45).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from rankers.bm25 import BM25Index
+from rankers.errors import BadInput, unknown_name
+from rankers.text import Vocab, tokenize
+
+COLLECTIONS = ("cranfield", "synthetic", "irds:<id>")
+SPLITS = ("train", "dev", "test", "all")
+
+
+@dataclass
+class Collection:
+    """A test collection.
+
+    docs / queries: id -> raw text; qrels: qid -> docid -> graded relevance
+    (0 = judged non-relevant); rationales: (qid, docid) -> token positions in
+    the tokenised document that carry the relevance signal (synthetic only).
+    """
+
+    name: str
+    docs: dict[str, str]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    rationales: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    n_candidates: int = 100
+
+    @cached_property
+    def doc_tokens(self) -> dict[str, list[str]]:
+        return {d: tokenize(t) for d, t in self.docs.items()}
+
+    @cached_property
+    def query_tokens(self) -> dict[str, list[str]]:
+        return {q: tokenize(t) for q, t in self.queries.items()}
+
+    @cached_property
+    def vocab(self) -> Vocab:
+        return Vocab.build(list(self.doc_tokens.values()) + list(self.query_tokens.values()))
+
+    @cached_property
+    def index(self) -> BM25Index:
+        return BM25Index(list(self.docs), list(self.doc_tokens.values()), self.vocab)
+
+    def split(self, name: str) -> list[str]:
+        """Query ids of a split, in query-file order."""
+        if name not in SPLITS:
+            raise unknown_name("split", name, SPLITS)
+        qids = list(self.queries)
+        if name == "all":
+            return qids
+        want = {"test": 0, "dev": 1}.get(name)
+        return [q for i, q in enumerate(qids, 1) if (i % 5 == want if want is not None else i % 5 > 1)]
+
+    @cached_property
+    def _candidates(self) -> dict[str, list[str]]:
+        return {q: [d for d, _ in self.index.retrieve(self.query_tokens[q], self.n_candidates)]
+                for q in self.queries}
+
+    def candidates(self, qid: str) -> list[str]:
+        """The BM25 top-`n_candidates` document ids for a query (re-ranked by every ranker)."""
+        if qid not in self.queries:
+            raise BadInput(f"unknown query id {qid!r} in collection {self.name!r}")
+        return self._candidates[qid]
+
+    def relevant(self, qid: str) -> list[str]:
+        return [d for d, r in self.qrels.get(qid, {}).items() if r > 0]
+
+
+# --------------------------------------------------------------------------- cranfield
+def _records(path: Path) -> list[dict[str, str]]:
+    """Parse a SMART-format file ('.I n' records with '.X' fields) into dicts."""
+    recs: list[dict[str, str]] = []
+    cur, fld = None, None
+    for line in path.read_text(encoding="latin-1").splitlines():
+        m = re.match(r"^\.([A-Z])\b\s*(.*)$", line)
+        if m and m.group(1) == "I":
+            cur = {"I": m.group(2).strip()}
+            recs.append(cur)
+            fld = None
+        elif m and cur is not None:
+            fld = m.group(1)
+            cur.setdefault(fld, "")
+            if m.group(2):
+                cur[fld] += m.group(2) + "\n"
+        elif cur is not None and fld is not None:
+            cur[fld] += line + "\n"
+    return recs
+
+
+def relevance_from_code(code: int) -> int:
+    """Cleverdon code -> graded relevance: 1..4 -> 4..1 (4 = complete answer); -1 -> 0."""
+    return 5 - code if 1 <= code <= 4 else 0
+
+
+def load_cranfield_dir(root: Path) -> Collection:
+    docs = {}
+    for r in _records(root / "cran.all.1400"):
+        text = r.get("W", "").strip() or r.get("T", "").strip()
+        docs[str(int(r["I"]))] = " ".join(text.split())
+    queries = {}
+    for ordinal, r in enumerate(_records(root / "cran.qry"), 1):
+        # cranqrel numbers queries by their order in cran.qry, not by '.I'.
+        queries[str(ordinal)] = " ".join(r.get("W", "").split())
+    qrels: dict[str, dict[str, int]] = {}
+    for line in (root / "cranqrel").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 3:
+            q, d, code = parts[0], parts[1], int(parts[2])
+            qrels.setdefault(str(int(q)), {})[str(int(d))] = relevance_from_code(code)
+    return Collection("cranfield", docs, queries, qrels)
+
+
+def _data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    d = data_dir or os.environ.get("REXBENCH_DATA")
+    return Path(d) if d else None
+
+
+def load_cranfield(data_dir: str | os.PathLike | None = None) -> Collection:
+    d = _data_dir(data_dir)
+    if d is not None and (d / "cranfield" / "cran.all.1400").exists():
+        return load_cranfield_dir(d / "cranfield")
+    try:
+        import ir_datasets  # noqa: F401
+    except ImportError:
+        where = f"{d / 'cranfield'} does not hold cran.all.1400" if d else "no data directory given"
+        raise BadInput(
+            f"Cranfield not found ({where}). Pass --data-dir DIR or set REXBENCH_DATA=DIR, where "
+            "DIR/cranfield holds cran.all.1400, cran.qry and cranqrel (from "
+            "http://ir.dcs.gla.ac.uk/resources/test_collections/cran/), or `pip install ir_datasets` "
+            "to use its 'cranfield' dataset.") from None
+    return load_irds("cranfield", name="cranfield")
+
+
+def load_irds(dataset_id: str, name: str | None = None) -> Collection:
+    """Any ir_datasets id (optional extra `rexbench[irds]`); negative grades become 0."""
+    try:
+        import ir_datasets
+    except ImportError:
+        raise BadInput("irds:<id> collections need ir_datasets: pip install 'rexbench[irds]'") from None
+    try:
+        ds = ir_datasets.load(dataset_id)
+    except KeyError as e:
+        raise BadInput(f"unknown ir_datasets id {dataset_id!r}") from e
+    try:
+        docs = {d.doc_id: " ".join(getattr(d, "text", "").split()) for d in ds.docs_iter()}
+        queries = {q.query_id: q.text for q in ds.queries_iter()}
+        qrels: dict[str, dict[str, int]] = {}
+        for r in ds.qrels_iter():
+            qrels.setdefault(r.query_id, {})[r.doc_id] = max(int(r.relevance), 0)
+    except Exception as e:  # ir_datasets raises RuntimeError etc. when its download fails
+        raise BadInput(f"ir_datasets could not provide {dataset_id!r} ({type(e).__name__}); download it once "
+                       "with network access, or for Cranfield set REXBENCH_DATA to a directory holding "
+                       "cranfield/cran.all.1400, cran.qry and cranqrel") from None
+    return Collection(name or f"irds:{dataset_id}", docs, queries, qrels)
+
+
+# --------------------------------------------------------------------------- synthetic
+def _pseudo_words(rng: np.random.Generator, n: int, taken: set[str]) -> list[str]:
+    cons, vows = list("bdfgklmnprstvz"), list("aeiou")
+    out = []
+    while len(out) < n:
+        k = int(rng.integers(2, 4))
+        w = "".join(cons[c] + vows[v] for c, v in zip(rng.integers(0, 14, k), rng.integers(0, 5, k)))
+        if w not in taken and tokenize(w) == [w]:
+            taken.add(w)
+            out.append(w)
+    return out
+
+
+def make_synthetic(seed: int = 0, n_topics: int = 8, queries_per_topic: int = 10,
+                   rel_per_query: int = 4, near_miss_per_query: int = 4, n_background: int = 200) -> Collection:
+    """A seeded collection with planted rationales; identical output for the same seed.
+
+    Each query is 3 words of one topic. Its relevant documents (grade 2 if all
+    three query words are planted, grade 1 if two are) carry the planted query
+    words at recorded positions (`rationales`). Near-miss documents share the
+    topic vocabulary and contain one query word once (a distractor, judged 0);
+    background documents mix other topics and common words.
+    """
+    rng = np.random.default_rng(seed)
+    taken: set[str] = set()
+    common = _pseudo_words(rng, 300, taken)
+    topics = [_pseudo_words(rng, 40, taken) for _ in range(n_topics)]
+    docs: dict[str, str] = {}
+    queries: dict[str, str] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    rationales: dict[tuple[str, str], list[int]] = {}
+
+    def body(topic: list[str], length: int, avoid: set[str]) -> list[str]:
+        pool_t = [w for w in topic if w not in avoid]
+        use_topic = rng.random(length) < 0.3
+        t_idx, c_idx = rng.integers(0, len(pool_t), length), rng.integers(0, len(common), length)
+        return [pool_t[i] if u else common[j] for u, i, j in zip(use_topic, t_idx, c_idx)]
+
+    def add_doc(tokens: list[str]) -> str:
+        did = f"d{len(docs) + 1:04d}"
+        docs[did] = " ".join(tokens)
+        return did
+
+    for t, topic in enumerate(topics):
+        for _ in range(queries_per_topic):
+            qid = f"q{len(queries) + 1:03d}"
+            qterms = [str(w) for w in rng.choice(topic, size=3, replace=False)]
+            queries[qid] = " ".join(qterms)
+            qrels[qid] = {}
+            for r in range(rel_per_query):
+                planted = qterms if r % 2 == 0 else qterms[:2]
+                toks = body(topic, int(rng.integers(30, 60)), set(qterms))
+                slots = []
+                for w in planted:
+                    for _ in range(int(rng.integers(1, 4))):
+                        pos = int(rng.integers(0, len(toks) + 1))
+                        toks.insert(pos, w)
+                        slots = [s + (s >= pos) for s in slots] + [pos]
+                did = add_doc(toks)
+                qrels[qid][did] = 2 if len(planted) == 3 else 1
+                rationales[(qid, did)] = sorted(slots)
+            for _ in range(near_miss_per_query):
+                toks = body(topic, int(rng.integers(30, 60)), set(qterms))
+                toks.insert(int(rng.integers(0, len(toks) + 1)), qterms[int(rng.integers(0, 3))])
+                qrels[qid][add_doc(toks)] = 0
+    for _ in range(n_background):
+        add_doc(body(topics[int(rng.integers(0, n_topics))], int(rng.integers(30, 60)), set()))
+    return Collection("synthetic", docs, queries, qrels, rationales)
+
+
+# --------------------------------------------------------------------------- entry point
+_CACHE: dict[tuple, Collection] = {}
+
+
+def load_collection(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Collection:
+    """Load a collection by name (cached per process)."""
+    key = (name, str(_data_dir(data_dir)), seed)
+    if key not in _CACHE:
+        if name == "cranfield":
+            _CACHE[key] = load_cranfield(data_dir)
+        elif name == "synthetic":
+            _CACHE[key] = make_synthetic(seed)
+        elif name.startswith("irds:") and len(name) > 5:
+            _CACHE[key] = load_irds(name[5:])
+        else:
+            raise unknown_name("collection", name, COLLECTIONS)
+    return _CACHE[key]

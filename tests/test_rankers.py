@@ -1,0 +1,88 @@
+import pytest
+import torch
+
+from rankers import RANKERS
+from rankers.errors import BadInput
+from rankers.training import build_ranker, get_ranker, load_checkpoint, save_ranker, train
+
+
+@pytest.mark.parametrize("name", ["knrm", "matchpyramid", "random", "bm25"])
+def test_forward_shapes_and_mask(name, synthetic):
+    m = build_ranker(name, synthetic)
+    docs = [synthetic.doc_tokens[d] for d in synthetic.candidates("q001")[:5]]
+    enc = m.encode(synthetic.query_tokens["q001"], docs)
+    s = m(enc.q_ids, enc.d_ids)
+    assert s.shape == (5,) and torch.isfinite(s).all()
+    ones = torch.ones(enc.d_ids.shape)
+    assert torch.allclose(m(enc.q_ids, enc.d_ids, ones), s, atol=1e-6)
+    # padding a document with extra PAD columns does not change its score
+    pad = torch.nn.functional.pad(enc.d_ids, (0, 7))
+    assert torch.allclose(m(enc.q_ids, pad), s, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["knrm", "matchpyramid"])
+def test_feature_layer_is_aligned(name, synthetic):
+    m = build_ranker(name, synthetic)
+    enc = m.encode(["wing", "flow"], [["a1", "b2", "c3", "d4", "e5"]])
+    seen = {}
+    m.feature_layer.register_forward_hook(lambda mod, i, o: seen.setdefault("a", o))
+    m.interaction_layer.register_forward_hook(lambda mod, i, o: seen.setdefault("s", o))
+    m(enc.q_ids, enc.d_ids)
+    assert seen["a"].shape[0] == 1 and seen["a"].shape[2:] == (2, 5)
+    assert seen["s"].shape == (1, 2, 5)
+
+
+def test_checkpoint_round_trip_exact(tmp_path, small_knrm, synthetic):
+    save_ranker(small_knrm, tmp_path / "ck", "synthetic")
+    again = load_checkpoint(tmp_path / "ck")
+    docs = [synthetic.doc_tokens[d] for d in synthetic.candidates("q002")[:10]]
+    q = synthetic.query_tokens["q002"]
+    assert torch.equal(small_knrm.score_tokens(q, docs), again.score_tokens(q, docs))
+
+
+def test_same_seed_same_weights(synthetic):
+    a, b = (build_ranker("matchpyramid", synthetic, seed=1) for _ in range(2))
+    for m in (a, b):
+        train(m, synthetic, seed=1, epochs=1, n_per_query=5, progress=False)
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(va, vb), ka
+
+
+def test_get_ranker_trains_once_then_loads(synthetic):
+    m1 = get_ranker("random", synthetic)
+    assert m1.name == "random"
+    assert {"bm25", "knrm", "matchpyramid", "random"} <= set(RANKERS)
+    with pytest.raises(BadInput, match="valid: bm25"):
+        get_ranker("bert", synthetic)
+
+
+def test_bad_input(synthetic):
+    m = build_ranker("bm25", synthetic)
+    with pytest.raises(BadInput, match="empty query"):
+        m.encode([], [["x"]])
+    with pytest.raises(BadInput, match="empty document"):
+        m.encode(["x"], [[]])
+
+
+def test_long_documents_truncated_and_recorded(synthetic):
+    m = build_ranker("knrm", synthetic)
+    enc = m.encode(["a1"], [["w"] * (m.max_doc_len + 50), ["w"] * 3])
+    assert enc.truncated == [True, False] and enc.n_doc == [m.max_doc_len, 3]
+
+
+def test_trained_knrm_beats_random_on_synthetic(small_knrm, synthetic):
+    from rankers.evaluate import evaluate
+    assert evaluate(small_knrm, synthetic, "test")["ndcg@10"] > 2 * evaluate(build_ranker("random", synthetic),
+                                                                            synthetic, "test")["ndcg@10"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["knrm", "matchpyramid"])
+def test_neural_rankers_on_cranfield(name, cranfield):
+    from rankers.evaluate import evaluate
+    m = build_ranker(name, cranfield)
+    log = train(m, cranfield, progress=False)
+    assert log["seconds"] < 180
+    res = evaluate(m, cranfield, "test")
+    rnd = evaluate(build_ranker("random", cranfield), cranfield, "test")
+    assert res["ndcg@10"] > 3 * rnd["ndcg@10"]
