@@ -1,0 +1,7 @@
+"""Explainers for rankers, registered by name (see `explainers.base.Explainer`)."""
+from .base import EXPLAINERS, Explainer, Explanation, Incompatible, Pair, build_explainer, explainer_class, make_pair
+from . import baselines, captum_methods, gradcam  # noqa: F401  (register)
+from .baselines import collection_idf
+
+__all__ = ["EXPLAINERS", "Explainer", "Explanation", "Incompatible", "Pair", "build_explainer", "collection_idf",
+           "explainer_class", "make_pair"]

@@ -1,0 +1,197 @@
+"""The explanation object, the explainer interface and its registry."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from rankers.base import Ranker
+from rankers.errors import BadInput, unknown_name
+from rankers.scorer import PairScorer, Timer
+
+from .aggregate import pair_to_terms
+
+
+@dataclass
+class Explanation:
+    """What every explainer returns, unit for unit.
+
+    doc_scores: [n_doc] per document token; query_scores: [n_query] or None;
+    pair_map: [n_query, n_doc] or None. `score` is the explained target's value
+    (the ranker score, or the margin s(q,d+) - s(q,d-) when target is
+    "pair:<docid>"). Cost: `seconds` (wall clock, CUDA-synchronised),
+    `forward_passes` (batched model calls), `forward_rows` (pairs scored),
+    `backward_passes`, all counted by hooks.
+    """
+
+    ranker: str
+    explainer: str
+    query_tokens: list[str]
+    doc_tokens: list[str]
+    doc_scores: np.ndarray
+    query_scores: np.ndarray | None = None
+    pair_map: np.ndarray | None = None
+    score: float = float("nan")
+    target: str = "score"
+    seconds: float = 0.0
+    forward_passes: int = 0
+    forward_rows: int = 0
+    backward_passes: int = 0
+    truncated: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        for k in ("doc_scores", "query_scores", "pair_map"):
+            v = getattr(self, k)
+            d[k] = None if v is None else np.asarray(v, dtype=float).tolist()
+        return d
+
+
+@dataclass
+class Pair:
+    """An encoded (query, document) pair, truncated to the ranker's limits.
+
+    q_ids: [Lq], d_ids: [Ld]; `truncated` says the document was cut;
+    `offset` is the contrast document's score for a pairwise target (else 0).
+    """
+
+    query_tokens: list[str]
+    doc_tokens: list[str]
+    q_ids: torch.Tensor
+    d_ids: torch.Tensor
+    truncated: bool
+    target: str = "score"
+    offset: float = 0.0
+    base_mask: torch.Tensor | None = None  # [Ld], see rankers.scorer.PairScorer
+
+
+def make_pair(ranker: Ranker, query_tokens: Sequence[str], doc_tokens: Sequence[str],
+              contrast_doc_tokens: Sequence[str] | None = None, contrast_id: str = "contrast") -> Pair:
+    """Encode a pair for `ranker`; with a contrast document the target is the margin."""
+    enc = ranker.encode(list(query_tokens), [list(doc_tokens)])
+    n = enc.n_doc[0]
+    offset, target = 0.0, "score"
+    if contrast_doc_tokens is not None:
+        if not contrast_doc_tokens:
+            raise BadInput("pairwise target: the contrast document is missing or empty")
+        offset = float(ranker.score_tokens(list(query_tokens), [list(contrast_doc_tokens)])[0])
+        target = f"pair:{contrast_id}"
+    return Pair(list(query_tokens[: ranker.max_query_len]), list(doc_tokens[:n]), enc.q_ids[0],
+                enc.d_ids[0, :n], enc.truncated[0], target, offset)
+
+
+class Explainer:
+    """Base class. Subclasses implement `_attribute(pair) -> dict` with any of
+    doc_scores / query_scores / pair_map (numpy) and optional info.
+
+    Usage (Captum-style): `Explainer(ranker, **params).attribute(query_tokens, doc_tokens)`.
+    """
+
+    name = "explainer"
+    requires: tuple[str, ...] = ()  # ranker attributes that must not be None
+    stochastic = False
+
+    def __init__(self, ranker: Ranker, seed: int = 0, batch_size: int = 256):
+        ok, why = self.compatible(ranker)
+        if not ok:
+            raise Incompatible(why)
+        self.ranker, self.seed, self.batch_size = ranker, int(seed), int(batch_size)
+
+    @classmethod
+    def compatible(cls, ranker: Ranker) -> tuple[bool, str]:
+        for attr in cls.requires:
+            if getattr(ranker, attr, None) is None:
+                return False, f"{cls.name} needs a ranker with a {attr} ({ranker.name} has none)"
+        return True, ""
+
+    def scorer(self, pair: Pair, mode: str = "mask") -> PairScorer:
+        return PairScorer(self.ranker, pair.q_ids, pair.d_ids, mode, pair.offset, self.batch_size, pair.base_mask)
+
+    def attribute(self, query_tokens: Sequence[str], doc_tokens: Sequence[str],
+                  contrast_doc_tokens: Sequence[str] | None = None, contrast_id: str = "contrast") -> Explanation:
+        pair = make_pair(self.ranker, query_tokens, doc_tokens, contrast_doc_tokens, contrast_id)
+        return self.attribute_pair(pair)
+
+    def attribute_pair(self, pair: Pair, base_mask: torch.Tensor | None = None) -> Explanation:
+        """Explain an encoded pair (optionally seen through a soft `base_mask` [Ld])."""
+        if base_mask is not None:
+            pair = dataclasses.replace(pair, base_mask=base_mask)
+        self._cost = []
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:  # Captum samples with torch, numpy and random: seed all three, restore them afterwards
+            with torch.random.fork_rng(devices=[] if self.ranker.device.type == "cpu" else [self.ranker.device]):
+                torch.manual_seed(self.seed)
+                np.random.seed(self.seed)
+                random.seed(self.seed)
+                with Timer(self.ranker.device) as t, warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # Captum: "required_grads ... set automatically"
+                    out = self._attribute(pair)
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        with torch.no_grad():
+            score = float(self.scorer(pair)(torch.ones(1, len(pair.d_ids), device=pair.d_ids.device))[0])
+        pm = out.get("pair_map")
+        qs, ds = out.get("query_scores"), out.get("doc_scores")
+        if pm is not None:
+            pq, pd = pair_to_terms(pm)
+            qs = pq if qs is None else qs
+            ds = pd if ds is None else ds
+        ds = np.asarray(ds, dtype=np.float64)
+        if ds.shape != (len(pair.doc_tokens),):
+            raise RuntimeError(f"{self.name}: doc_scores shape {ds.shape} != ({len(pair.doc_tokens)},)")
+        if not np.isfinite(ds).all():
+            raise FloatingPointError(f"{self.name} produced non-finite attributions")
+        costs = self._cost
+        return Explanation(
+            ranker=self.ranker.name, explainer=self.name, query_tokens=pair.query_tokens,
+            doc_tokens=pair.doc_tokens, doc_scores=ds,
+            query_scores=None if qs is None else np.asarray(qs, dtype=np.float64),
+            pair_map=None if pm is None else np.asarray(pm, dtype=np.float64), score=score, target=pair.target,
+            seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
+            forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
+            truncated=pair.truncated, info=out.get("info", {}))
+
+    def tracked(self, scorer: PairScorer) -> PairScorer:
+        """Register a scorer so its passes count toward this explanation's cost."""
+        self._cost.append(scorer.cost)
+        return scorer
+
+    def _attribute(self, pair: Pair) -> dict:
+        raise NotImplementedError
+
+
+class Incompatible(BadInput):
+    """The explainer does not apply to this ranker (a recorded skip, not a crash)."""
+
+
+EXPLAINERS: dict[str, type[Explainer]] = {}
+
+
+def register_explainer(name: str):
+    def deco(cls):
+        cls.name = name
+        EXPLAINERS[name] = cls
+        return cls
+    return deco
+
+
+def explainer_class(name: str) -> type[Explainer]:
+    if name not in EXPLAINERS:
+        raise unknown_name("explainer", name, EXPLAINERS)
+    return EXPLAINERS[name]
+
+
+def build_explainer(name: str, ranker: Ranker, **params) -> Explainer:
+    """Instantiate a registered explainer; unknown parameters are a BadInput."""
+    cls = explainer_class(name)
+    try:
+        return cls(ranker, **params)
+    except TypeError as e:
+        raise BadInput(f"explainer {name!r}: {e}") from None

@@ -1,0 +1,61 @@
+"""Honest baselines: random scores and lexical query-term matching."""
+from __future__ import annotations
+
+import zlib
+from typing import Mapping
+
+import numpy as np
+
+from rankers.text import UNK_ID
+
+from .base import Explainer, Pair, register_explainer
+
+
+@register_explainer("random")
+class RandomExplainer(Explainer):
+    """Standard-normal scores per document token, seeded by (seed, document)."""
+
+    stochastic = True
+
+    def _attribute(self, pair: Pair) -> dict:
+        key = zlib.crc32(" ".join(pair.doc_tokens).encode()) ^ self.seed
+        return {"doc_scores": np.random.default_rng(key).standard_normal(len(pair.doc_tokens))}
+
+
+def _match(pair: Pair) -> np.ndarray:
+    """[n_query, n_doc] indicator of identical known tokens."""
+    q, d = pair.q_ids.cpu().numpy(), pair.d_ids.cpu().numpy()
+    return ((q[:, None] == d[None, :]) & (q[:, None] > UNK_ID)).astype(np.float64)
+
+
+@register_explainer("exact_match")
+class ExactMatchExplainer(Explainer):
+    """pair_map[i, j] = 1 if query token i equals document token j."""
+
+    def _attribute(self, pair: Pair) -> dict:
+        return {"pair_map": _match(pair)}
+
+
+@register_explainer("idf_match")
+class IdfMatchExplainer(Explainer):
+    """pair_map[i, j] = idf(query token i) if it equals document token j.
+
+    idf: token -> idf (e.g. `collection_idf(collection)`); defaults to the
+    ranker's own idf where it has one (bm25).
+    """
+
+    def __init__(self, ranker, idf: Mapping[str, float] | None = None, seed: int = 0, batch_size: int = 256):
+        super().__init__(ranker, seed=seed, batch_size=batch_size)
+        if idf is None and getattr(ranker, "idf", None) is not None:
+            itos = ranker.vocab.itos
+            idf = dict(zip(itos, ranker.idf.cpu().tolist()))
+        self.idf = dict(idf or {})
+
+    def _attribute(self, pair: Pair) -> dict:
+        w = np.array([self.idf.get(t, 1.0) for t in pair.query_tokens])
+        return {"pair_map": _match(pair) * w[:, None]}
+
+
+def collection_idf(collection) -> dict[str, float]:
+    """token -> BM25 idf in `collection`."""
+    return dict(zip(collection.index.vocab.itos, collection.index.idf.tolist()))

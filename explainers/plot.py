@@ -1,0 +1,55 @@
+"""Figures: the query x document heatmap (the seed paper's figure type) and HTML highlights."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+
+from .base import Explanation
+
+
+def heatmap_png(expl: Explanation, path: str | Path, max_doc_tokens: int = 60, ax=None, title: str | None = None):
+    """Draw pair_map [n_query, n_doc] (or doc_scores as one row) with token labels; returns the axes."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if expl.pair_map is not None:
+        m, rows = np.asarray(expl.pair_map), expl.query_tokens
+    else:
+        m, rows = np.asarray(expl.doc_scores)[None], ["(doc)"]
+    m = m[:, :max_doc_tokens]
+    cols = expl.doc_tokens[: m.shape[1]]
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(cols) + 2), max(1.6, 0.32 * len(rows) + 1.4)))
+    lim = float(np.abs(m).max()) or 1.0
+    signed = bool((m < 0).any())
+    im = ax.imshow(m, aspect="auto", cmap="RdBu_r" if signed else "Reds", vmin=-lim if signed else 0, vmax=lim)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+    ax.set_title(title or f"{expl.explainer} on {expl.ranker} (score {expl.score:.3f})", fontsize=9)
+    ax.figure.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
+    if own:
+        fig.tight_layout()
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+    return ax
+
+
+def highlight_html(expl: Explanation, path: str | Path) -> None:
+    """Document words shaded by attribution (red positive, blue negative)."""
+    s = np.asarray(expl.doc_scores, dtype=float)
+    lim = float(np.abs(s).max()) or 1.0
+    spans = []
+    for tok, v in zip(expl.doc_tokens, s):
+        a = min(abs(v) / lim, 1.0)
+        rgb = "220,40,40" if v >= 0 else "40,80,220"
+        spans.append(f'<span title="{v:.4g}" style="background:rgba({rgb},{a:.2f})">{html.escape(tok)}</span>')
+    q = html.escape(" ".join(expl.query_tokens))
+    Path(path).write_text(
+        f"<!doctype html><meta charset='utf-8'><title>rexbench {expl.explainer}</title>"
+        f"<body style='font-family:sans-serif;max-width:50em'><p><b>query:</b> {q}<br><b>ranker:</b> {expl.ranker} "
+        f"<b>explainer:</b> {expl.explainer} <b>score:</b> {expl.score:.4f}</p><p style='line-height:1.9'>"
+        + " ".join(spans) + "</p></body>")

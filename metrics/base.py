@@ -1,0 +1,138 @@
+"""Metric registry, the per-sample context and the batched evaluation of all metrics of a sample."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from explainers.base import Explainer, Explanation, Pair
+from rankers.base import Ranker
+from rankers.errors import BadInput, unknown_name
+from rankers.scorer import PairScorer
+
+
+@dataclass
+class MetricResult:
+    value: float
+    status: str = "ok"  # ok | error | skipped
+    message: str = ""
+    curve: dict[str, list[float]] | None = None  # {"x": [...], "y": [...]}
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MetricContext:
+    """Everything a metric may need about one explained (query, document) pair.
+
+    other_scores: [n_candidates - 1] scores of the query's other candidates
+    (rank-aware metrics); contrast_score: s(q, d-) for pairwise_flip;
+    rationale: ground-truth token positions (synthetic); bm25: the collection's
+    BM25 ranker (ground truth); peers: other explainers' explanations of the
+    same pair (agreement); explainer: the explainer itself (sanity, sensitivity).
+    """
+
+    ranker: Ranker
+    pair: Pair
+    explanation: Explanation
+    explainer: Explainer | None = None
+    other_scores: np.ndarray | None = None
+    contrast_score: float | None = None
+    rationale: list[int] | None = None
+    bm25: Ranker | None = None
+    peers: dict[str, Explanation] = field(default_factory=dict)
+    seed: int = 0
+    batch_size: int = 256
+
+    def scorer(self) -> PairScorer:
+        return PairScorer(self.ranker, self.pair.q_ids, self.pair.d_ids, "mask", 0.0, self.batch_size)
+
+
+class Skip(Exception):
+    """The metric does not apply to this sample (recorded as status 'skipped')."""
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    direction: str  # "higher" | "lower" is better
+    unit: str
+    fn: Callable | None = None            # fn(ctx, **params) -> MetricResult
+    plan: Callable | None = None          # plan(ctx, **params) -> masks [R, n] (batched family)
+    finish: Callable | None = None        # finish(ctx, scores [R], **params) -> MetricResult
+    curve: bool = False
+    defaults: dict = field(default_factory=dict)
+
+
+METRICS: dict[str, MetricSpec] = {}
+
+
+def register_metric(name: str, direction: str, unit: str, curve: bool = False, **defaults):
+    """Decorate fn(ctx, **params) -> MetricResult, or a (plan, finish) pair given as a class."""
+    def deco(obj):
+        if isinstance(obj, type):
+            METRICS[name] = MetricSpec(name, direction, unit, plan=obj.plan, finish=obj.finish, curve=curve,
+                                       defaults=defaults)
+        else:
+            METRICS[name] = MetricSpec(name, direction, unit, fn=obj, curve=curve, defaults=defaults)
+        return obj
+    return deco
+
+
+def metric_spec(name: str) -> MetricSpec:
+    if name not in METRICS:
+        raise unknown_name("metric", name, METRICS)
+    return METRICS[name]
+
+
+def compute_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict] | None = None
+                    ) -> dict[str, MetricResult]:
+    """Compute `names` for one sample. Metrics of the perturbation family
+    (deletion, insertion, their rank variants, ERASER, pairwise_flip) share one
+    batched set of model calls; a metric that raises becomes an 'error' result."""
+    params = params or {}
+    specs = [metric_spec(n) for n in names]
+    out: dict[str, MetricResult] = {}
+    planned: list[tuple[MetricSpec, dict, int, int]] = []
+    rows: list[torch.Tensor] = []
+    start = 0
+    for spec in specs:
+        kw = {**spec.defaults, **params.get(spec.name, {})}
+        try:
+            if spec.plan is not None:
+                m = spec.plan(ctx, **kw)
+                planned.append((spec, kw, start, start + len(m)))
+                rows.append(m)
+                start += len(m)
+            else:
+                out[spec.name] = spec.fn(ctx, **kw)
+        except Skip as e:
+            out[spec.name] = MetricResult(math.nan, "skipped", str(e))
+        except Exception as e:  # recorded, never fatal
+            out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
+    if rows:
+        sc = ctx.scorer()
+        with torch.no_grad():
+            scores = sc(torch.cat(rows).to(ctx.pair.d_ids.device)).double().cpu().numpy()
+        ctx.last_cost = sc.cost
+        for spec, kw, a, b in planned:
+            try:
+                out[spec.name] = spec.finish(ctx, scores[a:b], **kw)
+            except Skip as e:
+                out[spec.name] = MetricResult(math.nan, "skipped", str(e))
+            except Exception as e:
+                out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
+    return {n: out[n] for n in names}
+
+
+def require(cond: bool, why: str) -> None:
+    if not cond:
+        raise Skip(why)
+
+
+def finite_or_error(x: float, why: str) -> float:
+    if not math.isfinite(x):
+        raise BadInput(why)
+    return x

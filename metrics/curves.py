@@ -1,0 +1,65 @@
+"""Pure helpers for perturbation curves: orderings, step schedules, masks and areas."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from rankers.errors import BadInput
+
+
+def attribution_order(scores) -> np.ndarray:
+    """Token indices by attribution, descending; ties keep document order (stable).
+
+    NaN attributions are a `BadInput` (there is no faithful way to order them).
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or len(s) == 0:
+        raise BadInput("attributions must be a non-empty 1-D array")
+    if not np.isfinite(s).all():
+        raise BadInput("attributions contain NaN or infinite values")
+    return np.argsort(-s, kind="stable")
+
+
+def step_counts(n: int, max_steps: int | None = 20) -> np.ndarray:
+    """Numbers of tokens removed/inserted at each step: 0..n, every token when
+    n <= max_steps, else `max_steps` + 1 evenly spaced counts (rounded)."""
+    if n < 1:
+        raise BadInput("a curve needs at least one document token")
+    if max_steps is None or n <= max_steps:
+        return np.arange(n + 1)
+    return np.unique(np.round(np.linspace(0, n, max_steps + 1)).astype(int))
+
+
+def curve_masks(order: np.ndarray, counts: np.ndarray, kind: str) -> torch.Tensor:
+    """Masks [len(counts), n]: deletion removes the first c tokens of `order`,
+    insertion keeps only them (starting from the empty document)."""
+    n = len(order)
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)  # position of each token in the order
+    top = torch.from_numpy(rank)[None, :] < torch.from_numpy(np.asarray(counts))[:, None]
+    if kind == "deletion":
+        return (~top).float()
+    if kind == "insertion":
+        return top.float()
+    raise ValueError(f"kind must be 'deletion' or 'insertion', not {kind!r}")
+
+
+def normalise(scores: np.ndarray, s_full: float, s_empty: float, eps: float = 1e-9) -> np.ndarray | None:
+    """(s - s_empty) / (s_full - s_empty); None when the document's removal does not change the score."""
+    span = s_full - s_empty
+    if not math.isfinite(span) or abs(span) <= eps * max(1.0, abs(s_full)):
+        return None
+    return (np.asarray(scores, dtype=np.float64) - s_empty) / span
+
+
+def auc(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoid area under y(x), x in [0, 1]."""
+    return float(np.trapezoid(y, x))
+
+
+def ranks_among(scores: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """1-based rank of each score among the other candidates' scores (ties in the document's favour)."""
+    others = np.sort(np.asarray(others, dtype=np.float64))
+    return 1 + len(others) - np.searchsorted(others, np.asarray(scores, dtype=np.float64), side="right")

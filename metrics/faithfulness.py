@@ -1,0 +1,183 @@
+"""Faithfulness of one explanation, from batched perturbations of the explained document.
+
+Removal operator: the ranker's token mask (0 = token removed; bm25 keeps the
+document length fixed, interaction rankers zero the token's interactions).
+
+- deletion / insertion (Petsiuk et al. 2018): tokens ordered by attribution
+  (descending, ties by position) are removed from the full document / added to
+  the empty one; y = (s_k - s_empty) / (s_full - s_empty), x = fraction of
+  tokens; value = trapezoid AUC in x in [0, 1]. Deletion: lower is better;
+  insertion: higher. When s_full == s_empty the value is NaN with status error.
+- rank_deletion / rank_insertion: the same steps, y = the document's rank among
+  its query's other candidates (unperturbed); value = AUC of the standing
+  1 - (rank - 1) / n_others in [0, 1] (same directions as above).
+- comprehensiveness / sufficiency (ERASER, DeYoung et al. 2020): AOPC over the
+  top-k% bins {1, 5, 10, 20, 50} (k tokens = ceil(k% n), at least 1) of
+  (s_full - s_without_topk) and (s_full - s_only_topk), divided by
+  (s_full - s_empty) so rankers are comparable. Comprehensiveness: higher is
+  better; sufficiency: lower.
+- pairwise_flip: for the margin s(q,d+) - s(q,d-), the fraction of d+'s tokens
+  deleted in attribution order before d+ scores below d- (every step
+  evaluated); 1.0 with message 'never flips' if it never does. Lower is better.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .base import MetricResult, Skip, register_metric, require
+from .curves import attribution_order, auc, curve_masks, normalise, ranks_among, step_counts
+
+ERASER_BINS = (1, 5, 10, 20, 50)
+
+
+def _order(ctx):
+    return attribution_order(ctx.explanation.doc_scores)
+
+
+def _full_empty(ctx):
+    """Masks [2, n]: the full and the empty document."""
+    n = len(ctx.pair.d_ids)
+    return torch.stack([torch.ones(n), torch.zeros(n)])
+
+
+class _Curve:
+    kind = "deletion"
+    rank = False
+
+    @classmethod
+    def plan(cls, ctx, max_steps=20):
+        if cls.rank:
+            require(ctx.other_scores is not None and len(ctx.other_scores) > 0, "no candidate list for ranks")
+        order = _order(ctx)
+        counts = step_counts(len(order), max_steps)
+        return torch.cat([curve_masks(order, counts, cls.kind), _full_empty(ctx)])
+
+    @classmethod
+    def finish(cls, ctx, scores, max_steps=20):
+        n = len(ctx.pair.d_ids)
+        counts = step_counts(n, max_steps)
+        x = counts / n
+        s, s_full, s_empty = scores[:-2], scores[-2], scores[-1]
+        if cls.rank:
+            r = ranks_among(s, ctx.other_scores)
+            standing = 1 - (r - 1) / len(ctx.other_scores)
+            return MetricResult(auc(x, standing), curve={"x": x.tolist(), "y": r.astype(float).tolist()})
+        y = normalise(s, s_full, s_empty)
+        if y is None:
+            return MetricResult(math.nan, "error", "s_full == s_empty: removing the document does not change "
+                                                  "the score, the normalised curve is undefined",
+                                curve={"x": x.tolist(), "y": s.tolist()})
+        return MetricResult(auc(x, y), curve={"x": x.tolist(), "y": y.tolist()},
+                            info={"s_full": float(s_full), "s_empty": float(s_empty)})
+
+
+@register_metric("deletion", "lower", "AUC of normalised score vs fraction deleted", curve=True, max_steps=20)
+class Deletion(_Curve):
+    kind = "deletion"
+
+
+@register_metric("insertion", "higher", "AUC of normalised score vs fraction inserted", curve=True, max_steps=20)
+class Insertion(_Curve):
+    kind = "insertion"
+
+
+@register_metric("rank_deletion", "lower", "AUC of rank standing vs fraction deleted", curve=True, max_steps=20)
+class RankDeletion(_Curve):
+    kind, rank = "deletion", True
+
+
+@register_metric("rank_insertion", "higher", "AUC of rank standing vs fraction inserted", curve=True,
+                 max_steps=20)
+class RankInsertion(_Curve):
+    kind, rank = "insertion", True
+
+
+class _Eraser:
+    keep_top = False
+
+    @classmethod
+    def plan(cls, ctx, bins=ERASER_BINS):
+        order = _order(ctx)
+        n = len(order)
+        counts = np.array([max(1, math.ceil(b / 100 * n)) for b in bins])
+        return torch.cat([curve_masks(order, counts, "insertion" if cls.keep_top else "deletion"), _full_empty(ctx)])
+
+    @classmethod
+    def finish(cls, ctx, scores, bins=ERASER_BINS):
+        s, s_full, s_empty = scores[:-2], scores[-2], scores[-1]
+        span = s_full - s_empty
+        if normalise(s, s_full, s_empty) is None:
+            return MetricResult(math.nan, "error", "s_full == s_empty: AOPC normalisation undefined")
+        drops = (s_full - s) / span
+        return MetricResult(float(drops.mean()), info={"bins": list(bins), "drops": drops.tolist()})
+
+
+@register_metric("comprehensiveness", "higher", "AOPC of normalised score drop, top-k% removed",
+                 bins=ERASER_BINS)
+class Comprehensiveness(_Eraser):
+    keep_top = False
+
+
+@register_metric("sufficiency", "lower", "AOPC of normalised score drop, only top-k% kept", bins=ERASER_BINS)
+class Sufficiency(_Eraser):
+    keep_top = True
+
+
+@register_metric("pairwise_flip", "lower", "fraction of d+ tokens deleted before s(q,d+) < s(q,d-)")
+class PairwiseFlip:
+    @staticmethod
+    def plan(ctx):
+        require(ctx.contrast_score is not None, "no contrast document d- (needs a lower-ranked candidate)")
+        order = _order(ctx)
+        return curve_masks(order, np.arange(len(order) + 1), "deletion")
+
+    @staticmethod
+    def finish(ctx, scores):
+        n = len(scores) - 1
+        if scores[0] < ctx.contrast_score:
+            raise Skip("d+ already scores below d-")
+        below = np.nonzero(scores < ctx.contrast_score)[0]
+        x = (np.arange(n + 1) / n).tolist()
+        curve = {"x": x, "y": (scores - ctx.contrast_score).tolist()}
+        if len(below) == 0:
+            return MetricResult(1.0, message="never flips", curve=curve)
+        return MetricResult(float(below[0] / n), curve=curve)
+
+
+@register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%")
+def listwise_tau_metric(ctx, **_):
+    raise Skip("listwise_tau is computed per query by the suite runner (metrics.faithfulness.listwise_tau)")
+
+
+def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float = 0.2,
+                 batch_size: int = 256) -> MetricResult:
+    """Kendall tau (scipy.stats) between the candidates' original scores and their
+    scores after deleting each document's top ceil(k_frac * n) attributed tokens.
+    Lower = the explanations capture what orders the list (RankingSHAP-style)."""
+    from scipy.stats import kendalltau
+
+    from explainers.base import make_pair
+    from rankers.text import PAD_ID
+    if len(docs_tokens) < 2:
+        raise Skip("listwise_tau needs at least two candidates")
+    pairs = [make_pair(ranker, query_tokens, toks) for toks in docs_tokens]
+    ld = max(len(p.d_ids) for p in pairs)
+    d_ids = torch.full((2 * len(pairs), ld), PAD_ID, dtype=torch.long, device=pairs[0].d_ids.device)
+    mask = torch.ones(d_ids.shape, device=d_ids.device)
+    for i, (p, ex) in enumerate(zip(pairs, explanations)):
+        order = attribution_order(ex.doc_scores)
+        k = max(1, math.ceil(k_frac * len(order)))
+        d_ids[2 * i: 2 * i + 2, : len(p.d_ids)] = p.d_ids
+        mask[2 * i + 1, : len(p.d_ids)] = curve_masks(order, np.array([k]), "deletion")[0]
+    q_ids = pairs[0].q_ids[None].expand(len(d_ids), -1)
+    with torch.no_grad():  # one batched call (chunked) for the whole list
+        s = torch.cat([ranker(q_ids[a: a + batch_size], d_ids[a: a + batch_size], mask[a: a + batch_size])
+                       for a in range(0, len(d_ids), batch_size)]).double().cpu().numpy()
+    before, after = s[0::2], s[1::2]
+    tau = kendalltau(before, after).statistic
+    return MetricResult(float(tau), "ok" if math.isfinite(tau) else "error",
+                        "" if math.isfinite(tau) else "constant scores: tau undefined",
+                        info={"k_frac": k_frac, "n_docs": len(before)})

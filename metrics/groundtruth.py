@@ -1,0 +1,65 @@
+"""Agreement with ground truth.
+
+- groundtruth_spearman: Spearman (scipy.stats) between the explanation's
+  doc_scores and bm25's exact Shapley shares on the same tokens (exact ground
+  truth when the explained ranker is bm25; agreement with the lexical signal
+  otherwise). Higher is better.
+- rationale_precision: precision@k of the top-k attributed tokens against the
+  planted rationale positions, k = number of rationale tokens (synthetic).
+- rationale_auprc: average precision (scikit-learn) of the attributions as
+  scores for the rationale labels (synthetic).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import spearmanr
+from sklearn.metrics import average_precision_score
+
+from .base import MetricResult, register_metric, require
+from .curves import attribution_order
+
+
+def exact_shapley(bm25, pair) -> np.ndarray:
+    """bm25's exact Shapley shares [n_doc] for the pair's tokens."""
+    enc = bm25.encode(pair.query_tokens, [pair.doc_tokens])
+    shap, _ = bm25.exact_contributions(enc.q_ids[0], enc.d_ids[0])
+    return shap.double().cpu().numpy()
+
+
+def _spearman(a, b) -> MetricResult:
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return MetricResult(math.nan, "error", "constant attributions or ground truth: Spearman undefined")
+    return MetricResult(float(spearmanr(a, b).statistic))
+
+
+@register_metric("groundtruth_spearman", "higher", "Spearman rho vs bm25 exact Shapley shares")
+def groundtruth_spearman(ctx, **_):
+    require(ctx.bm25 is not None, "no bm25 ground truth available")
+    truth = exact_shapley(ctx.bm25, ctx.pair)
+    return _spearman(np.asarray(ctx.explanation.doc_scores), truth)
+
+
+def _labels(ctx) -> np.ndarray:
+    require(bool(ctx.rationale), "no rationale positions for this pair (synthetic relevant documents only)")
+    y = np.zeros(len(ctx.explanation.doc_scores), dtype=int)
+    y[[p for p in ctx.rationale if p < len(y)]] = 1
+    require(y.any(), "rationale positions fall beyond the truncated document")
+    return y
+
+
+@register_metric("rationale_precision", "higher", "precision@k vs planted rationale, k = |rationale|")
+def rationale_precision(ctx, **_):
+    y = _labels(ctx)
+    k = int(y.sum())
+    top = attribution_order(ctx.explanation.doc_scores)[:k]
+    return MetricResult(float(y[top].mean()), info={"k": k})
+
+
+@register_metric("rationale_auprc", "higher", "average precision vs planted rationale")
+def rationale_auprc(ctx, **_):
+    y = _labels(ctx)
+    s = np.asarray(ctx.explanation.doc_scores, dtype=np.float64)
+    attribution_order(s)  # rejects NaN
+    return MetricResult(float(average_precision_score(y, s)), info={"positives": int(y.sum())})

@@ -1,0 +1,126 @@
+"""Sanity, agreement and Captum's robustness metrics.
+
+- sanity_randomization (Adebayo et al. 2018): cascading model-parameter
+  randomisation from the output layer down; at each stage the explainer is
+  rerun on the randomised ranker and compared (Spearman) with the original
+  explanation. Value: the similarity after the full cascade (lower is better:
+  a faithful explainer's output changes when the model does); the per-stage
+  curve is kept. Rankers without learned parameters (bm25) are skipped.
+- explainer_agreement: Kendall tau (scipy.stats) between this explanation and
+  a reference explainer's on the same pair (default: feature_ablation, i.e.
+  leave-one-out); top-k Jaccard in info. Higher = agrees more.
+- infidelity (captum.metrics): expected squared error between attributions .
+  perturbation and the score drop for random token removals (Bernoulli 0.2),
+  with Captum's optimal scaling of the attributions (normalize=True). Lower is better.
+- sensitivity_max (captum.metrics): the largest relative change of the
+  explanation when the token mask is perturbed by uniform noise of radius 0.02.
+  Lower is better.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from scipy.stats import kendalltau, spearmanr
+
+from .base import MetricResult, register_metric, require
+from .curves import attribution_order
+
+
+def randomisation_stages(ranker) -> list[str]:
+    """Names of the ranker's parameterised modules, output side first."""
+    names = [n for n, m in ranker.named_modules()
+             if n and any(True for _ in m.parameters(recurse=False))]
+    return list(reversed(names))
+
+
+def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
+    with torch.no_grad():
+        for p in module.parameters(recurse=False):
+            std = float(p.std()) if p.numel() > 1 and float(p.std()) > 0 else 0.1
+            p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+
+@register_metric("sanity_randomization", "lower", "Spearman rho, explanation of trained vs fully randomised ranker")
+def sanity_randomization(ctx, **_):
+    require(ctx.explainer is not None, "needs the explainer to rerun")
+    stages = randomisation_stages(ctx.ranker)
+    require(bool(stages), f"ranker {ctx.ranker.name!r} has no learned parameters to randomise")
+    rand = copy.deepcopy(ctx.ranker).cpu()
+    gen = torch.Generator().manual_seed(ctx.seed)
+    base = np.asarray(ctx.explanation.doc_scores)
+    sims = []
+    explainer = copy.copy(ctx.explainer)
+    for name in stages:
+        _randomise(rand.get_submodule(name), gen)
+        explainer.ranker = rand.to(ctx.ranker.device)
+        if hasattr(explainer, "layer_name"):  # gradcam: hook the copy's layer
+            from explainers.gradcam import resolve_layer
+            explainer.layer = resolve_layer(rand, explainer.layer_name)
+        ex = explainer.attribute_pair(ctx.pair)
+        s = np.asarray(ex.doc_scores)
+        sims.append(float(spearmanr(base, s).statistic) if np.ptp(base) > 0 and np.ptp(s) > 0 else math.nan)
+    final = sims[-1]
+    return MetricResult(final, "ok" if math.isfinite(final) else "error",
+                        "" if math.isfinite(final) else "constant explanation: Spearman undefined",
+                        curve={"x": list(range(1, len(stages) + 1)), "y": sims}, info={"stages": stages})
+
+
+@register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", reference="feature_ablation",
+                 k=5)
+def explainer_agreement(ctx, reference="feature_ablation", k=5):
+    require(reference in ctx.peers, f"reference explainer {reference!r} not run on this pair")
+    a = np.asarray(ctx.explanation.doc_scores)
+    b = np.asarray(ctx.peers[reference].doc_scores)
+    top_a, top_b = set(attribution_order(a)[:k]), set(attribution_order(b)[:k])
+    jac = len(top_a & top_b) / len(top_a | top_b)
+    tau = kendalltau(a, b).statistic
+    if not math.isfinite(tau):
+        return MetricResult(math.nan, "error", "constant attributions: tau undefined", info={"jaccard@k": jac})
+    return MetricResult(float(tau), info={"jaccard@k": jac, "reference": reference})
+
+
+@register_metric("infidelity", "lower", "Captum infidelity (normalised), random token removal", n_perturb_samples=32,
+                 p_remove=0.2)
+def infidelity_metric(ctx, n_perturb_samples=32, p_remove=0.2):
+    from captum.metrics import infidelity
+    sc = ctx.scorer()
+    x = torch.ones(1, len(ctx.pair.d_ids), device=ctx.pair.d_ids.device)
+    attr = torch.as_tensor(np.asarray(ctx.explanation.doc_scores), dtype=torch.float32, device=x.device)[None]
+    gen = torch.Generator(device="cpu").manual_seed(ctx.seed)
+
+    def perturb(inputs):
+        drop = (torch.rand(inputs.shape, generator=gen) < p_remove).float().to(inputs.device)
+        return drop * inputs, inputs - drop * inputs
+
+    with torch.no_grad():
+        val = infidelity(sc, perturb, x, attr, n_perturb_samples=n_perturb_samples, normalize=True,
+                         max_examples_per_batch=ctx.batch_size)
+    return MetricResult(float(val[0]))
+
+
+@register_metric("sensitivity_max", "lower", "Captum sensitivity_max, mask noise radius 0.02", n_perturb_samples=5,
+                 radius=0.02)
+def sensitivity_max_metric(ctx, n_perturb_samples=5, radius=0.02):
+    from captum.metrics import sensitivity_max
+    require(ctx.explainer is not None, "needs the explainer to rerun")
+    x = torch.ones(1, len(ctx.pair.d_ids), device=ctx.pair.d_ids.device)
+
+    def explain(inputs):
+        inputs = inputs[0] if isinstance(inputs, tuple) else inputs  # [B, n_doc]
+        outs = []
+        for row in inputs:
+            ex = ctx.explainer.attribute_pair(ctx.pair, base_mask=row)
+            outs.append(torch.as_tensor(np.asarray(ex.doc_scores), dtype=torch.float32))
+        return (torch.stack(outs).to(inputs.device),)
+
+    gen = torch.Generator(device="cpu").manual_seed(ctx.seed)
+
+    def perturb(inputs, radius=radius):
+        return inputs + (torch.rand(inputs.shape, generator=gen) * 2 - 1).to(inputs.device) * radius
+
+    val = sensitivity_max(explain, x, perturb_func=perturb, n_perturb_samples=n_perturb_samples,
+                          max_examples_per_batch=n_perturb_samples)
+    return MetricResult(float(val[0]))

@@ -1,0 +1,45 @@
+"""Tiny rankers whose explanations and curves can be computed by hand."""
+import torch
+from torch import nn
+
+from rankers.base import Ranker
+from rankers.text import PAD_ID, Vocab
+
+
+class AdditiveRanker(Ranker):
+    """score = sum_j w[d_j] * mask_j: every token's exact contribution is its weight."""
+
+    name, kind = "additive", "toy"
+
+    def __init__(self, weights: dict[str, float]):
+        vocab = Vocab.build([list(weights)])
+        super().__init__(vocab, max_doc_len=1000)
+        w = torch.zeros(len(vocab))
+        for t, v in weights.items():
+            w[vocab.stoi[t]] = v
+        self.register_buffer("w", w)
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        m = (d_ids != PAD_ID).float() if d_mask is None else d_mask * (d_ids != PAD_ID).float()
+        return (self.w[d_ids] * m).sum(-1)
+
+
+class TinyConvRanker(Ranker):
+    """Exact-match matrix S -> 1x1 conv (2 channels, hand-set) + ReLU -> feature_layer
+    -> score = 0.1 * (sum A^1)^2 - sum A^2."""
+
+    name, kind = "tinyconv", "toy"
+
+    def __init__(self, words):
+        super().__init__(Vocab.build([list(words)]))
+        self.conv = nn.Conv2d(1, 2, kernel_size=1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([2.0, -1.0]).view(2, 1, 1, 1))
+            self.conv.bias.copy_(torch.tensor([-0.5, 0.5]))
+        self.feature_layer = nn.Identity()
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        m = (d_ids != PAD_ID).float() if d_mask is None else d_mask
+        s = (q_ids[:, :, None] == d_ids[:, None, :]).float() * m[:, None, :]
+        a = self.feature_layer(torch.relu(self.conv(s[:, None])))
+        return 0.1 * a[:, 0].sum((1, 2)) ** 2 - a[:, 1].sum((1, 2))
