@@ -156,7 +156,8 @@ def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float 
                  batch_size: int = 256) -> MetricResult:
     """Kendall tau (scipy.stats) between the candidates' original scores and their
     scores after deleting each document's top ceil(k_frac * n) attributed tokens.
-    Lower = the explanations capture what orders the list (RankingSHAP-style)."""
+    Lower = the explanations capture what orders the list (RankingSHAP-style).
+    When every score is tied after deletion the order is erased: value 0."""
     from scipy.stats import kendalltau
 
     from explainers.base import make_pair
@@ -177,7 +178,9 @@ def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float 
         s = torch.cat([ranker(q_ids[a: a + batch_size], d_ids[a: a + batch_size], mask[a: a + batch_size])
                        for a in range(0, len(d_ids), batch_size)]).double().cpu().numpy()
     before, after = s[0::2], s[1::2]
-    tau = kendalltau(before, after).statistic
-    return MetricResult(float(tau), "ok" if math.isfinite(tau) else "error",
-                        "" if math.isfinite(tau) else "constant scores: tau undefined",
-                        info={"k_frac": k_frac, "n_docs": len(before)})
+    info = {"k_frac": k_frac, "n_docs": len(before)}
+    if np.ptp(before) == 0:
+        return MetricResult(math.nan, "error", "all candidates score the same: no ranking to compare", info=info)
+    if np.ptp(after) == 0:  # tau-b is undefined; no trace of the original order is left
+        return MetricResult(0.0, message="ranking erased: all scores tied after deletion", info=info)
+    return MetricResult(float(kendalltau(before, after).statistic), info=info)

@@ -97,7 +97,7 @@ def infidelity_metric(ctx, n_perturb_samples=32, p_remove=0.2):
 
     with torch.no_grad():
         val = infidelity(sc, perturb, x, attr, n_perturb_samples=n_perturb_samples, normalize=True,
-                         max_examples_per_batch=ctx.batch_size)
+                         max_examples_per_batch=min(ctx.batch_size, n_perturb_samples))
     return MetricResult(float(val[0]))
 
 

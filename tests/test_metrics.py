@@ -1,0 +1,190 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from explainers import build_explainer, make_pair
+from explainers.base import Explanation
+from metrics import METRICS, MetricContext, compute_metrics, listwise_tau
+from metrics.curves import attribution_order, step_counts
+from rankers.training import build_ranker
+from tests.toys import AdditiveRanker
+
+WEIGHTS = {"t0": 5.0, "t1": 1.0, "t2": 3.0, "t3": 0.0, "t4": 1.0}
+DOC = ["t0", "t1", "t2", "t3", "t4"]
+
+
+def _ctx(ranker, doc, scores, **kw):
+    pair = make_pair(ranker, ["q"], doc)
+    ex = Explanation(ranker.name, "oracle", ["q"], list(doc), np.asarray(scores, dtype=float))
+    return MetricContext(ranker, pair, ex, **kw)
+
+
+def test_hand_worked_five_token_curves():
+    r = AdditiveRanker(WEIGHTS)
+    w = [WEIGHTS[t] for t in DOC]
+    ctx = _ctx(r, DOC, w, other_scores=np.array([9.5, 6.0, 4.0, 0.5]), contrast_score=4.0)
+    res = compute_metrics(ctx, ["deletion", "insertion", "rank_deletion", "rank_insertion", "comprehensiveness",
+                                "sufficiency", "pairwise_flip"])
+    # order t0(5), t2(3), t1(1), t4(1), t3(0); deletion scores 10,5,2,1,0,0 over x = 0,.2,...,1
+    assert res["deletion"].value == pytest.approx(0.26)
+    assert res["deletion"].curve["y"] == pytest.approx([1, .5, .2, .1, 0, 0])
+    assert res["insertion"].value == pytest.approx(0.74)
+    # ranks among [9.5, 6, 4, .5] of 10,5,2,1,0,0 -> 1,3,4,4,5,5; standing 1-(r-1)/4
+    assert res["rank_deletion"].curve["y"] == [1, 3, 4, 4, 5, 5]
+    assert res["rank_deletion"].value == pytest.approx(0.3)
+    # insertion scores 0,5,8,9,10,10 -> ranks 5,3,2,2,1,1 -> standing 0,.5,.75,.75,1,1
+    assert res["rank_insertion"].value == pytest.approx(.2 * (.25 + .625 + .75 + .875 + 1))
+    # ERASER bins 1,5,10,20,50% of 5 tokens -> k = 1,1,1,1,3
+    assert res["comprehensiveness"].value == pytest.approx((4 * 0.5 + 0.9) / 5)
+    assert res["sufficiency"].value == pytest.approx((4 * 0.5 + 0.1) / 5)
+    # d+ falls below s(d-) = 4 after 2 of 5 deletions
+    assert res["pairwise_flip"].value == pytest.approx(0.4)
+    assert all(r.status == "ok" for r in res.values())
+
+
+def test_metrics_declare_direction_and_unit():
+    assert {"deletion", "insertion", "rank_deletion", "rank_insertion", "comprehensiveness", "sufficiency",
+            "pairwise_flip", "listwise_tau", "groundtruth_spearman", "rationale_precision", "rationale_auprc",
+            "sanity_randomization", "explainer_agreement", "infidelity", "sensitivity_max"} <= set(METRICS)
+    for m in METRICS.values():
+        assert m.direction in ("higher", "lower") and m.unit
+    assert METRICS["deletion"].direction == "lower" and METRICS["insertion"].direction == "higher"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 10.0), min_size=2, max_size=12).filter(lambda w: sum(w) > 1e-3),
+       st.integers(0, 2 ** 31 - 1))
+def test_oracle_ordering_has_best_deletion_auc(weights, seed):
+    vocab = {f"w{i}": v for i, v in enumerate(weights)}
+    r = AdditiveRanker(vocab)
+    doc = list(vocab)
+    oracle = compute_metrics(_ctx(r, doc, weights), ["deletion", "insertion"])
+    rng = np.random.default_rng(seed)
+    rand_del, rand_ins = [], []
+    for _ in range(8):
+        perm = rng.standard_normal(len(doc))
+        res = compute_metrics(_ctx(r, doc, perm), ["deletion", "insertion"])
+        assert oracle["deletion"].value <= res["deletion"].value + 1e-6
+        assert oracle["insertion"].value >= res["insertion"].value - 1e-6
+        rand_del.append(res["deletion"].value)
+        rand_ins.append(res["insertion"].value)
+    assert 0 <= oracle["deletion"].value <= 1 and 0 <= oracle["insertion"].value <= 1
+    assert oracle["deletion"].value <= np.mean(rand_del) + 1e-6
+    assert oracle["insertion"].value >= np.mean(rand_ins) - 1e-6
+
+
+@pytest.mark.parametrize("name", ["bm25", "matchpyramid"])
+@pytest.mark.parametrize("batch_size", [1, 7, 64])
+def test_curve_costs_ceil_k_over_batch_calls(name, batch_size, cranfield):
+    r = build_ranker(name, cranfield)
+    q = cranfield.query_tokens["1"]
+    d = cranfield.doc_tokens[cranfield.relevant("1")[0]]
+    ctx = _ctx(r, d, np.arange(len(d))[::-1], batch_size=batch_size)
+    ctx.pair = make_pair(r, q, d)
+    ctx.explanation.query_tokens = q
+    res = compute_metrics(ctx, ["deletion"], {"deletion": {"max_steps": None}})
+    k = len(step_counts(len(d), None))  # K + 1 = n + 1 steps
+    assert res["deletion"].status == "ok"
+    # + 2 rows for the full and empty documents, scored in the same batches
+    assert ctx.last_cost.forward_passes == math.ceil((k + 2) / batch_size)
+
+
+def test_ties_one_token_nan_and_flat_scores():
+    r = AdditiveRanker(WEIGHTS)
+    # constant attributions: ties keep document order, the result is defined
+    res = compute_metrics(_ctx(r, DOC, [0, 0, 0, 0, 0]), ["deletion"])
+    assert res["deletion"].curve["y"] == pytest.approx([1, .5, .4, .1, .1, 0])
+    # one-token document: x = [0, 1]
+    one = compute_metrics(_ctx(r, ["t0"], [1.0]), ["deletion", "insertion"])
+    assert one["deletion"].value == pytest.approx(0.5) and one["insertion"].value == pytest.approx(0.5)
+    # NaN attributions: a clear error, never a number
+    bad = compute_metrics(_ctx(r, DOC, [1, np.nan, 0, 0, 0]), ["deletion", "comprehensiveness"])
+    assert all(v.status == "error" and "NaN" in v.message and math.isnan(v.value) for v in bad.values())
+    # a document whose removal does not change the score (s_full == s_empty)
+    flat = compute_metrics(_ctx(r, ["t3", "t3"], [1, 0]), ["deletion", "insertion", "sufficiency"])
+    assert all(v.status == "error" and "s_full == s_empty" in v.message for v in flat.values())
+    with pytest.raises(Exception, match="NaN"):
+        attribution_order([np.nan])
+
+
+def test_bm25_exact_ordering_beats_random_on_cranfield(cranfield):
+    bm25 = build_ranker("bm25", cranfield)
+    exact, rand = [], []
+    for q in cranfield.split("test")[:12]:
+        for d in cranfield.relevant(q)[:2]:
+            pair = make_pair(bm25, cranfield.query_tokens[q], cranfield.doc_tokens[d])
+            shap, _ = bm25.exact_contributions(pair.q_ids, pair.d_ids)
+            for store, scores in ((exact, shap.numpy()), (rand, np.random.default_rng(0).standard_normal(len(shap)))):
+                ex = Explanation("bm25", "x", pair.query_tokens, pair.doc_tokens, scores)
+                res = compute_metrics(MetricContext(bm25, pair, ex), ["deletion", "insertion"])
+                if res["deletion"].status == "ok":
+                    store.append((res["deletion"].value, res["insertion"].value))
+    e, r = np.array(exact), np.array(rand)
+    print(f"\nbm25 on Cranfield ({len(e)} pairs): exact-Shapley ordering deletion {e[:, 0].mean():.3f} "
+          f"insertion {e[:, 1].mean():.3f}; random ordering deletion {r[:, 0].mean():.3f} insertion {r[:, 1].mean():.3f}")
+    assert len(e) >= 10
+    assert e[:, 0].mean() < r[:, 0].mean() - 0.1
+    assert e[:, 1].mean() > r[:, 1].mean() + 0.1
+
+
+def test_groundtruth_and_rationale_metrics(cranfield):
+    bm25 = build_ranker("bm25", cranfield)
+    q, d = cranfield.query_tokens["1"], cranfield.doc_tokens[cranfield.relevant("1")[0]]
+    pair = make_pair(bm25, q, d)
+    shap, _ = bm25.exact_contributions(pair.q_ids, pair.d_ids)
+    ex = Explanation("bm25", "x", pair.query_tokens, pair.doc_tokens, shap.numpy())
+    res = compute_metrics(MetricContext(bm25, pair, ex, bm25=bm25), ["groundtruth_spearman"])
+    assert res["groundtruth_spearman"].value == pytest.approx(1.0)
+
+    r = AdditiveRanker({"a": 1, "b": 1})
+    ctx = _ctx(r, ["a", "b", "a", "b"], [0.9, 0.8, 0.1, 0.05], rationale=[0, 2])
+    res = compute_metrics(ctx, ["rationale_precision", "rationale_auprc", "groundtruth_spearman"])
+    assert res["rationale_precision"].value == pytest.approx(0.5)        # top-2 = {0, 1}
+    assert res["rationale_auprc"].value == pytest.approx((1 + 2 / 3) / 2)  # hits at ranks 1 and 3
+    assert res["groundtruth_spearman"].status == "skipped"
+
+
+def test_infidelity_zero_for_exact_additive_attributions():
+    r = AdditiveRanker(WEIGHTS)
+    exact = compute_metrics(_ctx(r, DOC, [WEIGHTS[t] for t in DOC]), ["infidelity"])["infidelity"]
+    wrong = compute_metrics(_ctx(r, DOC, [0, 5, 0, 3, 1]), ["infidelity"])["infidelity"]
+    assert exact.value == pytest.approx(0.0, abs=1e-6)
+    assert wrong.value > 0.1
+
+
+def test_sanity_agreement_and_sensitivity(small_knrm, synthetic):
+    q = synthetic.query_tokens["q001"]
+    d = synthetic.doc_tokens[synthetic.relevant("q001")[0]]
+    pair = make_pair(small_knrm, q, d)
+    out = {}
+    for name in ("saliency", "random", "feature_ablation"):
+        expl = build_explainer(name, small_knrm)
+        ex = expl.attribute_pair(pair)
+        peers = {"feature_ablation": build_explainer("feature_ablation", small_knrm).attribute_pair(pair)}
+        ctx = MetricContext(small_knrm, pair, ex, explainer=expl, peers=peers)
+        out[name] = compute_metrics(ctx, ["sanity_randomization", "explainer_agreement", "sensitivity_max"])
+    assert out["random"]["sanity_randomization"].value == pytest.approx(1.0)  # ignores the model
+    assert out["saliency"]["sanity_randomization"].value < 0.9
+    assert out["feature_ablation"]["explainer_agreement"].value == pytest.approx(1.0)
+    assert out["random"]["sensitivity_max"].value == pytest.approx(0.0)
+    assert out["saliency"]["sensitivity_max"].value >= 0
+
+
+def test_listwise_tau_on_bm25(cranfield):
+    bm25 = build_ranker("bm25", cranfield)
+    q = cranfield.query_tokens["5"]
+    cands = cranfield.candidates("5")[:10]
+    docs = [cranfield.doc_tokens[d] for d in cands]
+    exact, rnd = [], []
+    for toks in docs:
+        pair = make_pair(bm25, q, toks)
+        shap, _ = bm25.exact_contributions(pair.q_ids, pair.d_ids)
+        exact.append(Explanation("bm25", "x", q, toks, shap.numpy()))
+        rnd.append(Explanation("bm25", "r", q, toks, np.random.default_rng(1).standard_normal(len(toks))))
+    t_exact = listwise_tau(bm25, q, docs, exact)
+    t_rand = listwise_tau(bm25, q, docs, rnd)
+    assert -1 <= t_exact.value <= 1 and t_exact.value < t_rand.value
