@@ -19,7 +19,12 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	for r in bm25 knrm matchpyramid random; do $(VENV)/bin/rexbench rank $$r --collection synthetic || exit 1; done
+	$(VENV)/bin/rexbench run suites/quick.toml --out results/quick
+	$(VENV)/bin/rexbench report results/quick --out RESULTS.md
+
+suite: $(STAMP)
+	$(VENV)/bin/rexbench run suites/$(SUITE).toml --out results/$(SUITE) $(ARGS)
+	$(VENV)/bin/rexbench report results/$(SUITE) --out RESULTS.md
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -61,7 +61,10 @@ def sanity_randomization(ctx, **_):
             explainer.layer = resolve_layer(rand, explainer.layer_name)
         ex = explainer.attribute_pair(ctx.pair)
         s = np.asarray(ex.doc_scores)
-        sims.append(float(spearmanr(base, s).statistic) if np.ptp(base) > 0 and np.ptp(s) > 0 else math.nan)
+        if np.ptp(base) > 0 and np.ptp(s) > 0:
+            sims.append(float(spearmanr(base, s).statistic))
+        else:  # a constant explanation of the randomised model keeps no ranking information: 0
+            sims.append(math.nan if np.ptp(base) == 0 else 0.0)
     final = sims[-1]
     return MetricResult(final, "ok" if math.isfinite(final) else "error",
                         "" if math.isfinite(final) else "constant explanation: Spearman undefined",

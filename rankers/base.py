@@ -42,6 +42,8 @@ class Ranker(nn.Module):
 
     name = "ranker"
     kind = "?"
+    #: which of embedding / interaction_layer / feature_layer the class provides (for listings)
+    provides: tuple[str, ...] = ()
 
     def __init__(self, vocab: Vocab, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__()

@@ -15,6 +15,7 @@ class _Tap(nn.Identity):
 
 
 class _EmbeddingRanker(Ranker):
+    provides = ("embedding", "interaction_layer")
     def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
         self.dim = dim
@@ -50,6 +51,8 @@ class KNRM(_EmbeddingRanker):
     document token is removed.)
     """
 
+    provides = ("embedding", "interaction_layer", "feature_layer")
+
     def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
                  max_query_len: int = 32):
         super().__init__(vocab, dim, max_doc_len, max_query_len)
@@ -83,6 +86,8 @@ class MatchPyramid(_EmbeddingRanker):
     masked positions are zeroed. Dynamic (adaptive) max pooling to
     `pool` = (Pq, Pd) and a 2-layer MLP give the score.
     """
+
+    provides = ("embedding", "interaction_layer", "feature_layer")
 
     def __init__(self, vocab: Vocab, dim: int = 64, channels: int = 8, pool: tuple[int, int] = (3, 10),
                  hidden: int = 32, max_doc_len: int = 256, max_query_len: int = 32):
@@ -131,9 +136,12 @@ class RandomRanker(_EmbeddingRanker):
     yet it is differentiable in the document mask like every other ranker.
     """
 
+    provides = ("embedding",)
+
     def __init__(self, vocab: Vocab, dim: int = 16, seed: int = 0, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, dim, max_doc_len, max_query_len)
         self.seed = seed
+        self.interaction_layer = None  # the score never looks at query-document interactions
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             self.embedding.weight.copy_(torch.randn(len(vocab), dim, generator=g))

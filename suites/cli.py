@@ -44,6 +44,35 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("explain", help="explain one (query, document) pair")
+    p.add_argument("--ranker", required=True)
+    p.add_argument("--explainer", required=True)
+    p.add_argument("--query", help="query text (with --doc)")
+    p.add_argument("--doc", help="document text (with --query)")
+    p.add_argument("--qid", help="query id in --collection (with --docid)")
+    p.add_argument("--docid", help="document id in --collection (with --qid)")
+    p.add_argument("--target", default="score", help="score | pair:DOCID (margin over a contrast document)")
+    p.add_argument("--metrics", default="", help="comma-separated metric names")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="explainer parameter (repeatable), e.g. --param window=1")
+    p.add_argument("--snippet", type=int, default=0, metavar="W", help="also print the best W-word snippet")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", default=None, help="FILE.png (query x document heatmap) or FILE.html (highlights)")
+    _common(p)
+
+    p = sub.add_parser("run", help="run a suite file (resumable)")
+    p.add_argument("suite", help="path to a suite .toml, or the name of a bundled suite (quick, cranfield)")
+    p.add_argument("--out", default=None, help="output directory (default results/<suite name>)")
+    p.add_argument("--resume", action="store_true", help="skip finished cells of an interrupted run")
+    p.add_argument("--device", default=None, help="cpu | cuda (overrides the suite file)")
+    p.add_argument("--limit", type=int, default=None, help="number of queries (overrides the suite file)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("report", help="write RESULTS.md from a run directory")
+    p.add_argument("dir")
+    p.add_argument("--out", default=None, help="RESULTS.md path (default DIR/RESULTS.md)")
     return ap
 
 
@@ -58,31 +87,18 @@ def _device(name: str) -> str:
 
 def cmd_list(args) -> int:
     from rankers import RANKERS
-    out = {"rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable} for s in RANKERS.values()],
-           "explainers": [], "metrics": [], "suites": []}
-    for extra in _list_extras():
-        for k, v in extra.items():
-            out[k] = v
+    from suites.listing import listing
+    out = {"rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable, "provides": list(s.cls.provides)}
+                       for s in RANKERS.values()], **listing()}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for k, rows in out.items():
             print(f"{k}:")
             for r in rows:
-                rest = ", ".join(f"{a}={b}" for a, b in r.items() if a != "name")
-                print(f"  {r['name']:<24} {rest}")
+                rest = ", ".join(f"{a}={b}" for a, b in r.items() if a != "name" and b not in ({}, [], ""))
+                print(f"  {r['name']:<22} {rest}")
     return 0
-
-
-def _list_extras() -> list[dict]:
-    """Registries of the later layers (explainers, metrics, suites), when importable."""
-    extras = []
-    try:
-        from suites.listing import listing
-        extras.append(listing())
-    except ImportError:
-        pass
-    return extras
 
 
 def cmd_train(args) -> int:
@@ -124,7 +140,145 @@ def cmd_rank(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "rank": cmd_rank}
+def _parse_params(items: list[str]) -> dict:
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise BadInput(f"--param expects KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def cmd_explain(args) -> int:
+    import numpy as np
+
+    from explainers import build_explainer, collection_idf, make_pair
+    from explainers.applications import best_snippet, query_term_importance
+    from metrics import MetricContext, compute_metrics, metric_spec
+    from rankers.text import tokenize
+    from rankers.training import build_ranker, get_ranker
+    from suites.collections import load_collection
+
+    free = args.query is not None or args.doc is not None
+    if free == (args.qid is not None or args.docid is not None):
+        raise BadInput("give either --query and --doc, or --qid and --docid (with --collection)")
+    metric_names = [m for m in args.metrics.split(",") if m]
+    for m in metric_names:
+        metric_spec(m)
+    coll = load_collection(args.collection, args.data_dir)
+    ranker = get_ranker(args.ranker, coll, args.seed, args.checkpoint, device=_device(args.device))
+    if free:
+        if args.query is None or args.doc is None:
+            raise BadInput("--query and --doc go together")
+        q_tok, d_tok = tokenize(args.query), tokenize(args.doc)
+    else:
+        if args.qid not in coll.queries:
+            raise BadInput(f"unknown query id {args.qid!r} in {coll.name}")
+        if args.docid not in coll.docs:
+            raise BadInput(f"unknown document id {args.docid!r} in {coll.name}")
+        q_tok, d_tok = coll.query_tokens[args.qid], coll.doc_tokens[args.docid]
+    contrast, contrast_id = None, "contrast"
+    if args.target != "score":
+        if not args.target.startswith("pair:"):
+            raise BadInput(f"--target must be 'score' or 'pair:DOCID', not {args.target!r}")
+        contrast_id = args.target[5:]
+        if contrast_id not in coll.docs:
+            raise BadInput(f"pair target: document {contrast_id!r} is not in {coll.name}")
+        contrast = coll.doc_tokens[contrast_id]
+    params = _parse_params(args.param)
+    if args.explainer == "idf_match":
+        params.setdefault("idf", collection_idf(coll))
+    explainer = build_explainer(args.explainer, ranker, seed=args.seed, **params)
+    pair = make_pair(ranker, q_tok, d_tok, contrast, contrast_id)
+    ex = explainer.attribute_pair(pair)
+    out = {k: v for k, v in ex.to_json().items()}
+    out["seconds"] = ex.seconds
+    if metric_names:
+        others = None
+        if not free:
+            cands = [d for d in coll.candidates(args.qid) if d != args.docid]
+            others = ranker.score_tokens(q_tok, [coll.doc_tokens[d] for d in cands]).double().numpy()
+        ctx = MetricContext(ranker, pair, ex, explainer, others,
+                            contrast_score=None if contrast is None else pair.offset,
+                            rationale=coll.rationales.get((args.qid, args.docid)),
+                            bm25=build_ranker("bm25", coll).to(ranker.device), seed=args.seed)
+        if contrast is not None:  # pairwise_flip compares raw scores of d+ against s(q, d-)
+            ctx.pair = make_pair(ranker, q_tok, d_tok)
+        res = compute_metrics(ctx, metric_names)
+        out["metrics"] = {k: (None if not np.isfinite(v.value) else v.value) for k, v in res.items()}
+        out["metric_status"] = {k: {"status": v.status, "message": v.message} for k, v in res.items()}
+        out["curves"] = {k: v.curve for k, v in res.items() if v.curve is not None}
+    if args.snippet:
+        sn = best_snippet(ex, args.snippet)
+        out["snippet"] = {"start": sn.start, "end": sn.end, "text": sn.text, "mass": sn.mass}
+    out["query_term_importance"] = query_term_importance(ranker, ex)
+    if args.out:
+        from explainers.plot import heatmap_png, highlight_html
+        if args.out.endswith(".png"):
+            heatmap_png(ex, args.out)
+        elif args.out.endswith((".html", ".htm")):
+            highlight_html(ex, args.out)
+        else:
+            raise BadInput("--out must end in .png or .html")
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{ex.explainer} on {ex.ranker}: {ex.target} = {ex.score:.4f}  ({ex.seconds * 1000:.1f} ms, "
+              f"{ex.forward_passes} forward / {ex.backward_passes} backward passes)"
+              + ("  [document truncated]" if ex.truncated else ""))
+        top = np.argsort(-ex.doc_scores, kind="stable")[:10]
+        print("top document tokens: " + ", ".join(f"{ex.doc_tokens[i]}@{i} ({ex.doc_scores[i]:+.3g})" for i in top))
+        print("query terms: " + ", ".join(f"{t} ({v:+.3g})" for t, v in out["query_term_importance"]))
+        if args.snippet:
+            print(f"snippet: ...{out['snippet']['text']}...")
+        for k, v in out.get("metrics", {}).items():
+            st = out["metric_status"][k]
+            print(f"  {k:<22} {v if v is None else round(v, 4)}  {st['status'] if st['status'] != 'ok' else ''} "
+                  f"{st['message']}")
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def _suite_path(name: str):
+    from pathlib import Path
+
+    from suites.listing import SUITES_DIR
+    p = Path(name)
+    if p.exists() or p.suffix == ".toml":
+        return p
+    return SUITES_DIR / f"{name}.toml"
+
+
+def cmd_run(args) -> int:
+    from suites.config import load_suite
+    from suites.runner import run_suite
+
+    cfg = load_suite(_suite_path(args.suite))
+    if args.device:
+        _device(args.device)
+    if args.limit is not None and args.limit < 1:
+        raise BadInput("--limit must be at least 1")
+    t0 = time.perf_counter()
+    out = run_suite(cfg, args.out or f"results/{cfg.name}", resume=args.resume, device=args.device,
+                    limit=args.limit, progress=not args.quiet, data_dir=args.data_dir)
+    print(f"suite {cfg.name}: done in {time.perf_counter() - t0:.1f}s -> {out}/results.sqlite")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from suites.report import write_report
+    path = write_report(args.dir, args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "rank": cmd_rank, "explain": cmd_explain, "run": cmd_run,
+            "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

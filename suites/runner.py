@@ -1,0 +1,247 @@
+"""The resumable suite runner: rankers x explainers x samples x metrics -> SQLite rows."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf, make_pair
+from metrics import METRICS, MetricContext, compute_metrics, listwise_tau
+from rankers.errors import BadInput
+from rankers.evaluate import evaluate
+from rankers.training import build_ranker, get_ranker
+
+from .collections import load_collection
+from .config import SuiteConfig
+from .store import Store
+
+LISTWISE = "listwise_tau"
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"CPU: {line.split(':', 1)[1].strip()} ({torch.get_num_threads()} threads)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()}"
+
+
+def versions() -> dict:
+    import captum
+    import scipy
+    out = {"python": platform.python_version(), "torch": torch.__version__, "captum": captum.__version__,
+           "numpy": np.__version__, "scipy": scipy.__version__}
+    try:
+        import transformers
+        out["transformers"] = transformers.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _peak_mem_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def select_samples(coll, qid: str, ranking: list[str], top_k: int, relevant: int, contrast_gap: int):
+    """(docid, contrast docid or None) pairs: the ranker's top_k plus up to `relevant` judged-relevant candidates."""
+    rel = set(coll.relevant(qid))
+    chosen = list(ranking[:top_k])
+    chosen += [d for d in ranking if d in rel and d not in chosen][:relevant]
+    out = []
+    for d in chosen:
+        pos = ranking.index(d)
+        c = ranking[min(pos + contrast_gap, len(ranking) - 1)]
+        out.append((d, c if c != d else None))
+    return out
+
+
+def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
+              limit: int | None = None, progress: bool = True, data_dir: str | None = None) -> Path:
+    """Run a suite into `out_dir` (results.sqlite, results.csv, summary.csv); returns out_dir."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    db = out / "results.sqlite"
+    if not resume:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+    device = device or cfg.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("device cuda requested but no CUDA device is available")
+    store = Store(db)
+    t_start = time.perf_counter()
+    coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
+    store.set_meta("suite", {"name": cfg.name, "path": str(cfg.path) if cfg.path else None,
+                             "description": cfg.description, "collection": coll.name, "split": cfg.split,
+                             "seed": cfg.seed, "rankers": cfg.rankers, "explainers": cfg.explainers,
+                             "metrics": cfg.metrics, "samples": {"queries": limit or cfg.queries, "top_k": cfg.top_k,
+                                                                 "relevant": cfg.relevant}})
+    store.set_meta("environment", {"device": device, "device_name": device_name(device), "versions": versions(),
+                                   "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    n_q = limit if limit is not None else cfg.queries
+    qids = coll.split(cfg.split)
+    qids = qids[:n_q] if n_q else qids
+    metric_names = [m for m in cfg.metrics if m != LISTWISE]
+    ref = cfg.metrics.get("explainer_agreement", {}).get("reference", METRICS["explainer_agreement"].defaults[
+        "reference"])
+    explainer_names = sorted(cfg.explainers, key=lambda e: e != ref)  # the agreement reference runs first
+    bm25 = build_ranker("bm25", coll).to(device)
+    done = store.done_cells(cfg.name)
+
+    for rname, rparams in cfg.rankers.items():
+        t0 = time.perf_counter()
+        ranker = get_ranker(rname, coll, cfg.seed, rparams.get("checkpoint"),
+                            train_if_missing=rparams.get("train", True), device=device, progress=progress)
+        load_s = time.perf_counter() - t0
+        if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
+            eff = evaluate(ranker, coll, "test")
+            log = getattr(ranker, "train_log", {}) or {}
+            store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
+                                                        "best_epoch": log.get("best_epoch"),
+                                                        "load_seconds": load_s, "device": device})
+        explainers, build_errors = {}, {}
+        for ename in explainer_names:
+            params = dict(cfg.explainers[ename])
+            if ename == "idf_match":
+                params.setdefault("idf", collection_idf(coll))
+            ok, why = EXPLAINERS[ename].compatible(ranker)
+            if not ok:
+                build_errors[ename] = ("skipped", why)
+                continue
+            try:
+                explainers[ename] = build_explainer(ename, ranker, seed=cfg.seed, batch_size=cfg.batch_size, **params)
+            except Exception as e:
+                build_errors[ename] = ("error", f"{type(e).__name__}: {e}")
+        cells = []
+        for q in qids:
+            cands = coll.candidates(q)
+            scores = ranker.score_tokens(coll.query_tokens[q], [coll.doc_tokens[d] for d in cands]).double().numpy()
+            ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
+            by_doc = dict(zip(cands, scores))
+            for d, contrast in select_samples(coll, q, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
+                cells.append((q, d, contrast, by_doc))
+        bar = tqdm(total=len(cells) * len(explainer_names), desc=f"{cfg.name}:{rname}", disable=not progress)
+        query_expl: dict[tuple[str, str], dict[str, Explanation]] = {}
+        for i, (q, d, contrast, by_doc) in enumerate(cells):
+            pair = make_pair(ranker, coll.query_tokens[q], coll.doc_tokens[d])
+            others = np.array([s for k, s in by_doc.items() if k != d])
+            peers: dict[str, Explanation] = {}
+            for ename in explainer_names:
+                key = (cfg.name, rname, ename, q, d)
+                bar.update(1)
+                base = dict(suite=cfg.name, ranker=rname, explainer=ename, collection=coll.name, qid=q, docid=d,
+                            device=device, seed=cfg.seed)
+                if key in done:
+                    saved = store.explanation(key)
+                    if saved is not None:
+                        peers[ename] = _from_json(saved)
+                        query_expl.setdefault((q, ename), {})[d] = peers[ename]
+                    continue
+                if ename in build_errors:
+                    status, msg = build_errors[ename]
+                    store.write_cell(key, [{**base, "metric": m, "value": math.nan, "status": status, "message": msg}
+                                           for m in metric_names], None)
+                    continue
+                explainer = explainers[ename]
+                if device.startswith("cuda"):
+                    torch.cuda.reset_peak_memory_stats()
+                try:
+                    ex = explainer.attribute_pair(pair)
+                except Exception as e:  # recorded, the suite goes on
+                    store.write_cell(key, [{**base, "metric": m, "value": math.nan, "status": "error",
+                                            "message": f"{type(e).__name__}: {e}"} for m in metric_names], None)
+                    continue
+                peers[ename] = ex
+                query_expl.setdefault((q, ename), {})[d] = ex
+                ctx = MetricContext(ranker, pair, ex, explainer, others,
+                                    float(by_doc[contrast]) if contrast is not None else None,
+                                    coll.rationales.get((q, d)), bm25, peers, cfg.seed, cfg.batch_size)
+                t_m = time.perf_counter()
+                res = compute_metrics(ctx, metric_names, cfg.metrics)
+                metric_s = time.perf_counter() - t_m
+                common = {**base, "seconds": ex.seconds, "forward_passes": ex.forward_passes,
+                          "backward_passes": ex.backward_passes, "truncated": ex.truncated,
+                          "peak_mem_mb": _peak_mem_mb(device)}
+                rows = [{**common, "metric": m, "value": r.value, "status": r.status, "message": r.message,
+                         "curve": r.curve, "info": {**r.info, "metric_seconds": metric_s}} for m, r in res.items()]
+                store.write_cell(key, rows, _to_json(ex))
+            last_of_query = i + 1 == len(cells) or cells[i + 1][0] != q
+            if LISTWISE in cfg.metrics and last_of_query:
+                _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device)
+        bar.close()
+    store.set_meta("finished", {"wall_seconds": time.perf_counter() - t_start,
+                                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    if cfg.effectiveness:
+        _effectiveness(store, cfg, device, progress, data_dir)
+    export(store, out)
+    store.close()
+    return out
+
+
+def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device):
+    for ename in explainer_names:
+        key = (cfg.name, rname, ename, q, "*")
+        if key in done:
+            continue
+        base = dict(suite=cfg.name, ranker=rname, explainer=ename, collection=coll.name, qid=q, docid="*",
+                    metric=LISTWISE, device=device, seed=cfg.seed)
+        exps = query_expl.get((q, ename), {})
+        if ename in build_errors or len(exps) < 2:
+            status, msg = build_errors.get(ename, ("skipped", "fewer than two explained documents for this query"))
+            store.write_cell(key, [{**base, "value": math.nan, "status": status, "message": msg}], None)
+            continue
+        docs = list(exps)
+        try:
+            r = listwise_tau(ranker, coll.query_tokens[q], [coll.doc_tokens[d] for d in docs],
+                             [exps[d] for d in docs], **cfg.metrics.get(LISTWISE, {}))
+            row = {**base, "value": r.value, "status": r.status, "message": r.message, "info": r.info}
+        except Exception as e:
+            row = {**base, "value": math.nan, "status": "error", "message": f"{type(e).__name__}: {e}"}
+        store.write_cell(key, [row], None)
+
+
+def _effectiveness(store, cfg, device, progress, data_dir):
+    for cname in cfg.effectiveness:
+        c = load_collection(cname, data_dir, seed=cfg.seed)
+        extra = {r: {} for r in cfg.effectiveness_rankers if r not in cfg.rankers}
+        for rname, rparams in {**cfg.rankers, **extra}.items():
+            m = get_ranker(rname, c, cfg.seed, None, train_if_missing=rparams.get("train", True), device=device,
+                           progress=progress)
+            log = getattr(m, "train_log", {}) or {}
+            store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test"), "train_seconds": log.get("seconds"),
+                                                     "best_epoch": log.get("best_epoch"), "device": device})
+
+
+def _to_json(ex: Explanation) -> dict:
+    d = ex.to_json()
+    return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
+                              "target", "seconds", "forward_passes", "backward_passes", "truncated")}
+
+
+def _from_json(d: dict) -> Explanation:
+    return Explanation(ranker="", explainer="", query_tokens=d["query_tokens"], doc_tokens=d["doc_tokens"],
+                       doc_scores=np.asarray(d["doc_scores"]),
+                       query_scores=None if d["query_scores"] is None else np.asarray(d["query_scores"]),
+                       pair_map=None if d["pair_map"] is None else np.asarray(d["pair_map"]), score=d["score"])
+
+
+def export(store: Store, out: Path) -> None:
+    """results.csv (flat export) and summary.csv (means with 95% bootstrap CIs)."""
+    from .stats import summarize
+    df = store.results()
+    df.to_csv(out / "results.csv", index=False)
+    summarize(df).to_csv(out / "summary.csv", index=False)
