@@ -105,7 +105,15 @@ class InputXGradientExplainer(_Gradient):
 @register_explainer("deeplift")
 class DeepLiftExplainer(_Gradient):
     """Captum DeepLift (rescale rule on the ranker's nn.Module nonlinearities;
-    functional ops fall back to gradients), zero baseline."""
+    functional ops fall back to gradients), zero baseline. Not for HF
+    transformers, whose pooler/activation modules are reused (Captum refuses)."""
+
+    @classmethod
+    def compatible(cls, ranker) -> tuple[bool, str]:
+        if ranker.kind == "transformer":
+            return False, ("deeplift: Captum's DeepLift needs each nonlinear module used once; HF encoders reuse "
+                           "theirs")
+        return super().compatible(ranker)
 
     def _run(self, sc, x, base):
         attr, delta = DeepLift(sc).attribute(x, baselines=base, return_convergence_delta=True)

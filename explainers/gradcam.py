@@ -10,9 +10,17 @@ computed with `captum.attr.LayerGradCam`. For MatchPyramid A is the conv
 feature map; for KNRM it is the kernel map (one channel per RBF kernel). The
 pair map [n_query, n_doc] is summed into query and document term scores by
 `explainers.aggregate.pair_to_terms`. One forward and one backward pass.
+
+On transformer rankers the feature maps are a chosen encoder layer's token
+states A [P, H] (layer index `layer`, default the ranker's, -1 = last):
+w_h = mean_p d score / d A[p, h], piece map = ReLU(sum_h w_h A[p, h]); pieces
+are summed into words (`pieces_to_words`). The cross-encoder's single
+sequence gives query and document word scores; the bi-encoder's document
+pass gives document scores and its query pass query scores. No pair map.
 """
 from __future__ import annotations
 
+import torch
 from captum.attr import LayerGradCam
 from torch import nn
 
@@ -35,16 +43,53 @@ def resolve_layer(ranker: nn.Module, name: str) -> nn.Module:
 class GradCAM(Explainer):
     requires = ("feature_layer",)
 
-    def __init__(self, ranker, layer: str = "feature_layer", signed: bool = False, seed: int = 0,
+    def __init__(self, ranker, layer: str | int | None = None, signed: bool = False, seed: int = 0,
                  batch_size: int = 256):
         super().__init__(ranker, seed=seed, batch_size=batch_size)
-        self.layer_name, self.signed = layer, bool(signed)
-        self.layer = resolve_layer(ranker, layer)
+        self.signed = bool(signed)
+        self.tokens = getattr(ranker, "token_layer", None) is not None
+        if self.tokens:
+            self.layer_name = int(ranker.layer if layer is None else layer)
+        else:
+            self.layer_name = layer or "feature_layer"
+            self.layer = resolve_layer(ranker, self.layer_name)
+
+    @classmethod
+    def compatible(cls, ranker) -> tuple[bool, str]:
+        if getattr(ranker, "feature_layer", None) is not None or getattr(ranker, "token_layer", None) is not None:
+            return True, ""
+        return False, f"gradcam needs a ranker with a feature_layer or token_layer ({ranker.name} has neither)"
 
     def _attribute(self, pair: Pair) -> dict:
+        if self.tokens:
+            return self._attribute_tokens(pair)
         sc = self.tracked(self.scorer(pair, "mask"))
         cam = LayerGradCam(sc, self.layer).attribute(sc.full_input(), relu_attributions=not self.signed)
         if cam.dim() != 4 or cam.shape[-2:] != (len(pair.q_ids), len(pair.d_ids)):
             raise BadInput(f"layer {self.layer_name!r} output {tuple(cam.shape)} is not a [B, C, n_query, n_doc] "
                            "grid aligned with the pair")
         return {"pair_map": cam[0, 0].detach().cpu().numpy(), "info": {"layer": self.layer_name}}
+
+    def _attribute_tokens(self, pair: Pair) -> dict:
+        from .aggregate import pieces_to_words
+        r = self.ranker
+        old, r.layer = r.layer, self.layer_name
+        try:
+            sc = self.tracked(self.scorer(pair, "mask"))
+            with r.capture() as cap:
+                sc(sc.full_input()).sum().backward()
+        finally:
+            r.layer = old
+        out = {"info": {"layer": self.layer_name}}
+        nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
+        for side, (h, widx, qidx, _) in cap.items():
+            w = h.grad[0].mean(0)                            # [H]
+            m = (h[0] * w).sum(-1)                            # [P]
+            m = (m if self.signed else torch.relu(m)).detach().cpu().numpy()
+            if side in ("doc", "pair"):
+                out["doc_scores"] = pieces_to_words(m, widx[0].tolist(), nd)
+            if side == "query":
+                out["query_scores"] = pieces_to_words(m, widx[0].tolist(), nq)
+            if side == "pair":
+                out["query_scores"] = pieces_to_words(m, qidx[0].tolist(), nq)
+        return out

@@ -18,7 +18,9 @@ document length fixed, interaction rankers zero the token's interactions).
   better; sufficiency: lower.
 - pairwise_flip: for the margin s(q,d+) - s(q,d-), the fraction of d+'s tokens
   deleted in attribution order before d+ scores below d- (every step
-  evaluated); 1.0 with message 'never flips' if it never does. Lower is better.
+  evaluated, or `max_steps` evenly spaced ones: then the value is the first
+  evaluated fraction at which it has flipped, an upper bound); 1.0 with
+  message 'never flips' if it never does. Lower is better.
 """
 from __future__ import annotations
 
@@ -126,25 +128,26 @@ class Sufficiency(_Eraser):
     keep_top = True
 
 
-@register_metric("pairwise_flip", "lower", "fraction of d+ tokens deleted before s(q,d+) < s(q,d-)")
+@register_metric("pairwise_flip", "lower", "fraction of d+ tokens deleted before s(q,d+) < s(q,d-)",
+                 max_steps=None)
 class PairwiseFlip:
     @staticmethod
-    def plan(ctx):
+    def plan(ctx, max_steps=None):
         require(ctx.contrast_score is not None, "no contrast document d- (needs a lower-ranked candidate)")
         order = _order(ctx)
-        return curve_masks(order, np.arange(len(order) + 1), "deletion")
+        return curve_masks(order, step_counts(len(order), max_steps), "deletion")
 
     @staticmethod
-    def finish(ctx, scores):
-        n = len(scores) - 1
+    def finish(ctx, scores, max_steps=None):
+        n = len(ctx.pair.d_ids)
+        x = step_counts(n, max_steps) / n
         if scores[0] < ctx.contrast_score:
             raise Skip("d+ already scores below d-")
         below = np.nonzero(scores < ctx.contrast_score)[0]
-        x = (np.arange(n + 1) / n).tolist()
-        curve = {"x": x, "y": (scores - ctx.contrast_score).tolist()}
+        curve = {"x": x.tolist(), "y": (scores - ctx.contrast_score).tolist()}
         if len(below) == 0:
             return MetricResult(1.0, message="never flips", curve=curve)
-        return MetricResult(float(below[0] / n), curve=curve)
+        return MetricResult(float(x[below[0]]), curve=curve)
 
 
 @register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%")

@@ -29,34 +29,45 @@ from .base import MetricResult, register_metric, require
 from .curves import attribution_order
 
 
-def randomisation_stages(ranker) -> list[str]:
-    """Names of the ranker's parameterised modules, output side first."""
-    names = [n for n, m in ranker.named_modules()
-             if n and any(True for _ in m.parameters(recurse=False))]
-    return list(reversed(names))
+def randomisation_stages(ranker, max_stages: int | None = None) -> list[list[str]]:
+    """Groups of module names to randomise, output side first: the ranker's
+    `randomisation_blocks()` where defined (transformers: head, layers,
+    embeddings), else every module with parameters of its own. With
+    `max_stages`, the last stage randomises all remaining groups at once."""
+    if hasattr(ranker, "randomisation_blocks"):
+        names = ranker.randomisation_blocks()
+    else:
+        names = list(reversed([n for n, m in ranker.named_modules()
+                               if n and any(True for _ in m.parameters(recurse=False))]))
+    stages = [[n] for n in names]
+    if max_stages and len(stages) > max_stages:
+        stages = stages[: max_stages - 1] + [[n for s in stages[max_stages - 1:] for n in s]]
+    return stages
 
 
 def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
     with torch.no_grad():
-        for p in module.parameters(recurse=False):
+        for p in module.parameters():
             std = float(p.std()) if p.numel() > 1 and float(p.std()) > 0 else 0.1
             p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
-@register_metric("sanity_randomization", "lower", "Spearman rho, explanation of trained vs fully randomised ranker")
-def sanity_randomization(ctx, **_):
+@register_metric("sanity_randomization", "lower", "Spearman rho, explanation of trained vs fully randomised ranker",
+                 max_stages=None)
+def sanity_randomization(ctx, max_stages=None):
     require(ctx.explainer is not None, "needs the explainer to rerun")
-    stages = randomisation_stages(ctx.ranker)
+    stages = randomisation_stages(ctx.ranker, max_stages)
     require(bool(stages), f"ranker {ctx.ranker.name!r} has no learned parameters to randomise")
     rand = copy.deepcopy(ctx.ranker).cpu()
     gen = torch.Generator().manual_seed(ctx.seed)
     base = np.asarray(ctx.explanation.doc_scores)
     sims = []
     explainer = copy.copy(ctx.explainer)
-    for name in stages:
-        _randomise(rand.get_submodule(name), gen)
+    for group in stages:
+        for name in group:
+            _randomise(rand.get_submodule(name), gen)
         explainer.ranker = rand.to(ctx.ranker.device)
-        if hasattr(explainer, "layer_name"):  # gradcam: hook the copy's layer
+        if hasattr(explainer, "layer"):  # gradcam on a feature map: hook the copy's layer
             from explainers.gradcam import resolve_layer
             explainer.layer = resolve_layer(rand, explainer.layer_name)
         ex = explainer.attribute_pair(ctx.pair)
@@ -68,7 +79,8 @@ def sanity_randomization(ctx, **_):
     final = sims[-1]
     return MetricResult(final, "ok" if math.isfinite(final) else "error",
                         "" if math.isfinite(final) else "constant explanation: Spearman undefined",
-                        curve={"x": list(range(1, len(stages) + 1)), "y": sims}, info={"stages": stages})
+                        curve={"x": list(range(1, len(stages) + 1)), "y": sims},
+                        info={"stages": [",".join(g) for g in stages]})
 
 
 @register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", reference="feature_ablation",

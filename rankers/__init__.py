@@ -6,3 +6,4 @@ from . import bm25  # noqa: F401  (registers)
 
 __all__ = ["BadInput", "Encoded", "RANKERS", "Ranker", "ranker_spec", "register_ranker"]
 from . import neural  # noqa: F401,E402  (registers knrm, matchpyramid, random)
+from . import transformer  # noqa: F401,E402  (registers biencoder, crossencoder; loads HF lazily)

@@ -47,6 +47,8 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
     seed_everything(seed)
     if name == "random":
         return spec.cls(collection.vocab, seed=seed, **config)
+    if spec.kind == "transformer":
+        return spec.cls(init_seed=seed, **config)
     model = spec.cls(collection.vocab, **config)
     train_q = collection.split("train")
     emb = ppmi_svd(list(collection.doc_tokens.values()) + [collection.query_tokens[q] for q in train_q],
@@ -54,6 +56,23 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
     with torch.no_grad():
         model.embedding.weight.copy_(torch.from_numpy(emb))
     return model
+
+
+TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
+                  "patience": 3, "time_budget_s": 150.0}
+
+
+def _param_groups(model: Ranker, hp: dict) -> list[dict]:
+    """Embedding table at emb_lr; a transformer's encoder at lr and its new head at head_lr; else lr."""
+    if getattr(model, "embedding", None) is not None:
+        emb = model.embedding.weight
+        return [{"params": [p for p in model.parameters() if p is not emb], "lr": hp["lr"]},
+                {"params": [emb], "lr": hp["emb_lr"]}]
+    if getattr(model, "encoder_model", None) is not None:
+        enc = {id(p) for p in model.encoder_model.parameters()}
+        return [{"params": list(model.encoder_model.parameters()), "lr": hp["lr"]},
+                {"params": [p for p in model.parameters() if id(p) not in enc], "lr": hp["head_lr"]}]
+    return [{"params": list(model.parameters()), "lr": hp["lr"]}]
 
 
 def _triples(collection, rng: np.random.Generator, n_per_query: int):
@@ -75,20 +94,23 @@ def _triples(collection, rng: np.random.Generator, n_per_query: int):
     return out
 
 
-def train(model: Ranker, collection, seed: int = 0, epochs: int = 12, n_per_query: int = 40,
-          batch_size: int = 64, lr: float = 1e-3, emb_lr: float = 1e-4, patience: int = 3,
-          time_budget_s: float = 150.0, progress: bool = True) -> dict:
+def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **overrides) -> dict:
     """Pairwise hinge training with early stopping on dev nDCG@10; restores the best epoch.
 
-    Returns a log dict: per-epoch loss and dev nDCG@10, best epoch, seconds.
+    Hyper-parameters (defaults in TRAIN_DEFAULTS, per-ranker ones in the class's
+    `train_defaults`, then `overrides`): epochs, n_per_query (triples per train
+    query and epoch), batch_size, lr, emb_lr (embedding table) or head_lr
+    (new output head), patience, time_budget_s. Returns a log dict: per-epoch
+    loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
+    hp = {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {}), **overrides}
+    epochs, n_per_query, batch_size = int(hp["epochs"]), int(hp["n_per_query"]), int(hp["batch_size"])
+    patience, time_budget_s = int(hp["patience"]), float(hp["time_budget_s"])
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    emb_params = [model.embedding.weight]
-    other = [p for p in model.parameters() if p is not model.embedding.weight]
-    opt = torch.optim.Adam([{"params": other, "lr": lr}, {"params": emb_params, "lr": emb_lr}])
+    opt = torch.optim.Adam(_param_groups(model, hp))
     docs, queries = collection.doc_tokens, collection.query_tokens
-    log = {"epochs": [], "seed": seed}
+    log = {"epochs": [], "seed": seed, "hyperparameters": hp}
     best, best_state, bad, t0 = -1.0, None, 0, time.perf_counter()
     for ep in range(epochs):
         model.train()
@@ -128,17 +150,15 @@ def train(model: Ranker, collection, seed: int = 0, epochs: int = 12, n_per_quer
 
 
 def _score_pairs(model: Ranker, q_tokens, d_tokens) -> torch.Tensor:
-    """Scores of aligned (query_i, doc_i) pairs, padded into one batch: [B]."""
+    """Scores of aligned (query_i, doc_i) pairs (each encoded by the ranker, so truncated by its rules),
+    padded into one batch: [B]."""
     from .text import PAD_ID
-    qs = [model.vocab.encode(q[: model.max_query_len]) for q in q_tokens]
-    ds = [model.vocab.encode(d[: model.max_doc_len]) for d in d_tokens]
-    q_ids = torch.full((len(qs), max(map(len, qs))), PAD_ID, dtype=torch.long)
-    d_ids = torch.full((len(ds), max(map(len, ds))), PAD_ID, dtype=torch.long)
-    for i, (q, d) in enumerate(zip(qs, ds)):
-        q_ids[i, : len(q)] = torch.tensor(q)
-        d_ids[i, : len(d)] = torch.tensor(d)
-    dev = model.device
-    return model(q_ids.to(dev), d_ids.to(dev))
+    encs = [model.encode(q, [d]) for q, d in zip(q_tokens, d_tokens)]
+    lq = max(e.q_ids.shape[1] for e in encs)
+    ld = max(e.d_ids.shape[1] for e in encs)
+    q_ids = torch.stack([torch.nn.functional.pad(e.q_ids[0], (0, lq - e.q_ids.shape[1]), value=PAD_ID) for e in encs])
+    d_ids = torch.stack([torch.nn.functional.pad(e.d_ids[0], (0, ld - e.d_ids.shape[1]), value=PAD_ID) for e in encs])
+    return model(q_ids, d_ids)
 
 
 def save_ranker(model: Ranker, path: Path, collection_name: str, log: dict | None = None) -> Path:

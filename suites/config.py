@@ -15,7 +15,12 @@ top_k = 2                 # the ranker's top-k candidates per query ...
 relevant = 1              # ... plus up to this many judged-relevant candidates
 contrast_gap = 5          # d- for pairwise metrics: the candidate this many ranks below d+
 
-[rankers.knrm]            # one table per ranker; optional: checkpoint = "path", train = true
+[rankers.knrm]            # one table per ranker; optional: checkpoint = "path", train = true,
+                          # queries = N, and per-ranker parameter overrides (costly rankers):
+[rankers.crossencoder]
+queries = 3
+explainers = { kernel_shap = { n_samples = 50 } }
+metrics = { pairwise_flip = { max_steps = 20 } }
 [explainers.occlusion]    # one table per explainer; keys are its constructor parameters
 window = 1
 [metrics.deletion]        # one table per metric; keys are its parameters
@@ -36,7 +41,7 @@ from rankers.errors import BadInput
 
 SUITE_KEYS = {"name": str, "collection": str, "seed": int, "device": str, "batch_size": int, "description": str}
 SAMPLE_KEYS = {"split": str, "queries": int, "top_k": int, "relevant": int, "contrast_gap": int}
-RANKER_KEYS = {"checkpoint": str, "train": bool}
+RANKER_KEYS = {"checkpoint": str, "train": bool, "queries": int, "explainers": dict, "metrics": dict}
 
 
 @dataclass
@@ -109,21 +114,27 @@ def load_suite(path: str | Path) -> SuiteConfig:
             if not isinstance(params, dict):
                 raise BadInput(f"{f} [{section}.{name}]: expected a table of parameters")
         setattr(cfg, section, {k: dict(v) for k, v in table.items()})
+    import inspect
+
+    def check_params(where, kind, table, names):
+        for name, params in table.items():
+            if name not in names:
+                raise BadInput(f"{where}: {kind} {name!r} is not in the suite's [{kind}s]")
+            if not isinstance(params, dict):
+                raise BadInput(f"{where}.{name}: expected a table of parameters")
+            allowed = (set(inspect.signature(explainer_class(name).__init__).parameters) - {"self", "ranker"}
+                       if kind == "explainer" else set(METRICS[name].defaults))
+            for k in params:
+                if k not in allowed:
+                    raise BadInput(f"{where}.{name}: unknown parameter {k!r}; allowed: "
+                                   f"{', '.join(sorted(allowed)) or '(none)'}")
+
+    check_params(f"{f} [explainers]", "explainer", cfg.explainers, cfg.explainers)
+    check_params(f"{f} [metrics]", "metric", cfg.metrics, cfg.metrics)
     for name, params in cfg.rankers.items():
         _check(f"{f} [rankers.{name}]", params, RANKER_KEYS)
-    import inspect
-    for name, params in cfg.explainers.items():
-        allowed = set(inspect.signature(explainer_class(name).__init__).parameters) - {"self", "ranker"}
-        for k in params:
-            if k not in allowed:
-                raise BadInput(f"{f} [explainers.{name}]: unknown parameter {k!r}; allowed: "
-                               f"{', '.join(sorted(allowed))}")
-    for name, params in cfg.metrics.items():
-        allowed = set(METRICS[name].defaults)
-        for k in params:
-            if k not in allowed:
-                raise BadInput(f"{f} [metrics.{name}]: unknown parameter {k!r}; allowed: "
-                               f"{', '.join(sorted(allowed)) or '(none)'}")
+        check_params(f"{f} [rankers.{name}].explainers", "explainer", params.get("explainers", {}), cfg.explainers)
+        check_params(f"{f} [rankers.{name}].metrics", "metric", params.get("metrics", {}), cfg.metrics)
     eff = data.get("effectiveness", {})
     _check(f"{f} [effectiveness]", eff, {"collections": list, "rankers": list})
     cfg.effectiveness = list(eff.get("collections", []))

@@ -114,8 +114,9 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                                                         "best_epoch": log.get("best_epoch"),
                                                         "load_seconds": load_s, "device": device})
         explainers, build_errors = {}, {}
+        metric_params = {m: {**cfg.metrics[m], **rparams.get("metrics", {}).get(m, {})} for m in cfg.metrics}
         for ename in explainer_names:
-            params = dict(cfg.explainers[ename])
+            params = {**cfg.explainers[ename], **rparams.get("explainers", {}).get(ename, {})}
             if ename == "idf_match":
                 params.setdefault("idf", collection_idf(coll))
             ok, why = EXPLAINERS[ename].compatible(ranker)
@@ -127,7 +128,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
             except Exception as e:
                 build_errors[ename] = ("error", f"{type(e).__name__}: {e}")
         cells = []
-        for q in qids:
+        for q in (qids[: rparams["queries"]] if rparams.get("queries") else qids):
             cands = coll.candidates(q)
             scores = ranker.score_tokens(coll.query_tokens[q], [coll.doc_tokens[d] for d in cands]).double().numpy()
             ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
@@ -171,7 +172,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                                     float(by_doc[contrast]) if contrast is not None else None,
                                     coll.rationales.get((q, d)), bm25, peers, cfg.seed, cfg.batch_size)
                 t_m = time.perf_counter()
-                res = compute_metrics(ctx, metric_names, cfg.metrics)
+                res = compute_metrics(ctx, metric_names, metric_params)
                 metric_s = time.perf_counter() - t_m
                 common = {**base, "seconds": ex.seconds, "forward_passes": ex.forward_passes,
                           "backward_passes": ex.backward_passes, "truncated": ex.truncated,
@@ -181,7 +182,8 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                 store.write_cell(key, rows, _to_json(ex))
             last_of_query = i + 1 == len(cells) or cells[i + 1][0] != q
             if LISTWISE in cfg.metrics and last_of_query:
-                _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device)
+                _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device,
+                          metric_params.get(LISTWISE, {}))
         bar.close()
     store.set_meta("finished", {"wall_seconds": time.perf_counter() - t_start,
                                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
@@ -192,7 +194,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     return out
 
 
-def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device):
+def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device, params):
     for ename in explainer_names:
         key = (cfg.name, rname, ename, q, "*")
         if key in done:
@@ -207,7 +209,7 @@ def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, b
         docs = list(exps)
         try:
             r = listwise_tau(ranker, coll.query_tokens[q], [coll.doc_tokens[d] for d in docs],
-                             [exps[d] for d in docs], **cfg.metrics.get(LISTWISE, {}))
+                             [exps[d] for d in docs], **params)
             row = {**base, "value": r.value, "status": r.status, "message": r.message, "info": r.info}
         except Exception as e:
             row = {**base, "value": math.nan, "status": "error", "message": f"{type(e).__name__}: {e}"}

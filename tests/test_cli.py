@@ -20,7 +20,7 @@ def test_rank_json(capsys):
 def test_bad_usage_exit_2(capsys):
     assert main(["rank", "nosuch", "--collection", "synthetic"]) == 2
     err = capsys.readouterr().err
-    assert "valid: bm25" in err and err.count("\n") == 1
+    assert "valid: biencoder, bm25" in err and err.count("\n") == 1
     assert main(["rank", "bm25", "--collection", "nosuch"]) == 2
     assert main(["frobnicate"]) == 2
     assert main(["rank", "bm25", "--collection", "synthetic", "--split", "nope"]) == 2

@@ -49,10 +49,13 @@ def test_same_seed_same_weights(synthetic):
 
 
 def test_get_ranker_trains_once_then_loads(synthetic):
-    m1 = get_ranker("random", synthetic)
-    assert m1.name == "random"
+    first = get_ranker("knrm", synthetic, seed=3, progress=False)  # trains and caches
+    again = get_ranker("knrm", synthetic, seed=3, progress=False)  # loads the checkpoint
+    assert first.train_log == again.train_log and first.train_log["epochs"]
+    q, docs = synthetic.query_tokens["q003"], [synthetic.doc_tokens[d] for d in synthetic.candidates("q003")[:8]]
+    assert torch.equal(first.score_tokens(q, docs), again.score_tokens(q, docs))
     assert {"bm25", "knrm", "matchpyramid", "random"} <= set(RANKERS)
-    with pytest.raises(BadInput, match="valid: bm25"):
+    with pytest.raises(BadInput, match="valid: biencoder, bm25"):
         get_ranker("bert", synthetic)
 
 

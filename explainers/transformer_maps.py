@@ -1,0 +1,86 @@
+"""Explainers that read a transformer ranker's internals: attention, and the bi-encoder's
+exact query x document decomposition."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .aggregate import pieces_to_words
+from .base import Explainer, Pair, register_explainer
+
+
+def _pieces_to_pairs(m: np.ndarray, q_of_row, d_of_col, nq: int, nd: int) -> np.ndarray:
+    """Sum a piece x piece matrix into a word x word pair map [nq, nd] (rows/cols with index -1 dropped)."""
+    out = np.zeros((nq, nd))
+    qi, dj = np.asarray(q_of_row), np.asarray(d_of_col)
+    rows, cols = np.nonzero(qi >= 0)[0], np.nonzero(dj >= 0)[0]
+    np.add.at(out, (qi[rows][:, None], dj[cols][None, :]), m[np.ix_(rows, cols)])
+    return out
+
+
+@register_explainer("attention")
+class AttentionExplainer(Explainer):
+    """Attention baseline: the last encoder layer's attention averaged over heads.
+
+    Cross-encoder: doc_scores = attention from [CLS] to each document word's
+    pieces (summed); pair_map[i, j] = attention from query word i's pieces to
+    document word j's pieces (summed). Bi-encoder: doc_scores = mean attention
+    each document word receives within the document pass; no pair map.
+    """
+
+    requires = ("attention",)
+
+    def _attribute(self, pair: Pair) -> dict:
+        r = self.ranker
+        sc = self.tracked(self.scorer(pair, "mask"))
+        with torch.no_grad(), r.capture(attentions=True) as cap:
+            sc(sc.full_input())
+        nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
+        if "pair" in cap:
+            _, widx, qidx, att = cap["pair"]
+            a = att[0].mean(0).float().cpu().numpy()        # [P, P]
+            w, q = widx[0].cpu().numpy(), qidx[0].cpu().numpy()
+            return {"doc_scores": pieces_to_words(a[0], w, nd), "pair_map": _pieces_to_pairs(a, q, w, nq, nd)}
+        _, widx, _, att = cap["doc"]
+        a = att[0].mean(0).float().cpu().numpy()
+        return {"doc_scores": pieces_to_words(a.mean(0), widx[0].cpu().numpy(), nd)}
+
+
+@register_explainer("pooled_interaction")
+class PooledInteractionExplainer(Explainer):
+    """Exact term-pair decomposition of a bi-encoder's cosine.
+
+    With u = mean_i h_i (query piece states), v = mean_j g_j (document piece
+    states, pooling weights w_j), score = u.v / (|u||v|) = sum_ij
+    h_i.g_j w_j / (n_q sum(w) |u||v|): each (query piece, document piece) term
+    is one addend; pieces are summed into words, special tokens dropped
+    ([CLS]/[SEP] terms stay in the score but not in the map). One forward pass.
+    """
+
+    requires = ("token_layer",)
+
+    @classmethod
+    def compatible(cls, ranker) -> tuple[bool, str]:
+        if ranker.name != "biencoder":
+            return False, f"pooled_interaction decomposes a bi-encoder's cosine ({ranker.name} is not one)"
+        return True, ""
+
+    def _attribute(self, pair: Pair) -> dict:
+        r = self.ranker
+        sc = self.tracked(self.scorer(pair, "mask"))
+        old, r.layer = r.layer, -1
+        try:
+            with torch.no_grad(), r.capture() as cap:
+                sc(sc.full_input())
+        finally:
+            r.layer = old
+        hq, qw, _, _ = cap["query"]
+        hd, dw, _, _ = cap["doc"]
+        hq, hd = hq[0].float(), hd[0].float()        # last-layer states = what is pooled
+        u, v = hq.mean(0), hd.mean(0)
+        terms = (hq @ hd.T) / (len(hq) * len(hd) * u.norm() * v.norm())
+        m = terms.cpu().numpy()
+        nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
+        return {"pair_map": _pieces_to_pairs(m, qw[0].cpu().numpy(), dw[0].cpu().numpy(), nq, nd),
+                "info": {"special_token_share": float(m.sum() - _pieces_to_pairs(
+                    m, qw[0].cpu().numpy(), dw[0].cpu().numpy(), nq, nd).sum())}}

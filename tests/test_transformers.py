@@ -1,0 +1,158 @@
+"""Transformer rankers: the bundled MiniLM (offline) and tiny random BERTs built here."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from explainers import EXPLAINERS, build_explainer, collection_idf, make_pair
+from metrics import MetricContext, compute_metrics
+from metrics.curves import step_counts
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    """A 2-layer random BERT with a one-logit head and MiniLM's tokenizer, saved locally."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from rankers.transformer import default_model_path
+    d = tmp_path_factory.mktemp("tiny_bert")
+    tok = AutoTokenizer.from_pretrained(default_model_path(), local_files_only=True)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, num_labels=1)
+    BertForSequenceClassification(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def tiny_rankers(tiny_dir):
+    from rankers.transformer import BiEncoder, CrossEncoder
+    return {"crossencoder": CrossEncoder(model_name=tiny_dir).eval(), "biencoder": BiEncoder(model_name=tiny_dir).eval()}
+
+
+def _pair(cranfield):
+    d = sorted(cranfield.relevant("1"), key=int)[0]
+    return cranfield.query_tokens["1"], cranfield.doc_tokens[d]
+
+
+def test_biencoder_matches_sentence_transformers(cranfield):
+    st = pytest.importorskip("sentence_transformers")
+    from rankers.transformer import BiEncoder, default_model_path
+    r = BiEncoder().eval()
+    q, d = _pair(cranfield)
+    ours = float(r.score_tokens(q, [d])[0])
+    model = st.SentenceTransformer(default_model_path(), device="cpu")
+    e = model.encode([" ".join(q), " ".join(d)], normalize_embeddings=True, convert_to_numpy=True)
+    assert ours == pytest.approx(float(e[0] @ e[1]), abs=1e-5)
+
+
+def test_gradcam_on_token_states_by_hand(tiny_rankers, cranfield):
+    r = tiny_rankers["crossencoder"]
+    q, d = _pair(cranfield)
+    ex = build_explainer("gradcam", r).attribute(q, d[:30])
+    # independent computation: the HF model on input_ids, hook on the last layer
+    ids = [r.cls_id] + sum((r.pieces(w) for w in r.vocab.encode(q)), []) + [r.sep_id]
+    n_q = len(ids)
+    word_of = []
+    for j, w in enumerate(r.vocab.encode(d[:30])):
+        word_of += [j] * len(r.pieces(w))
+    ids += sum((r.pieces(w) for w in r.vocab.encode(d[:30])), []) + [r.sep_id]
+    types = [0] * n_q + [1] * (len(ids) - n_q)
+    store = {}
+    h = r.model.bert.encoder.layer[-1].register_forward_hook(lambda m, i, o: store.update(a=o))
+    logit = r.model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0, 0]
+    h.remove()
+    (g,) = torch.autograd.grad(logit, store["a"])
+    a, g = store["a"][0], g[0]                         # [P, H]
+    cam = torch.relu(a @ g.mean(0)).detach().numpy()   # ReLU(sum_h mean_p(grad) * A)
+    want = np.zeros(30)
+    for p, j in enumerate(word_of):
+        want[j] += cam[n_q + p]
+    np.testing.assert_allclose(ex.doc_scores, want, rtol=1e-4, atol=1e-6)
+    assert ex.score == pytest.approx(float(logit.detach()), abs=1e-5)
+
+
+@pytest.mark.parametrize("ranker_name", ["crossencoder", "biencoder"])
+@pytest.mark.parametrize("expl_name", sorted(EXPLAINERS))
+def test_every_explainer_on_transformers(expl_name, ranker_name, tiny_rankers, cranfield):
+    r = tiny_rankers[ranker_name]
+    ok, why = EXPLAINERS[expl_name].compatible(r)
+    if not ok:
+        assert why
+        return
+    q, d = _pair(cranfield)
+    params = {"idf": collection_idf(cranfield)} if expl_name == "idf_match" else {}
+    params.update({"n_samples": 20} if expl_name in ("kernel_shap", "lime") else {})
+    params.update({"n_samples": 2} if expl_name == "shapley_sampling" else {})
+    params.update({"n_steps": 16} if expl_name == "integrated_gradients" else {})
+    a = build_explainer(expl_name, r, seed=3, **params).attribute(q, d)
+    b = build_explainer(expl_name, r, seed=3, **params).attribute(q, d)
+    n = len(a.doc_tokens)
+    assert a.doc_tokens == d[:n] and a.doc_scores.shape == (n,)  # word-level units
+    assert np.isfinite(a.doc_scores).all()
+    assert a.query_scores is None or a.query_scores.shape == (len(q),)
+    assert a.pair_map is None or a.pair_map.shape == (len(q), n)
+    np.testing.assert_allclose(a.doc_scores, b.doc_scores, rtol=1e-5, atol=1e-7)
+
+
+def test_integrated_gradients_completeness_on_transformers(tiny_rankers, cranfield):
+    q, d = _pair(cranfield)
+    for r in tiny_rankers.values():
+        ex = build_explainer("integrated_gradients", r, n_steps=64).attribute(q, d)
+        print(f"\n{r.name}: IG completeness delta {ex.info['delta']:.2e} (score {ex.score:.4f})")
+        assert ex.info["delta"] < 1e-2 * max(1e-3, abs(ex.score)) + 1e-4
+
+
+def test_pooled_interaction_is_exact(tiny_rankers, cranfield):
+    r = tiny_rankers["biencoder"]
+    q, d = _pair(cranfield)
+    ex = build_explainer("pooled_interaction", r).attribute(q, d)
+    assert ex.pair_map.sum() + ex.info["special_token_share"] == pytest.approx(ex.score, rel=1e-4)
+
+
+def test_crossencoder_curves_are_batched(tiny_rankers, cranfield):
+    r = tiny_rankers["crossencoder"]
+    q, d = _pair(cranfield)
+    pair = make_pair(r, q, d)
+    ex = build_explainer("saliency", r).attribute_pair(pair)
+    for bs in (4, 64):
+        ctx = MetricContext(r, pair, ex, batch_size=bs)
+        res = compute_metrics(ctx, ["deletion"], {"deletion": {"max_steps": 20}})
+        k = len(step_counts(len(pair.doc_tokens), 20))
+        assert res["deletion"].status == "ok"
+        assert ctx.last_cost.forward_passes == math.ceil((k + 2) / bs)
+
+
+def test_long_documents_truncated_to_model_limit(tiny_rankers):
+    r = tiny_rankers["crossencoder"]
+    long_doc = ["aerodynamic", "heating"] * 300
+    enc = r.encode(["heating"], [long_doc, ["heating"]])
+    assert enc.truncated == [True, False]
+    n_pieces = sum(len(r.pieces(int(w))) for w in enc.d_ids[0] if w != 0)
+    assert 1 + 1 + 1 + n_pieces + 1 <= r.max_length
+    ex = build_explainer("saliency", r).attribute(["heating"], long_doc)
+    assert ex.truncated and len(ex.doc_scores) == enc.n_doc[0]
+
+
+def test_tiny_crossencoder_trains(tiny_dir, synthetic):
+    from rankers.training import train
+    from rankers.transformer import CrossEncoder
+    r = CrossEncoder(model_name=tiny_dir)
+    before = {k: v.clone() for k, v in r.state_dict().items()}
+    log = train(r, synthetic, seed=0, epochs=1, n_per_query=2, batch_size=16, progress=False)
+    assert log["epochs"] and np.isfinite(log["epochs"][0]["loss"])
+    assert any(not torch.equal(before[k], v) for k, v in r.state_dict().items())
+
+
+@pytest.mark.slow
+def test_finetuned_crossencoder_beats_random(cranfield):
+    from rankers.evaluate import evaluate
+    from rankers.training import build_ranker, get_ranker
+    ce = get_ranker("crossencoder", cranfield, seed=0, progress=False)
+    res = evaluate(ce, cranfield, "test")
+    rnd = evaluate(build_ranker("random", cranfield), cranfield, "test")
+    assert res["ndcg@10"] > 2 * rnd["ndcg@10"]
