@@ -8,7 +8,7 @@ STAMP := $(VENV)/.rexbench-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-slow bench bench-compare suite clean
+.PHONY: install demo test test-slow bench bench-baseline bench-compare suite clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,23 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# Attribution-speed benchmarks (pytest-benchmark). BENCH_DEVICE=cuda on a GPU.
+BENCH_DEVICE ?= cpu
+BENCH_ARGS ?=
+BENCH_FAIL ?= median:25%
+BENCH := REXBENCH_BENCH_DEVICE=$(BENCH_DEVICE) $(PY) -m pytest tests/benchmarks -q -o addopts="" --benchmark-only \
+	--benchmark-storage=file://benchmarks --benchmark-columns=min,median,max,rounds $(BENCH_ARGS)
+
+bench: $(STAMP)
+	$(BENCH) --benchmark-json=benchmarks/latest.json
+
+bench-baseline: $(STAMP)
+	rm -f benchmarks/0001_baseline.json
+	$(BENCH) --benchmark-json=benchmarks/0001_baseline.json
+
+bench-compare: $(STAMP)
+	$(BENCH) --benchmark-compare=0001 --benchmark-compare-fail=$(BENCH_FAIL)
 
 clean:
 	rm -rf $(VENV) results/quick .pytest_cache

@@ -25,6 +25,12 @@ class Encoded:
     n_doc: list[int]
 
 
+def shared_rows(*ts: torch.Tensor) -> bool:
+    """True when every tensor is one row expanded over the batch (stride 0), e.g. one
+    (query, document) pair under many masks: mask-independent work can then be done once."""
+    return all(t is not None and t.dim() > 0 and t.shape[0] > 1 and t.stride(0) == 0 for t in ts)
+
+
 class Ranker(nn.Module):
     """Scores (query, document) token-id pairs; differentiable in a document token mask.
 

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
-from .base import Ranker
+from .base import Ranker, shared_rows
 from .registry import register_ranker
 from .text import PAD_ID, UNK_ID, Vocab
 
@@ -87,7 +87,8 @@ class BM25(Ranker):
         """Per-query-token f_i(tf_i), tf_i and the length norm: [B, Lq], [B, Lq], [B, 1]."""
         present = (d_ids != PAD_ID).float()
         mask = present if d_mask is None else d_mask * present
-        match = (q_ids[:, :, None] == d_ids[:, None, :]) & (q_ids[:, :, None] > UNK_ID)
+        qm, dm = (q_ids[:1], d_ids[:1]) if shared_rows(q_ids, d_ids) else (q_ids, d_ids)  # [1 or B, ...]
+        match = (qm[:, :, None] == dm[:, None, :]) & (qm[:, :, None] > UNK_ID)
         tf = (match.float() * mask[:, None, :]).sum(-1)
         norm = self.k1 * (1 - self.b + self.b * present.sum(-1, keepdim=True) / self.avgdl)
         f = self.idf[q_ids] * tf * (self.k1 + 1) / (tf + norm)

@@ -1,10 +1,7 @@
 """Re-rank a split's BM25 candidates and score the run with ir-measures."""
 from __future__ import annotations
 
-import ir_measures
-from ir_measures import AP, RR, nDCG
-
-MEASURES = {"ndcg@10": nDCG @ 10, "mrr@10": RR @ 10, "map": AP}
+MEASURE_NAMES = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "map": "AP"}
 
 
 def run_ranker(ranker, collection, split: str = "test", batch_size: int = 128) -> dict[str, dict[str, float]]:
@@ -20,7 +17,9 @@ def run_ranker(ranker, collection, split: str = "test", batch_size: int = 128) -
 
 def evaluate(ranker, collection, split: str = "test") -> dict:
     """{"queries", "ndcg@10", "mrr@10", "map"} on `split` (graded qrels, ir-measures/pytrec_eval)."""
+    import ir_measures
+    measures = {k: ir_measures.parse_measure(v) for k, v in MEASURE_NAMES.items()}
     run = run_ranker(ranker, collection, split)
     qrels = {q: collection.qrels.get(q, {}) for q in run}
-    agg = ir_measures.calc_aggregate(list(MEASURES.values()), qrels, run)
-    return {"queries": len(run), **{k: float(agg[m]) for k, m in MEASURES.items()}}
+    agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
+    return {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}

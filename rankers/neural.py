@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Ranker
+from .base import Ranker, shared_rows
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
 
@@ -26,14 +26,21 @@ class _EmbeddingRanker(Ranker):
         return {"dim": self.dim, "max_doc_len": self.max_doc_len, "max_query_len": self.max_query_len}
 
     def forward(self, q_ids, d_ids, d_mask=None):
-        return self.score_embedded(q_ids, self.embedding(d_ids), d_mask, d_ids)
+        if shared_rows(q_ids, d_ids):  # one pair under many masks: embed once
+            emb = self.embedding(d_ids[:1]).expand(len(d_ids), -1, -1)
+        else:
+            emb = self.embedding(d_ids)
+        return self.score_embedded(q_ids, emb, d_mask, d_ids)
 
     def _cosine(self, q_ids, d_emb, d_mask, d_ids):
-        """Masked cosine matrix [B, Lq, Ld] and masks q_m [B, Lq], d_m [B, Ld]."""
+        """Cosine matrix [B, Lq, Ld] (or [1, Lq, Ld] when every row is the same pair,
+        which broadcasts) and masks q_m [B, Lq], d_m [B, Ld]."""
         q_m = (q_ids != PAD_ID).float()
         d_m = (d_ids != PAD_ID).float() if d_ids is not None else torch.ones(d_emb.shape[:2], device=d_emb.device)
         if d_mask is not None:
             d_m = d_m * d_mask
+        if shared_rows(q_ids, d_emb):
+            q_ids, d_emb = q_ids[:1], d_emb[:1]
         q = F.normalize(self.embedding(q_ids), dim=-1, eps=1e-6)
         d = F.normalize(d_emb, dim=-1, eps=1e-6)
         sim = self.interaction_layer(q @ d.transpose(1, 2))

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("floors", help="measure cost-over-floor ratios (speed) on this device")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="JSON file, e.g. results/cranfield/floors_cpu.json")
+    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--rankers", default="bm25,knrm,matchpyramid,crossencoder")
+
     p = sub.add_parser("report", help="write RESULTS.md from a run directory")
     p.add_argument("dir")
     p.add_argument("--out", default=None, help="RESULTS.md path (default DIR/RESULTS.md)")
@@ -270,6 +276,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_floors(args) -> int:
+    from pathlib import Path
+
+    from rankers import ranker_spec
+    from suites.speed import measure_floors
+    names = [r for r in args.rankers.split(",") if r]
+    for r in names:
+        ranker_spec(r)
+    res = measure_floors(_device(args.device), names, args.pairs)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_report(args) -> int:
     from suites.report import write_report
     path = write_report(args.dir, args.out)
@@ -278,7 +299,7 @@ def cmd_report(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "rank": cmd_rank, "explain": cmd_explain, "run": cmd_run,
-            "report": cmd_report}
+            "report": cmd_report, "floors": cmd_floors}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -196,9 +196,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         md += ["## Grad-CAM next to Integrated Gradients and Occlusion", "",
                f"The same pair ({where}): Grad-CAM's query x document map; IG and occlusion attribute document "
                "tokens only (one row).", "", f"![heatmaps]({rel(figs / 'heatmaps.png')})", ""]
-    floors = run_dir / "floors.json"
-    if floors.exists():
+    floors = sorted(run_dir.glob("floors*.json"))
+    if floors:
         from .speed import floors_markdown
-        md += floors_markdown(json.loads(floors.read_text()))
+        md += floors_markdown([json.loads(f.read_text()) for f in floors])
     out.write_text("\n".join(md) + "\n")
     return out

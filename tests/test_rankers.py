@@ -89,3 +89,14 @@ def test_neural_rankers_on_cranfield(name, cranfield):
     res = evaluate(m, cranfield, "test")
     rnd = evaluate(build_ranker("random", cranfield), cranfield, "test")
     assert res["ndcg@10"] > 3 * rnd["ndcg@10"]
+
+
+@pytest.mark.parametrize("name", ["knrm", "matchpyramid", "bm25", "random"])
+def test_shared_row_fast_path_equals_plain_batch(name, synthetic):
+    m = build_ranker(name, synthetic)
+    enc = m.encode(synthetic.query_tokens["q004"], [synthetic.doc_tokens[synthetic.candidates("q004")[0]]])
+    masks = (torch.rand(6, enc.d_ids.shape[1], generator=torch.Generator().manual_seed(0)) > 0.4).float()
+    q, d = enc.q_ids.expand(6, -1), enc.d_ids.expand(6, -1)  # stride-0 rows: the fast path
+    fast = m(q, d, masks)
+    plain = m(q.contiguous(), d.contiguous(), masks)
+    assert torch.allclose(fast, plain, atol=1e-5)
