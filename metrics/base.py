@@ -97,12 +97,18 @@ def compute_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict
     out: dict[str, MetricResult] = {}
     planned: list[tuple[MetricSpec, dict, int, int]] = []
     rows: list[torch.Tensor] = []
+    seen: dict[tuple, tuple[int, int]] = {}
     start = 0
     for spec in specs:
         kw = {**spec.defaults, **params.get(spec.name, {})}
         try:
             if spec.plan is not None:
                 m = spec.plan(ctx, **kw)
+                key = (tuple(m.shape), hash(m.numpy().tobytes()))
+                if key in seen:  # e.g. rank_deletion reuses deletion's rows: score them once
+                    planned.append((spec, kw, *seen[key]))
+                    continue
+                seen[key] = (start, start + len(m))
                 planned.append((spec, kw, start, start + len(m)))
                 rows.append(m)
                 start += len(m)
