@@ -99,6 +99,49 @@ def heatmap_figure(exps: list[dict], path: Path) -> str | None:
     return None
 
 
+def throughput_section(df: pd.DataFrame) -> list[str]:
+    """Explanations and metric evaluations per second of the suite, per ranker."""
+    cells = df[(df.docid != "*")].drop_duplicates(["ranker", "explainer", "qid", "docid"])
+    cells = cells[cells.status == "ok"].copy()
+    if cells.empty:
+        return []
+    cells["metric_s"] = [json.loads(i).get("metric_seconds", np.nan) if isinstance(i, str) else np.nan
+                         for i in cells["info"]]
+    ok_rows = df[(df.status == "ok") & (df.docid != "*")].groupby("ranker").size()
+    rows = []
+    for r, g in cells.groupby("ranker", sort=False):
+        rows.append({"ranker": r, "explanations": len(g), "explanations/s": _fmt(len(g) / g.seconds.sum(), 1),
+                     "metric evaluations": int(ok_rows.get(r, 0)),
+                     "metric evaluations/s": _fmt(ok_rows.get(r, 0) / np.nansum(g.metric_s), 1)})
+    return ["## Suite throughput", "",
+            "All explainers pooled: explanations per second of attribution time, and metric values per second "
+            "of metric time (each metric evaluation is one row; batched perturbation metrics share model calls).",
+            "", _table(pd.DataFrame(rows)), ""]
+
+
+def ig_completeness_section(df: pd.DataFrame, exps: list[dict]) -> list[str]:
+    """|sum(IG attributions) - (s_full - s_empty)| from the stored explanations and deletion curves."""
+    dele = df[(df.metric == "deletion") & (df.explainer == "integrated_gradients") & (df.status == "ok")]
+    if dele.empty:
+        return []
+    ends = {(r.ranker, r.qid, r.docid): json.loads(r.info) for r in dele.itertuples()}
+    rows = {}
+    for e in exps:
+        k = (e["ranker"], e["qid"], e["docid"])
+        if e["explainer"] == "integrated_gradients" and k in ends:
+            span = ends[k]["s_full"] - ends[k]["s_empty"]
+            rows.setdefault(e["ranker"], []).append((abs(sum(e["doc_scores"]) - span), abs(span)))
+    if not rows:
+        return []
+    t = pd.DataFrame([{"ranker": r, "pairs": len(v), "median |delta|": f"{np.median([d for d, _ in v]):.2e}",
+                       "max |delta|": f"{max(d for d, _ in v):.2e}",
+                       "median |delta| / |s_full - s_empty|": f"{np.median([d / max(s, 1e-12) for d, s in v]):.2e}"}
+                      for r, v in rows.items()])
+    return ["## Integrated Gradients completeness", "",
+            "IG over the token mask from the empty document: the attributions should sum to s_full - s_empty.",
+            "", _table(t), ""]
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     db = run_dir / "results.sqlite"
@@ -186,6 +229,8 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                    "on a GPU.", "",
                    _table(show[["ranker", "explainer", "n", "median_ms", "fwd", "bwd", "expl/s", "peak_mb"]]), "",
                    f"![timing]({rel(figs / 'timing.png')})", ""]
+        md += throughput_section(df)
+        md += ig_completeness_section(df, exps)
         md += ["## Deletion and insertion curves", ""]
         for r in df.ranker.unique():
             p = figs / f"curves_{r}.png"
