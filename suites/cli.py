@@ -201,8 +201,7 @@ def cmd_explain(args) -> int:
     explainer = build_explainer(args.explainer, ranker, seed=args.seed, **params)
     pair = make_pair(ranker, q_tok, d_tok, contrast, contrast_id)
     ex = explainer.attribute_pair(pair)
-    out = {k: v for k, v in ex.to_json().items()}
-    out["seconds"] = ex.seconds
+    out = ex.to_json()
     if metric_names:
         others = None
         if not free:

@@ -26,9 +26,9 @@ window = 1
 [metrics.deletion]        # one table per metric; keys are its parameters
 max_steps = 20
 
-[effectiveness]           # optional: evaluate the suite's rankers (plus `rankers`) on these collections
+[effectiveness]           # optional: evaluate `rankers` (default: the suite's) on these collections too
 collections = ["cranfield", "synthetic"]
-rankers = ["random"]
+rankers = ["bm25", "knrm", "random"]
 ```
 """
 from __future__ import annotations

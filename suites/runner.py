@@ -90,8 +90,12 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                              "seed": cfg.seed, "rankers": cfg.rankers, "explainers": cfg.explainers,
                              "metrics": cfg.metrics, "samples": {"queries": limit or cfg.queries, "top_k": cfg.top_k,
                                                                  "relevant": cfg.relevant}})
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    prev = store.meta().get("environment", {}) if resume else {}
     store.set_meta("environment", {"device": device, "device_name": device_name(device), "versions": versions(),
-                                   "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+                                   "started": prev.get("started", now),
+                                   "resumed": prev.get("resumed", []) + ([now] if prev else [])})
+    elapsed_before = store.meta().get("elapsed", 0.0) if resume else 0.0
     n_q = limit if limit is not None else cfg.queries
     qids = coll.split(cfg.split)
     qids = qids[:n_q] if n_q else qids
@@ -180,12 +184,13 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                 rows = [{**common, "metric": m, "value": r.value, "status": r.status, "message": r.message,
                          "curve": r.curve, "info": {**r.info, "metric_seconds": metric_s}} for m, r in res.items()]
                 store.write_cell(key, rows, _to_json(ex))
+            store.set_meta("elapsed", elapsed_before + time.perf_counter() - t_start)  # survives a kill
             last_of_query = i + 1 == len(cells) or cells[i + 1][0] != q
             if LISTWISE in cfg.metrics and last_of_query:
                 _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device,
                           metric_params.get(LISTWISE, {}))
         bar.close()
-    store.set_meta("finished", {"wall_seconds": time.perf_counter() - t_start,
+    store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
                                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
     if cfg.effectiveness:
         _effectiveness(store, cfg, device, progress, data_dir)
@@ -219,8 +224,8 @@ def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, b
 def _effectiveness(store, cfg, device, progress, data_dir):
     for cname in cfg.effectiveness:
         c = load_collection(cname, data_dir, seed=cfg.seed)
-        extra = {r: {} for r in cfg.effectiveness_rankers if r not in cfg.rankers}
-        for rname, rparams in {**cfg.rankers, **extra}.items():
+        names = cfg.effectiveness_rankers or list(cfg.rankers)
+        for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
             m = get_ranker(rname, c, cfg.seed, None, train_if_missing=rparams.get("train", True), device=device,
                            progress=progress)
             log = getattr(m, "train_log", {}) or {}
