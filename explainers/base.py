@@ -88,7 +88,8 @@ def make_pair(ranker: Ranker, query_tokens: Sequence[str], doc_tokens: Sequence[
 
 class Explainer:
     """Base class. Subclasses implement `_attribute(pair) -> dict` with any of
-    doc_scores / query_scores / pair_map (numpy) and optional info.
+    doc_scores / query_scores / pair_map (numpy), optional info, and optional
+    score (the target's value, when the explainer computed it anyway).
 
     Usage (Captum-style): `Explainer(ranker, **params).attribute(query_tokens, doc_tokens)`.
     """
@@ -135,8 +136,10 @@ class Explainer:
         finally:
             np.random.set_state(np_state)
             random.setstate(py_state)
-        with torch.no_grad():
-            score = float(self.scorer(pair)(torch.ones(1, len(pair.d_ids), device=pair.d_ids.device))[0])
+        score = out.get("score")
+        if score is None:  # explainers that ran the unperturbed pair return its score; else one more pass
+            with torch.no_grad():
+                score = float(self.scorer(pair)(torch.ones(1, len(pair.d_ids), device=pair.d_ids.device))[0])
         pm = out.get("pair_map")
         qs, ds = out.get("query_scores"), out.get("doc_scores")
         if pm is not None:

@@ -6,7 +6,9 @@ document token):
     alpha_k  = mean_{i,j} d score / d A^k_{ij}
     pair_map = ReLU(sum_k alpha_k A^k)        (signed=True drops the ReLU)
 
-computed with `captum.attr.LayerGradCam`. For MatchPyramid A is the conv
+computed from one forward (a hook keeps A) and one `torch.autograd.grad` (the
+same formula as `captum.attr.LayerGradCam`, but the forward's score is reused
+for the explanation, saving a pass). For MatchPyramid A is the conv
 feature map; for KNRM it is the kernel map (one channel per RBF kernel). The
 pair map [n_query, n_doc] is summed into query and document term scores by
 `explainers.aggregate.pair_to_terms`. One forward and one backward pass.
@@ -21,7 +23,6 @@ pass gives document scores and its query pass query scores. No pair map.
 from __future__ import annotations
 
 import torch
-from captum.attr import LayerGradCam
 from torch import nn
 
 from rankers.errors import BadInput
@@ -64,11 +65,21 @@ class GradCAM(Explainer):
         if self.tokens:
             return self._attribute_tokens(pair)
         sc = self.tracked(self.scorer(pair, "mask"))
-        cam = LayerGradCam(sc, self.layer).attribute(sc.full_input(), relu_attributions=not self.signed)
-        if cam.dim() != 4 or cam.shape[-2:] != (len(pair.q_ids), len(pair.d_ids)):
-            raise BadInput(f"layer {self.layer_name!r} output {tuple(cam.shape)} is not a [B, C, n_query, n_doc] "
+        store = {}
+        handle = self.layer.register_forward_hook(lambda _m, _i, out: store.update(a=out))
+        try:
+            s = sc(sc.full_input())
+        finally:
+            handle.remove()
+        a = store["a"]
+        if a.dim() != 4 or a.shape[-2:] != (len(pair.q_ids), len(pair.d_ids)):
+            raise BadInput(f"layer {self.layer_name!r} output {tuple(a.shape)} is not a [B, C, n_query, n_doc] "
                            "grid aligned with the pair")
-        return {"pair_map": cam[0, 0].detach().cpu().numpy(), "info": {"layer": self.layer_name}}
+        (g,) = torch.autograd.grad(s.sum(), a)           # one backward; no parameter gradients
+        alpha = g.mean(dim=(2, 3), keepdim=True)          # [1, C, 1, 1]
+        cam = (alpha * a).sum(1)[0]                       # [n_query, n_doc]
+        cam = cam if self.signed else torch.relu(cam)
+        return {"pair_map": cam.detach().cpu().numpy(), "score": float(s[0]), "info": {"layer": self.layer_name}}
 
     def _attribute_tokens(self, pair: Pair) -> dict:
         from .aggregate import pieces_to_words
@@ -77,13 +88,16 @@ class GradCAM(Explainer):
         try:
             sc = self.tracked(self.scorer(pair, "mask"))
             with r.capture() as cap:
-                sc(sc.full_input()).sum().backward()
+                s = sc(sc.full_input())
         finally:
             r.layer = old
-        out = {"info": {"layer": self.layer_name}}
+        sides = list(cap)
+        grads = torch.autograd.grad(s.sum(), [cap[k][0] for k in sides])
+        out = {"score": float(s[0]), "info": {"layer": self.layer_name}}
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
-        for side, (h, widx, qidx, _) in cap.items():
-            w = h.grad[0].mean(0)                            # [H]
+        for side, g in zip(sides, grads):
+            h, widx, qidx, _ = cap[side]
+            w = g[0].mean(0)                                  # [H]
             m = (h[0] * w).sum(-1)                            # [P]
             m = (m if self.signed else torch.relu(m)).detach().cpu().numpy()
             if side in ("doc", "pair"):

@@ -34,16 +34,17 @@ class AttentionExplainer(Explainer):
         r = self.ranker
         sc = self.tracked(self.scorer(pair, "mask"))
         with torch.no_grad(), r.capture(attentions=True) as cap:
-            sc(sc.full_input())
+            score = float(sc(sc.full_input())[0])
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
         if "pair" in cap:
             _, widx, qidx, att = cap["pair"]
             a = att[0].mean(0).float().cpu().numpy()        # [P, P]
             w, q = widx[0].cpu().numpy(), qidx[0].cpu().numpy()
-            return {"doc_scores": pieces_to_words(a[0], w, nd), "pair_map": _pieces_to_pairs(a, q, w, nq, nd)}
+            return {"doc_scores": pieces_to_words(a[0], w, nd), "pair_map": _pieces_to_pairs(a, q, w, nq, nd),
+                    "score": score}
         _, widx, _, att = cap["doc"]
         a = att[0].mean(0).float().cpu().numpy()
-        return {"doc_scores": pieces_to_words(a.mean(0), widx[0].cpu().numpy(), nd)}
+        return {"doc_scores": pieces_to_words(a.mean(0), widx[0].cpu().numpy(), nd), "score": score}
 
 
 @register_explainer("pooled_interaction")
@@ -71,7 +72,7 @@ class PooledInteractionExplainer(Explainer):
         old, r.layer = r.layer, -1
         try:
             with torch.no_grad(), r.capture() as cap:
-                sc(sc.full_input())
+                score = float(sc(sc.full_input())[0])
         finally:
             r.layer = old
         hq, qw, _, _ = cap["query"]
@@ -81,6 +82,5 @@ class PooledInteractionExplainer(Explainer):
         terms = (hq @ hd.T) / (len(hq) * len(hd) * u.norm() * v.norm())
         m = terms.cpu().numpy()
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
-        return {"pair_map": _pieces_to_pairs(m, qw[0].cpu().numpy(), dw[0].cpu().numpy(), nq, nd),
-                "info": {"special_token_share": float(m.sum() - _pieces_to_pairs(
-                    m, qw[0].cpu().numpy(), dw[0].cpu().numpy(), nq, nd).sum())}}
+        pm = _pieces_to_pairs(m, qw[0].cpu().numpy(), dw[0].cpu().numpy(), nq, nd)
+        return {"pair_map": pm, "score": score, "info": {"special_token_share": float(m.sum() - pm.sum())}}
