@@ -1,6 +1,7 @@
 """The explanation object, the explainer interface and its registry."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import warnings
@@ -124,18 +125,9 @@ class Explainer:
         if base_mask is not None:
             pair = dataclasses.replace(pair, base_mask=base_mask)
         self._cost = []
-        np_state, py_state = np.random.get_state(), random.getstate()
-        try:  # Captum samples with torch, numpy and random: seed all three, restore them afterwards
-            with torch.random.fork_rng(devices=[] if self.ranker.device.type == "cpu" else [self.ranker.device]):
-                torch.manual_seed(self.seed)
-                np.random.seed(self.seed)
-                random.seed(self.seed)
-                with Timer(self.ranker.device) as t, warnings.catch_warnings():
-                    warnings.simplefilter("ignore", UserWarning)  # Captum: "required_grads ... set automatically"
-                    out = self._attribute(pair)
-        finally:
-            np.random.set_state(np_state)
-            random.setstate(py_state)
+        with self._seeded(), Timer(self.ranker.device) as t, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Captum: "required_grads has been set automatically"
+            out = self._attribute(pair)
         score = out.get("score")
         if score is None:  # explainers that ran the unperturbed pair return its score; else one more pass
             with torch.no_grad():
@@ -160,6 +152,24 @@ class Explainer:
             seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
             forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
             truncated=pair.truncated, info=out.get("info", {}))
+
+    @contextlib.contextmanager
+    def _seeded(self):
+        """Stochastic explainers: Captum samples with torch, numpy and random, so seed all three
+        from `seed` and restore the caller's states afterwards. Deterministic ones skip this."""
+        if not self.stochastic:
+            yield
+            return
+        np_state, py_state = np.random.get_state(), random.getstate()
+        try:
+            with torch.random.fork_rng(devices=[] if self.ranker.device.type == "cpu" else [self.ranker.device]):
+                torch.manual_seed(self.seed)
+                np.random.seed(self.seed)
+                random.seed(self.seed)
+                yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
 
     def tracked(self, scorer: PairScorer) -> PairScorer:
         """Register a scorer so its passes count toward this explanation's cost."""

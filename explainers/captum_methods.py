@@ -124,6 +124,8 @@ class DeepLiftExplainer(_Gradient):
 class GradientShapExplainer(_Gradient):
     """GradientSHAP with baselines {zero, the input scaled by 0.5} and Gaussian noise `stdevs`."""
 
+    stochastic = True
+
     def __init__(self, ranker, n_samples: int = 32, stdevs: float = 0.0, input: str = "mask", seed: int = 0,
                  batch_size: int = 256):
         super().__init__(ranker, input=input, seed=seed, batch_size=batch_size)
@@ -135,7 +137,6 @@ class GradientShapExplainer(_Gradient):
 
 
 class _Perturbation(Explainer):
-    stochastic = False
 
     def __init__(self, ranker, perturbations_per_eval: int = 64, seed: int = 0, batch_size: int = 256):
         super().__init__(ranker, seed=seed, batch_size=batch_size)
