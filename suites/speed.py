@@ -69,9 +69,11 @@ def measure_pair(ranker, pair, device, repeats=5, ig_steps=50, batch_size=256) -
     sc = PairScorer(ranker, pair.q_ids, pair.d_ids, "mask")
 
     def fwd_bwd(rows):
+        """`rows` forward passes in one batch and one backward pass to the input (no parameter gradients,
+        as explainers compute none)."""
         def f():
             x = torch.ones(rows, len(pair.d_ids), device=pair.d_ids.device, requires_grad=True)
-            sc(x).sum().backward()
+            torch.autograd.grad(sc(x).sum(), x)
         return f
     fb1 = _time(fwd_bwd(1), device, repeats)
     if getattr(ranker, "feature_layer", None) is not None or getattr(ranker, "token_layer", None) is not None:
