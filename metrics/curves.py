@@ -46,10 +46,15 @@ def curve_masks(order: np.ndarray, counts: np.ndarray, kind: str) -> torch.Tenso
     raise ValueError(f"kind must be 'deletion' or 'insertion', not {kind!r}")
 
 
+EMPTY_NOT_BELOW = ("s_empty >= s_full: the empty document scores at least as high as the full one, so the "
+                   "normalised curve (s - s_empty) / (s_full - s_empty) is undefined or inverted")
+
+
 def normalise(scores: np.ndarray, s_full: float, s_empty: float, eps: float = 1e-9) -> np.ndarray | None:
-    """(s - s_empty) / (s_full - s_empty); None when the document's removal does not change the score."""
+    """(s - s_empty) / (s_full - s_empty); None unless the full document outscores the empty one
+    (removing every token must lower the score for 'fraction of the score kept' to mean anything)."""
     span = s_full - s_empty
-    if not math.isfinite(span) or abs(span) <= eps * max(1.0, abs(s_full)):
+    if not math.isfinite(span) or span <= eps * max(1.0, abs(s_full)):
         return None
     return (np.asarray(scores, dtype=np.float64) - s_empty) / span
 

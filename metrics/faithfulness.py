@@ -7,7 +7,8 @@ document length fixed, interaction rankers zero the token's interactions).
   (descending, ties by position) are removed from the full document / added to
   the empty one; y = (s_k - s_empty) / (s_full - s_empty), x = fraction of
   tokens; value = trapezoid AUC in x in [0, 1]. Deletion: lower is better;
-  insertion: higher. When s_full == s_empty the value is NaN with status error.
+  insertion: higher. Unless s_full > s_empty the normalisation is undefined or
+  inverted: the value is NaN with status error (the rank variants still apply).
 - rank_deletion / rank_insertion: the same steps, y = the document's rank among
   its query's other candidates (unperturbed); value = AUC of the standing
   1 - (rank - 1) / n_others in [0, 1] (same directions as above).
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from .base import MetricResult, Skip, register_metric, require
-from .curves import attribution_order, auc, curve_masks, normalise, ranks_among, step_counts
+from .curves import EMPTY_NOT_BELOW, attribution_order, auc, curve_masks, normalise, ranks_among, step_counts
 
 ERASER_BINS = (1, 5, 10, 20, 50)
 
@@ -69,9 +70,8 @@ class _Curve:
             return MetricResult(auc(x, standing), curve={"x": x.tolist(), "y": r.astype(float).tolist()})
         y = normalise(s, s_full, s_empty)
         if y is None:
-            return MetricResult(math.nan, "error", "s_full == s_empty: removing the document does not change "
-                                                  "the score, the normalised curve is undefined",
-                                curve={"x": x.tolist(), "y": s.tolist()})
+            return MetricResult(math.nan, "error", EMPTY_NOT_BELOW, curve={"x": x.tolist(), "y": s.tolist()},
+                                info={"s_full": float(s_full), "s_empty": float(s_empty)})
         return MetricResult(auc(x, y), curve={"x": x.tolist(), "y": y.tolist()},
                             info={"s_full": float(s_full), "s_empty": float(s_empty)})
 
@@ -112,7 +112,7 @@ class _Eraser:
         s, s_full, s_empty = scores[:-2], scores[-2], scores[-1]
         span = s_full - s_empty
         if normalise(s, s_full, s_empty) is None:
-            return MetricResult(math.nan, "error", "s_full == s_empty: AOPC normalisation undefined")
+            return MetricResult(math.nan, "error", EMPTY_NOT_BELOW)
         drops = (s_full - s) / span
         return MetricResult(float(drops.mean()), info={"bins": list(bins), "drops": drops.tolist()})
 

@@ -104,9 +104,14 @@ def test_ties_one_token_nan_and_flat_scores():
     # NaN attributions: a clear error, never a number
     bad = compute_metrics(_ctx(r, DOC, [1, np.nan, 0, 0, 0]), ["deletion", "comprehensiveness"])
     assert all(v.status == "error" and "NaN" in v.message and math.isnan(v.value) for v in bad.values())
-    # a document whose removal does not change the score (s_full == s_empty)
+    # a document whose removal does not change the score (s_full == s_empty), or raises it
     flat = compute_metrics(_ctx(r, ["t3", "t3"], [1, 0]), ["deletion", "insertion", "sufficiency"])
-    assert all(v.status == "error" and "s_full == s_empty" in v.message for v in flat.values())
+    assert all(v.status == "error" and "s_empty >= s_full" in v.message for v in flat.values())
+    neg = AdditiveRanker({"a": -1.0, "b": 0.5})
+    inverted = compute_metrics(_ctx(neg, ["a", "b"], [0.5, -1.0], other_scores=np.array([0.0, -2.0])),
+                               ["deletion", "comprehensiveness", "rank_deletion"])
+    assert inverted["deletion"].status == "error" and inverted["comprehensiveness"].status == "error"
+    assert inverted["rank_deletion"].status == "ok"  # ranks need no normalisation
     with pytest.raises(Exception, match="NaN"):
         attribution_order([np.nan])
 
