@@ -120,10 +120,11 @@ def test_crossencoder_curves_are_batched(tiny_rankers, cranfield):
     pair = make_pair(r, q, d)
     ex = build_explainer("saliency", r).attribute_pair(pair)
     for bs in (4, 64):
-        ctx = MetricContext(r, pair, ex, batch_size=bs)
-        res = compute_metrics(ctx, ["deletion"], {"deletion": {"max_steps": 20}})
+        # rank_deletion: the same K + 2 rows as deletion, and defined for any score scale
+        ctx = MetricContext(r, pair, ex, batch_size=bs, other_scores=np.linspace(-1, 1, 9))
+        res = compute_metrics(ctx, ["rank_deletion"], {"rank_deletion": {"max_steps": 20}})
         k = len(step_counts(len(pair.doc_tokens), 20))
-        assert res["deletion"].status == "ok"
+        assert res["rank_deletion"].status == "ok"
         assert ctx.last_cost.forward_passes == math.ceil((k + 2) / bs)
 
 
