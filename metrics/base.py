@@ -10,7 +10,7 @@ import torch
 
 from explainers.base import Explainer, Explanation, Pair
 from rankers.base import Ranker
-from rankers.errors import BadInput, unknown_name
+from rankers.errors import unknown_name
 from rankers.scorer import PairScorer
 
 
@@ -137,8 +137,3 @@ def require(cond: bool, why: str) -> None:
     if not cond:
         raise Skip(why)
 
-
-def finite_or_error(x: float, why: str) -> float:
-    if not math.isfinite(x):
-        raise BadInput(why)
-    return x

@@ -21,7 +21,6 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from .base import Ranker, shared_rows
 from .registry import register_ranker

@@ -86,10 +86,7 @@ def _triples(collection, rng: np.random.Generator, n_per_query: int):
         if not pos or not neg:
             continue
         for _ in range(n_per_query):
-            p = pos[rng.integers(len(pos))]
-            n = neg[rng.integers(len(neg))]
-            if rel[p] > 0:
-                out.append((q, p, n))
+            out.append((q, pos[rng.integers(len(pos))], neg[rng.integers(len(neg))]))
     rng.shuffle(out)
     return out
 

@@ -121,7 +121,7 @@ class _HFRanker(Ranker):
         enc.truncated = [len(c) < len(t) for c, t in zip(cut, docs_tokens)]
         return enc
 
-    def _sequences(self, rows: torch.Tensor, word_offsets: bool = True):
+    def _sequences(self, rows: torch.Tensor):
         """Unique piece layouts for [B, L] word-id rows: (input_ids [U, P], attn [U, P], word_idx [U, P],
         inverse [B]); word_idx = index of the word a piece belongs to, -1 for specials/padding."""
         keys = [tuple(r[r != PAD_ID].tolist()) for r in rows.cpu()]
@@ -239,22 +239,22 @@ class BiEncoder(_HFRanker):
         return self.encoder_model(inputs_embeds=embeds, attention_mask=attn, output_attentions=output_attentions)
 
     def _side(self, side, rows, d_mask=None):
+        """Pooled, normalised embeddings [B, H]. Without a mask each distinct row is encoded once
+        (a query repeated over a batch costs one pass); with one, every row is encoded."""
         (ids, attn, widx), inv = self._sequences(rows)
-        ids, attn, widx = ids[inv], attn[inv], widx[inv]
+        if d_mask is not None:
+            ids, attn, widx = ids[inv], attn[inv], widx[inv]
         pm = self._piece_mask(d_mask, widx) if d_mask is not None else None
         out = self._run_encoder(side, self._embed(ids, pm), attn, widx)
         w = attn.float() * (pm if pm is not None else 1.0)
         pooled = (out.last_hidden_state * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
-        return F.normalize(pooled, dim=-1)
+        pooled = F.normalize(pooled, dim=-1)
+        return pooled if d_mask is not None else pooled[inv]
 
     def forward(self, q_ids, d_ids, d_mask=None):
         if d_mask is not None:
             d_mask = d_mask * (d_ids != PAD_ID).float()
-        (q_seq, _, _), inv = self._sequences(q_ids)
-        u = self._side("query", q_ids[:1] if len(q_seq) == 1 else q_ids)
-        u = u.expand(len(d_ids), -1) if len(q_seq) == 1 else u
-        v = self._side("doc", d_ids, d_mask)
-        return (u * v).sum(-1)
+        return (self._side("query", q_ids) * self._side("doc", d_ids, d_mask)).sum(-1)
 
 
 @register_ranker("crossencoder", kind="transformer")

@@ -164,7 +164,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
           f"top {suite.get('samples', {}).get('top_k')} plus up to {suite.get('samples', {}).get('relevant')} judged "
           f"relevant, over {df.qid.nunique() if not df.empty else 0} queries; seed {suite.get('seed')}",
           f"- device: `{env.get('device')}` ({env.get('device_name')})",
-          f"- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+          "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
           f"- started {env.get('started')}, finished {fin.get('finished')}, wall time "
           f"{_fmt(fin.get('wall_seconds'), 1)} s (including training any ranker not yet cached"
           + (f"; resumed at {', '.join(env['resumed'])}" if env.get("resumed") else "") + ")",

@@ -2,9 +2,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
-from explainers import EXPLAINERS, Incompatible, build_explainer, collection_idf, make_pair
+from explainers import EXPLAINERS, Incompatible, build_explainer, collection_idf
 from explainers.aggregate import pair_to_terms, pieces_to_words
 from explainers.applications import best_snippet, query_term_importance
 from rankers.errors import BadInput
