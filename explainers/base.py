@@ -53,6 +53,16 @@ class Explanation:
             d[k] = None if v is None else np.asarray(v, dtype=float).tolist()
         return d
 
+    @classmethod
+    def from_json(cls, d: dict, **override) -> "Explanation":
+        """Inverse of `to_json` for the keys present in `d` (missing names default to "")."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        kw = {"ranker": "", "explainer": "", **{k: v for k, v in d.items() if k in fields}, **override}
+        for k in ("doc_scores", "query_scores", "pair_map"):
+            if kw.get(k) is not None:
+                kw[k] = np.asarray(kw[k], dtype=np.float64)
+        return cls(**kw)
+
 
 @dataclass
 class Pair:

@@ -163,20 +163,15 @@ def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float 
     When every score is tied after deletion the order is erased: value 0."""
     from scipy.stats import kendalltau
 
-    from explainers.base import make_pair
-    from rankers.text import PAD_ID
     if len(docs_tokens) < 2:
         raise Skip("listwise_tau needs at least two candidates")
-    pairs = [make_pair(ranker, query_tokens, toks) for toks in docs_tokens]
-    ld = max(len(p.d_ids) for p in pairs)
-    d_ids = torch.full((2 * len(pairs), ld), PAD_ID, dtype=torch.long, device=pairs[0].d_ids.device)
+    enc = ranker.encode(list(query_tokens), [list(t) for t in docs_tokens])  # truncated and padded once
+    q_ids, d_ids = enc.q_ids.repeat_interleave(2, 0), enc.d_ids.repeat_interleave(2, 0)  # rows: intact, deleted
     mask = torch.ones(d_ids.shape, device=d_ids.device)
-    for i, (p, ex) in enumerate(zip(pairs, explanations)):
+    for i, (n, ex) in enumerate(zip(enc.n_doc, explanations)):
         order = attribution_order(ex.doc_scores)
         k = max(1, math.ceil(k_frac * len(order)))
-        d_ids[2 * i: 2 * i + 2, : len(p.d_ids)] = p.d_ids
-        mask[2 * i + 1, : len(p.d_ids)] = curve_masks(order, np.array([k]), "deletion")[0]
-    q_ids = pairs[0].q_ids[None].expand(len(d_ids), -1)
+        mask[2 * i + 1, :n] = curve_masks(order, np.array([k]), "deletion")[0]
     with torch.no_grad():  # one batched call (chunked) for the whole list
         s = torch.cat([ranker(q_ids[a: a + batch_size], d_ids[a: a + batch_size], mask[a: a + batch_size])
                        for a in range(0, len(d_ids), batch_size)]).double().cpu().numpy()

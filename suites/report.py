@@ -87,10 +87,7 @@ def heatmap_figure(exps: list[dict], path: Path) -> str | None:
             plt = _plt()
             fig, axes = plt.subplots(3, 1, figsize=(13, 7.5), gridspec_kw={"height_ratios": [3, 1, 1]})
             for ax, w in zip(axes, want):
-                x = group[w]
-                ex = Explanation(r, w, x["query_tokens"], x["doc_tokens"], np.asarray(x["doc_scores"]),
-                                 pair_map=None if x["pair_map"] is None else np.asarray(x["pair_map"]),
-                                 score=x["score"])
+                ex = Explanation.from_json(group[w])
                 heatmap_png(ex, None, max_doc_tokens=50, ax=ax, title=f"{w} on {r}, query {q}, document {d}")
             fig.tight_layout()
             fig.savefig(path, dpi=110)

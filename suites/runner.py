@@ -152,7 +152,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                 if key in done:
                     saved = store.explanation(key)
                     if saved is not None:
-                        peers[ename] = _from_json(saved)
+                        peers[ename] = Explanation.from_json(saved)
                         query_expl.setdefault((q, ename), {})[d] = peers[ename]
                     continue
                 if ename in build_errors:
@@ -237,12 +237,6 @@ def _to_json(ex: Explanation) -> dict:
     return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
                               "target", "seconds", "forward_passes", "backward_passes", "truncated")}
 
-
-def _from_json(d: dict) -> Explanation:
-    return Explanation(ranker="", explainer="", query_tokens=d["query_tokens"], doc_tokens=d["doc_tokens"],
-                       doc_scores=np.asarray(d["doc_scores"]),
-                       query_scores=None if d["query_scores"] is None else np.asarray(d["query_scores"]),
-                       pair_map=None if d["pair_map"] is None else np.asarray(d["pair_map"]), score=d["score"])
 
 
 def export(store: Store, out: Path) -> None:
