@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rexbench run suites/quick.toml --out results/quick
-	$(VENV)/bin/rexbench report results/quick --out RESULTS.md
+	$(VENV)/bin/rexbench run suites/quick.toml --out results/quick --overwrite
+	$(VENV)/bin/rexbench report results/quick --out results/quick/RESULTS.md
 
 suite: $(STAMP)
 	$(VENV)/bin/rexbench run suites/$(SUITE).toml --out results/$(SUITE) $(ARGS)

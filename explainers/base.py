@@ -13,6 +13,7 @@ import torch
 
 from rankers.base import Ranker
 from rankers.errors import BadInput, unknown_name
+from rankers.params import Int, Param, check_params
 from rankers.scorer import PairScorer, Timer
 
 from .aggregate import pair_to_terms
@@ -80,6 +81,7 @@ class Pair:
     target: str = "score"
     offset: float = 0.0
     base_mask: torch.Tensor | None = None  # [Ld], see rankers.scorer.PairScorer
+    oov: dict = field(default_factory=dict)  # {"query": [words], "doc_fraction": f}: units the ranker reads as <unk>
 
 
 def make_pair(ranker: Ranker, query_tokens: Sequence[str], doc_tokens: Sequence[str],
@@ -93,8 +95,9 @@ def make_pair(ranker: Ranker, query_tokens: Sequence[str], doc_tokens: Sequence[
             raise BadInput("pairwise target: the contrast document is missing or empty")
         offset = float(ranker.score_tokens(list(query_tokens), [list(contrast_doc_tokens)])[0])
         target = f"pair:{contrast_id}"
-    return Pair(list(query_tokens[: ranker.max_query_len]), list(doc_tokens[:n]), enc.q_ids[0],
-                enc.d_ids[0, :n], enc.truncated[0], target, offset)
+    q_kept, d_kept = list(query_tokens[: ranker.max_query_len]), list(doc_tokens[:n])
+    oov = {"query": ranker.vocab.unknown(q_kept), "doc_fraction": len(ranker.vocab.unknown(d_kept)) / max(n, 1)}
+    return Pair(q_kept, d_kept, enc.q_ids[0], enc.d_ids[0, :n], enc.truncated[0], target, offset, oov=oov)
 
 
 class Explainer:
@@ -108,6 +111,9 @@ class Explainer:
     name = "explainer"
     requires: tuple[str, ...] = ()  # ranker attributes that must not be None
     stochastic = False
+    #: user-settable constructor parameters (suite tables, `--param`, `rexbench list --json`)
+    params: dict[str, Param] = {"seed": Int(0, lo=0, doc="RNG seed (stochastic explainers)"),
+                                "batch_size": Int(256, lo=1, doc="rows per model call")}
 
     def __init__(self, ranker: Ranker, seed: int = 0, batch_size: int = 256):
         ok, why = self.compatible(ranker)
@@ -161,7 +167,7 @@ class Explainer:
             pair_map=None if pm is None else np.asarray(pm, dtype=np.float64), score=score, target=pair.target,
             seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
             forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
-            truncated=pair.truncated, info=out.get("info", {}))
+            truncated=pair.truncated, info={**out.get("info", {}), "oov": pair.oov})
 
     @contextlib.contextmanager
     def _seeded(self):
@@ -209,6 +215,11 @@ def explainer_class(name: str) -> type[Explainer]:
     if name not in EXPLAINERS:
         raise unknown_name("explainer", name, EXPLAINERS)
     return EXPLAINERS[name]
+
+
+def check_explainer_params(name: str, params: dict, where: str | None = None) -> dict:
+    """Validate user parameters of explainer `name` against its declared schema (BadInput)."""
+    return check_params(where or f"explainer {name}", explainer_class(name).params, params)
 
 
 def build_explainer(name: str, ranker: Ranker, **params) -> Explainer:

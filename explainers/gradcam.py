@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from rankers.errors import BadInput
+from rankers.params import Bool, Param
 
 from .base import Explainer, Pair, register_explainer
 
@@ -43,6 +44,9 @@ def resolve_layer(ranker: nn.Module, name: str) -> nn.Module:
 @register_explainer("gradcam")
 class GradCAM(Explainer):
     requires = ("feature_layer",)
+    params = {**Explainer.params,
+              "layer": Param((str, int), None, nullable=True, doc="submodule name, or encoder layer index"),
+              "signed": Bool(False, "keep negative evidence (no ReLU)")}
 
     def __init__(self, ranker, layer: str | int | None = None, signed: bool = False, seed: int = 0,
                  batch_size: int = 256):

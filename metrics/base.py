@@ -11,6 +11,7 @@ import torch
 from explainers.base import Explainer, Explanation, Pair
 from rankers.base import Ranker
 from rankers.errors import unknown_name
+from rankers.params import Param
 from rankers.scorer import PairScorer
 
 
@@ -56,29 +57,44 @@ class Skip(Exception):
 
 @dataclass(frozen=True)
 class MetricSpec:
+    """A registered metric: `direction` ("higher" | "lower" is better), `range` (lo, hi) every
+    ok value lies in (None = unbounded on that side), `params` its declared parameters."""
+
     name: str
-    direction: str  # "higher" | "lower" is better
+    direction: str
     unit: str
+    range: tuple[float | None, float | None]
     fn: Callable | None = None            # fn(ctx, **params) -> MetricResult
     plan: Callable | None = None          # plan(ctx, **params) -> masks [R, n] (batched family)
     finish: Callable | None = None        # finish(ctx, scores [R], **params) -> MetricResult
     curve: bool = False
-    defaults: dict = field(default_factory=dict)
+    params: dict[str, Param] = field(default_factory=dict)
+
+    @property
+    def defaults(self) -> dict:
+        return {k: p.default for k, p in self.params.items()}
 
 
 METRICS: dict[str, MetricSpec] = {}
 
 
-def register_metric(name: str, direction: str, unit: str, curve: bool = False, **defaults):
+def register_metric(name: str, direction: str, unit: str, *, range: tuple[float | None, float | None],
+                    curve: bool = False, params: dict[str, Param] | None = None):
     """Decorate fn(ctx, **params) -> MetricResult, or a (plan, finish) pair given as a class."""
+    if direction not in ("higher", "lower"):
+        raise ValueError(f"metric {name}: direction must be 'higher' or 'lower'")
+
     def deco(obj):
-        if isinstance(obj, type):
-            METRICS[name] = MetricSpec(name, direction, unit, plan=obj.plan, finish=obj.finish, curve=curve,
-                                       defaults=defaults)
-        else:
-            METRICS[name] = MetricSpec(name, direction, unit, fn=obj, curve=curve, defaults=defaults)
+        fns = {"plan": obj.plan, "finish": obj.finish} if isinstance(obj, type) else {"fn": obj}
+        METRICS[name] = MetricSpec(name, direction, unit, tuple(range), curve=curve, params=dict(params or {}), **fns)
         return obj
     return deco
+
+
+def check_metric_params(name: str, params: dict, where: str | None = None) -> dict:
+    """Validate user parameters of metric `name` against its declared schema (BadInput)."""
+    from rankers.params import check_params
+    return check_params(where or f"metric {name}", metric_spec(name).params, params)
 
 
 def metric_spec(name: str) -> MetricSpec:

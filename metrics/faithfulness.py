@@ -30,10 +30,13 @@ import math
 import numpy as np
 import torch
 
+from rankers.params import Float, Int, Param
+
 from .base import MetricResult, Skip, register_metric, require
 from .curves import EMPTY_NOT_BELOW, attribution_order, auc, curve_masks, normalise, ranks_among, step_counts
 
 ERASER_BINS = (1, 5, 10, 20, 50)
+_BINS = Param((list,), list(ERASER_BINS), each=Float(None, lo=0.01, hi=100.0), doc="top-k% bins, each in (0, 100]")
 
 
 def _order(ctx):
@@ -76,23 +79,26 @@ class _Curve:
                             info={"s_full": float(s_full), "s_empty": float(s_empty)})
 
 
-@register_metric("deletion", "lower", "AUC of normalised score vs fraction deleted", curve=True, max_steps=20)
+@register_metric("deletion", "lower", "AUC of normalised score vs fraction deleted", range=(None, None), curve=True,
+                 params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
 class Deletion(_Curve):
     kind = "deletion"
 
 
-@register_metric("insertion", "higher", "AUC of normalised score vs fraction inserted", curve=True, max_steps=20)
+@register_metric("insertion", "higher", "AUC of normalised score vs fraction inserted", range=(None, None),
+                 curve=True, params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
 class Insertion(_Curve):
     kind = "insertion"
 
 
-@register_metric("rank_deletion", "lower", "AUC of rank standing vs fraction deleted", curve=True, max_steps=20)
+@register_metric("rank_deletion", "lower", "AUC of rank standing vs fraction deleted", range=(0, 1), curve=True,
+                 params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
 class RankDeletion(_Curve):
     kind, rank = "deletion", True
 
 
-@register_metric("rank_insertion", "higher", "AUC of rank standing vs fraction inserted", curve=True,
-                 max_steps=20)
+@register_metric("rank_insertion", "higher", "AUC of rank standing vs fraction inserted", range=(0, 1), curve=True,
+                 params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
 class RankInsertion(_Curve):
     kind, rank = "insertion", True
 
@@ -118,18 +124,19 @@ class _Eraser:
 
 
 @register_metric("comprehensiveness", "higher", "AOPC of normalised score drop, top-k% removed",
-                 bins=ERASER_BINS)
+                 range=(None, None), params={"bins": _BINS})
 class Comprehensiveness(_Eraser):
     keep_top = False
 
 
-@register_metric("sufficiency", "lower", "AOPC of normalised score drop, only top-k% kept", bins=ERASER_BINS)
+@register_metric("sufficiency", "lower", "AOPC of normalised score drop, only top-k% kept", range=(None, None),
+                 params={"bins": _BINS})
 class Sufficiency(_Eraser):
     keep_top = True
 
 
 @register_metric("pairwise_flip", "lower", "fraction of d+ tokens deleted before s(q,d+) < s(q,d-)",
-                 max_steps=None)
+                 range=(0, 1), params={"max_steps": Int(None, lo=1, nullable=True, doc="null: one token at a time")})
 class PairwiseFlip:
     @staticmethod
     def plan(ctx, max_steps=None):
@@ -150,7 +157,9 @@ class PairwiseFlip:
         return MetricResult(float(x[below[0]]), curve=curve)
 
 
-@register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%")
+@register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%",
+                 range=(-1, 1), params={"k_frac": Float(0.2, lo=0.01, hi=1.0, doc="fraction of top tokens deleted"),
+                                        "batch_size": Int(256, lo=1)})
 def listwise_tau_metric(ctx, **_):
     raise Skip("listwise_tau is computed per query by the suite runner (metrics.faithfulness.listwise_tau)")
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from sklearn.metrics import average_precision_score
 
+
 from .base import MetricResult, register_metric, require
 from .curves import attribution_order
 
@@ -34,7 +35,7 @@ def _spearman(a, b) -> MetricResult:
     return MetricResult(float(spearmanr(a, b).statistic))
 
 
-@register_metric("groundtruth_spearman", "higher", "Spearman rho vs bm25 exact Shapley shares")
+@register_metric("groundtruth_spearman", "higher", "Spearman rho vs bm25 exact Shapley shares", range=(-1, 1))
 def groundtruth_spearman(ctx, **_):
     require(ctx.bm25 is not None, "no bm25 ground truth available")
     truth = exact_shapley(ctx.bm25, ctx.pair)
@@ -49,7 +50,7 @@ def _labels(ctx) -> np.ndarray:
     return y
 
 
-@register_metric("rationale_precision", "higher", "precision@k vs planted rationale, k = |rationale|")
+@register_metric("rationale_precision", "higher", "precision@k vs planted rationale, k = |rationale|", range=(0, 1))
 def rationale_precision(ctx, **_):
     y = _labels(ctx)
     k = int(y.sum())
@@ -57,7 +58,7 @@ def rationale_precision(ctx, **_):
     return MetricResult(float(y[top].mean()), info={"k": k})
 
 
-@register_metric("rationale_auprc", "higher", "average precision vs planted rationale")
+@register_metric("rationale_auprc", "higher", "average precision vs planted rationale", range=(0, 1))
 def rationale_auprc(ctx, **_):
     y = _labels(ctx)
     s = np.asarray(ctx.explanation.doc_scores, dtype=np.float64)

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
 
+from rankers.params import Float, Int, Str
+
 from .base import MetricResult, register_metric, require
 from .curves import attribution_order
 
@@ -53,7 +55,7 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 @register_metric("sanity_randomization", "lower", "Spearman rho, explanation of trained vs fully randomised ranker",
-                 max_stages=None)
+                 range=(-1, 1), params={"max_stages": Int(None, lo=1, nullable=True, doc="null: every stage")})
 def sanity_randomization(ctx, max_stages=None):
     require(ctx.explainer is not None, "needs the explainer to rerun")
     stages = randomisation_stages(ctx.ranker, max_stages)
@@ -83,8 +85,9 @@ def sanity_randomization(ctx, max_stages=None):
                         info={"stages": [",".join(g) for g in stages]})
 
 
-@register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", reference="feature_ablation",
-                 k=5)
+@register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", range=(-1, 1),
+                 params={"reference": Str("feature_ablation", doc="reference explainer (runs first)"),
+                         "k": Int(5, lo=1, doc="top-k for the Jaccard overlap in info")})
 def explainer_agreement(ctx, reference="feature_ablation", k=5):
     require(reference in ctx.peers, f"reference explainer {reference!r} not run on this pair")
     a = np.asarray(ctx.explanation.doc_scores)
@@ -97,8 +100,8 @@ def explainer_agreement(ctx, reference="feature_ablation", k=5):
     return MetricResult(float(tau), info={"jaccard@k": jac, "reference": reference})
 
 
-@register_metric("infidelity", "lower", "Captum infidelity (normalised), random token removal", n_perturb_samples=32,
-                 p_remove=0.2)
+@register_metric("infidelity", "lower", "Captum infidelity (normalised), random token removal", range=(0, None),
+                 params={"n_perturb_samples": Int(32, lo=1), "p_remove": Float(0.2, lo=0.01, hi=1.0)})
 def infidelity_metric(ctx, n_perturb_samples=32, p_remove=0.2):
     from captum.metrics import infidelity
     sc = ctx.scorer()
@@ -116,8 +119,8 @@ def infidelity_metric(ctx, n_perturb_samples=32, p_remove=0.2):
     return MetricResult(float(val[0]))
 
 
-@register_metric("sensitivity_max", "lower", "Captum sensitivity_max, mask noise radius 0.02", n_perturb_samples=5,
-                 radius=0.02)
+@register_metric("sensitivity_max", "lower", "Captum sensitivity_max, mask noise radius 0.02", range=(0, None),
+                 params={"n_perturb_samples": Int(5, lo=1), "radius": Float(0.02, lo=0.0, hi=1.0)})
 def sensitivity_max_metric(ctx, n_perturb_samples=5, radius=0.02):
     from captum.metrics import sensitivity_max
     require(ctx.explainer is not None, "needs the explainer to rerun")

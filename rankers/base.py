@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .errors import BadInput
+from .params import Param
 from .text import PAD_ID, Vocab
 
 
@@ -50,6 +51,8 @@ class Ranker(nn.Module):
     kind = "?"
     #: which of embedding / interaction_layer / feature_layer the class provides (for listings)
     provides: tuple[str, ...] = ()
+    #: user-settable constructor parameters (suite `[rankers.NAME]` tables, `rexbench list --json`)
+    params: dict[str, Param] = {}
 
     def __init__(self, vocab: Vocab, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__()

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 
 from .base import Ranker, shared_rows
+from .params import Float, Int
 from .registry import register_ranker
 from .text import PAD_ID, UNK_ID, Vocab
 
@@ -68,6 +69,9 @@ class BM25Index:
 class BM25(Ranker):
     """Differentiable BM25 over token ids; see the module docstring for masking."""
 
+    params = {"k1": Float(1.2, lo=0.0, doc="term-frequency saturation"), "b": Float(0.75, lo=0.0, hi=1.0,
+              doc="length normalisation"), "max_doc_len": Int(512, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
+
     def __init__(self, vocab: Vocab, idf: torch.Tensor | None = None, avgdl: float = 1.0,
                  k1: float = 1.2, b: float = 0.75, max_doc_len: int = 512):
         super().__init__(vocab, max_doc_len=max_doc_len)
@@ -77,7 +81,7 @@ class BM25(Ranker):
 
     @classmethod
     def from_index(cls, index: BM25Index, **kw) -> "BM25":
-        return cls(index.vocab, torch.from_numpy(index.idf), index.avgdl, index.k1, index.b, **kw)
+        return cls(index.vocab, torch.from_numpy(index.idf), index.avgdl, **{"k1": index.k1, "b": index.b, **kw})
 
     def config(self) -> dict:
         return {"k1": self.k1, "b": self.b, "max_doc_len": self.max_doc_len}

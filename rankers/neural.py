@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Ranker, shared_rows
+from .params import Int
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
 
@@ -16,6 +17,7 @@ class _Tap(nn.Identity):
 
 class _EmbeddingRanker(Ranker):
     provides = ("embedding", "interaction_layer")
+    params = {"dim": Int(64, lo=2, doc="embedding size (PPMI-SVD initialised)"), "max_doc_len": Int(256, lo=1, doc="document tokens kept (longer ones are truncated and recorded)"), "max_query_len": Int(32, lo=1, doc="query tokens kept")}
     def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
         self.dim = dim
@@ -59,6 +61,7 @@ class KNRM(_EmbeddingRanker):
     """
 
     provides = ("embedding", "interaction_layer", "feature_layer")
+    params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, doc="RBF kernels (the last is exact match)")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
                  max_query_len: int = 32):
@@ -95,6 +98,8 @@ class MatchPyramid(_EmbeddingRanker):
     """
 
     provides = ("embedding", "interaction_layer", "feature_layer")
+    params = {**_EmbeddingRanker.params, "channels": Int(8, lo=1, doc="conv feature maps"),
+              "hidden": Int(32, lo=1, doc="MLP hidden units")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, channels: int = 8, pool: tuple[int, int] = (3, 10),
                  hidden: int = 32, max_doc_len: int = 256, max_query_len: int = 32):
@@ -144,6 +149,7 @@ class RandomRanker(_EmbeddingRanker):
     """
 
     provides = ("embedding",)
+    params = {"dim": Int(16, lo=1), "max_doc_len": Int(256, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
 
     def __init__(self, vocab: Vocab, dim: int = 16, seed: int = 0, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, dim, max_doc_len, max_query_len)

@@ -1,15 +1,18 @@
 """Tokenisation and vocabulary shared by the lexical and interaction rankers.
 
-Tokens are lower-cased alphanumeric words with English stopwords removed; the
-same function tokenises queries, documents and free text given on the CLI.
+Tokens are NFKC-normalised, case-folded runs of Unicode letters and digits
+(joined by inner '.' or '-'), English stopwords removed; the same function
+tokenises queries, documents and free text given on the CLI. "Strömung" stays
+one token, "café" keeps its accent, CJK runs are kept.
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-_WORD = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*")
+_WORD = re.compile(r"[^\W_]+(?:[.-][^\W_]+)*")
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been
@@ -27,8 +30,10 @@ PAD_ID, UNK_ID = 0, 1
 
 
 def tokenize(text: str) -> list[str]:
-    """Split `text` into lower-cased word tokens, dropping stopwords and 1-char tokens."""
-    return [t for t in _WORD.findall(text.lower()) if t not in STOPWORDS and len(t) > 1]
+    """Split `text` into case-folded word tokens, dropping stopwords and one-character
+    ASCII tokens (a single CJK character is a word and is kept)."""
+    norm = unicodedata.normalize("NFKC", text).casefold()
+    return [t for t in _WORD.findall(norm) if t not in STOPWORDS and (len(t) > 1 or not t.isascii())]
 
 
 @dataclass
@@ -51,3 +56,12 @@ class Vocab:
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
         return [self.stoi.get(t, UNK_ID) for t in tokens]
+
+    def unknown(self, tokens: Sequence[str]) -> list[str]:
+        """The tokens this vocabulary maps to `<unk>` (out of vocabulary), in order."""
+        return [t for t in tokens if t not in self.stoi]
+
+    def digest(self) -> str:
+        """A short content hash of the vocabulary (checkpoint identity)."""
+        import hashlib
+        return hashlib.sha256("\n".join(self.itos).encode()).hexdigest()[:16]

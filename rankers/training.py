@@ -1,15 +1,23 @@
 """Build, train (pairwise loss over BM25 candidates, early stopping on dev), save and load rankers.
 
 Checkpoints live under `$REXBENCH_HOME` (default `~/.cache/rexbench`) as
-`<collection>/<ranker>/seed<N>/{model.pt, config.json}`: a state_dict loaded with
-`weights_only=True` plus a JSON config (constructor args, vocabulary, training log).
+`<collection>/<ranker>/seed<N>[-<config hash>]/{model.pt, config.json}`: a state_dict loaded
+with `weights_only=True` plus a JSON config carrying the checkpoint's identity (ranker type,
+collection, vocabulary hash, rexbench version), its constructor args, vocabulary and training
+log. Loading checks the identity against what was asked for; a mismatch or a damaged file is
+a BadInput (exit 2), never a silent substitution.
+
+Training stops by epochs and dev patience only, so one seed gives one model on any machine;
+a wall-clock cap (`time_budget_s`) is opt-in and recorded in the training log.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +29,7 @@ from .bm25 import BM25
 from .embeddings import ppmi_svd
 from .errors import BadInput
 from .evaluate import evaluate
+from .params import check_params
 from .registry import ranker_spec
 from .text import Vocab
 
@@ -29,8 +38,21 @@ def rexbench_home() -> Path:
     return Path(os.environ.get("REXBENCH_HOME", Path.home() / ".cache" / "rexbench"))
 
 
-def checkpoint_dir(collection_name: str, ranker: str, seed: int) -> Path:
-    return rexbench_home() / collection_name.replace(":", "_").replace("/", "_") / ranker / f"seed{seed}"
+def rexbench_version() -> str:
+    try:
+        return metadata.version("rexbench")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def config_digest(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def checkpoint_dir(collection_name: str, ranker: str, seed: int, config: dict | None = None) -> Path:
+    """Cache directory of a trained ranker; non-default constructor `config` gets its own."""
+    leaf = f"seed{seed}" + (f"-{config_digest(config)}" if config else "")
+    return rexbench_home() / collection_name.replace(":", "_").replace("/", "_") / ranker / leaf
 
 
 def seed_everything(seed: int) -> None:
@@ -42,6 +64,7 @@ def seed_everything(seed: int) -> None:
 def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
     """A fresh (untrained) ranker for `collection`; neural ones start from PPMI-SVD embeddings."""
     spec = ranker_spec(name)
+    config = check_params(f"ranker {name}", spec.cls.params, config)
     if name == "bm25":
         return BM25.from_index(collection.index, **config)
     seed_everything(seed)
@@ -59,7 +82,7 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
 
 
 TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
-                  "patience": 3, "time_budget_s": 150.0}
+                  "patience": 3, "time_budget_s": None}
 
 
 def _param_groups(model: Ranker, hp: dict) -> list[dict]:
@@ -97,12 +120,13 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     Hyper-parameters (defaults in TRAIN_DEFAULTS, per-ranker ones in the class's
     `train_defaults`, then `overrides`): epochs, n_per_query (triples per train
     query and epoch), batch_size, lr, emb_lr (embedding table) or head_lr
-    (new output head), patience, time_budget_s. Returns a log dict: per-epoch
+    (new output head), patience, time_budget_s (None: no wall-clock stop; set it only
+    knowingly, the model then depends on machine speed). Returns a log dict: per-epoch
     loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
     hp = {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {}), **overrides}
     epochs, n_per_query, batch_size = int(hp["epochs"]), int(hp["n_per_query"]), int(hp["batch_size"])
-    patience, time_budget_s = int(hp["patience"]), float(hp["time_budget_s"])
+    patience, time_budget_s = int(hp["patience"]), hp["time_budget_s"]
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(_param_groups(model, hp))
@@ -136,7 +160,10 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
             log["best_epoch"] = ep + 1
         else:
             bad += 1
-        if bad >= patience or time.perf_counter() - t0 > time_budget_s:
+        if bad >= patience:
+            break
+        if time_budget_s is not None and time.perf_counter() - t0 > float(time_budget_s):
+            log["stopped_by_time_budget"] = True
             break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -158,47 +185,95 @@ def _score_pairs(model: Ranker, q_tokens, d_tokens) -> torch.Tensor:
     return model(q_ids, d_ids)
 
 
+def identity(model: Ranker, collection_name: str) -> dict:
+    """What a checkpoint is: ranker type, collection, vocabulary hash, rexbench version."""
+    return {"ranker": model.name, "collection": collection_name, "vocab_sha": model.vocab.digest(),
+            "rexbench": rexbench_version()}
+
+
 def save_ranker(model: Ranker, path: Path, collection_name: str, log: dict | None = None) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), path / "model.pt")
-    cfg = {"ranker": model.name, "collection": collection_name, "config": model.config(),
-           "vocab": model.vocab.itos, "train_log": log or {}}
-    (path / "config.json").write_text(json.dumps(cfg))
+    """Write `model.pt` and `config.json` (identity, constructor config, vocabulary, training log)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / "model.pt.tmp"
+        torch.save(model.state_dict(), tmp)
+        cfg = {**identity(model, collection_name), "config": model.config(), "vocab": model.vocab.itos,
+               "train_log": log or {}}
+        (path / "config.json.tmp").write_text(json.dumps(cfg))
+        os.replace(tmp, path / "model.pt")
+        os.replace(path / "config.json.tmp", path / "config.json")
+    except OSError as e:
+        raise BadInput(f"cannot write checkpoint to {path}: {e.strerror or e}") from None
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> Ranker:
-    """Load a checkpoint directory (or its model.pt) written by `save_ranker`."""
+def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Ranker:
+    """Load a checkpoint directory (or its model.pt) written by `save_ranker`.
+
+    `expect`: identity keys the checkpoint must match (e.g. {"ranker": "knrm",
+    "collection": "cranfield", "vocab_sha": ...}); a mismatch or a damaged file is a BadInput.
+    """
     path = Path(path)
     if path.is_file():
         path = path.parent
-    if not (path / "config.json").exists():
+    if not (path / "config.json").is_file() or not (path / "model.pt").is_file():
         raise BadInput(f"no rexbench checkpoint at {path} (expected config.json and model.pt)")
-    cfg = json.loads((path / "config.json").read_text())
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+        if not isinstance(cfg, dict) or not {"ranker", "config", "vocab"} <= set(cfg):
+            raise ValueError("missing keys")
+    except (ValueError, UnicodeDecodeError, OSError) as e:
+        raise BadInput(f"checkpoint {path}: config.json is damaged ({type(e).__name__})") from None
+    if "vocab_sha" not in cfg:
+        raise BadInput(f"checkpoint {path} has no identity (written by an older rexbench); retrain it with "
+                       "`rexbench train` or delete the directory")
+    for k, want in (expect or {}).items():
+        if cfg.get(k) != want:
+            raise BadInput(f"checkpoint {path} is for {k} {cfg.get(k)!r}, not {want!r}")
     spec = ranker_spec(cfg["ranker"])
-    model = spec.cls(Vocab(cfg["vocab"]), **cfg["config"])
-    state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    vocab = Vocab(cfg["vocab"])
+    if vocab.digest() != cfg["vocab_sha"]:
+        raise BadInput(f"checkpoint {path}: vocabulary does not match its recorded hash (edited file?)")
+    try:
+        model = spec.cls(vocab, **cfg["config"])
+        state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except BadInput:
+        raise
+    except Exception as e:  # truncated/edited pickles, wrong shapes, unexpected keys
+        raise BadInput(f"checkpoint {path}: model.pt cannot be loaded ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
     model.train_log = cfg.get("train_log", {})
     return model.eval()
 
 
 def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = None, train_if_missing: bool = True,
-               device: str = "cpu", progress: bool = True) -> Ranker:
-    """A ready ranker: from `checkpoint`, the cache, or trained now (and cached)."""
+               device: str = "cpu", progress: bool = True, config: dict | None = None) -> Ranker:
+    """A ready ranker: from `checkpoint`, the cache, or trained now (and cached).
+
+    `config`: constructor parameters (the class's declared `params`). A checkpoint must be
+    of ranker `name`, for `collection` and its vocabulary (transformers: any vocabulary).
+    """
     spec = ranker_spec(name)
+    config = check_params(f"ranker {name}", spec.cls.params, config or {})
+    expect = {"ranker": name, "collection": collection.name}
+    if spec.kind != "transformer":
+        expect["vocab_sha"] = collection.vocab.digest()
     if checkpoint:
-        model = load_checkpoint(checkpoint)
+        model = load_checkpoint(checkpoint, expect)
+        for k, v in config.items():
+            if model.config().get(k) != v:
+                raise BadInput(f"checkpoint {checkpoint} has {k}={model.config().get(k)!r}, not {v!r}")
     elif not spec.trainable:
-        model = build_ranker(name, collection, seed)
+        model = build_ranker(name, collection, seed, **config)
     else:
-        path = checkpoint_dir(collection.name, name, seed)
+        path = checkpoint_dir(collection.name, name, seed, config)
         if (path / "config.json").exists():
-            model = load_checkpoint(path)
+            model = load_checkpoint(path, expect)
         elif not train_if_missing:
             raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")
         else:
-            model = build_ranker(name, collection, seed)
+            model = build_ranker(name, collection, seed, **config)
             log = train(model, collection, seed=seed, progress=progress)
             save_ranker(model, path, collection.name, log)
             model.train_log = log

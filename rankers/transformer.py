@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from .base import Encoded, Ranker
 from .errors import BadInput
+from .params import Int, Str
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
 
@@ -59,11 +60,19 @@ class GrowingVocab(Vocab):
             out.append(i)
         return out
 
+    def unknown(self, tokens: Sequence[str]) -> list[str]:
+        return []  # every word maps to subword pieces: nothing is out of vocabulary
+
 
 class _HFRanker(Ranker):
     kind = "transformer"
     provides = ("token_layer", "attention")
     train_defaults: dict = {}
+    params = {"model_name": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),
+              "max_length": Int(256, lo=8, hi=8192, doc="pieces per encoded sequence"),
+              "max_doc_len": Int(256, lo=1, doc="document words kept"),
+              "max_query_len": Int(32, lo=1, doc="query words kept"),
+              "layer": Int(-1, doc="encoder layer Grad-CAM reads (-1: last)")}
 
     def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256,
                  max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0):
@@ -267,9 +276,10 @@ class CrossEncoder(_HFRanker):
 
     # Chosen on the dev split (never test) among six settings tried on a GPU (dev nDCG@10 0.05 .. 0.23):
     # one epoch of 2160 triples (16 per train query) at lr 1e-4, pairs cut to 128 pieces.
-    # About 7 minutes on 2 CPU cores; training stops at the first epoch end past time_budget_s.
+    # About 7 minutes on 2 CPU cores; training stops by epochs only (no wall-clock cap).
     train_defaults = {"epochs": 1, "n_per_query": 16, "batch_size": 16, "lr": 1e-4, "head_lr": 1e-3,
-                      "patience": 1, "time_budget_s": 600.0}
+                      "patience": 1}
+    params = {**_HFRanker.params, "max_length": Int(128, lo=8, hi=8192, doc="pieces of [CLS] q [SEP] d [SEP]")}
 
     def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 128, **kw):
         super().__init__(vocab, model_name, max_length, **kw)

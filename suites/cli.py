@@ -18,17 +18,53 @@ class _Parser(argparse.ArgumentParser):
         raise BadInput(message)
 
 
+def _int_at_least(lo: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _writable_file(path: str, what: str) -> None:
+    """Fail before any work when `path` cannot be written."""
+    import os
+    from pathlib import Path
+    parent = Path(path).resolve().parent
+    if Path(path).is_dir():
+        raise BadInput(f"{what} {path} is a directory")
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"{what} {path}: directory {parent} does not exist or is not writable")
+
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"{what} {path}: cannot read ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+
+
 def _common(p: argparse.ArgumentParser, collection: bool = True) -> None:
     if collection:
-        p.add_argument("--collection", default="cranfield", help="cranfield | synthetic | irds:<id>")
-    p.add_argument("--data-dir", default=None, help="directory holding cranfield/ (default: $REXBENCH_DATA)")
-    p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--collection", default="cranfield",
+                       help="cranfield (shipped) | synthetic | irds:<id>")
+    p.add_argument("--data-dir", default=None,
+                   help="directory holding cranfield/ (default: $REXBENCH_DATA, else the shipped copy)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0)
     p.add_argument("--device", default="cpu", help="cpu | cuda")
     p.add_argument("--checkpoint", default=None, help="use this trained ranker instead of the cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from rankers.training import rexbench_version
     ap = _Parser(prog="rexbench", description="Benchmark explanations of neural rankers.")
+    ap.add_argument("--version", action="version", version=f"rexbench {rexbench_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="registered rankers, explainers, metrics and suites")
@@ -48,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain one (query, document) pair")
     p.add_argument("--ranker", required=True)
     p.add_argument("--explainer", required=True)
-    p.add_argument("--query", help="query text (with --doc)")
-    p.add_argument("--doc", help="document text (with --query)")
+    p.add_argument("--query", help="query text (with --doc or --doc-file)")
+    p.add_argument("--doc", help="document text (with --query or --query-file)")
+    p.add_argument("--query-file", help="read the query text from this UTF-8 file")
+    p.add_argument("--doc-file", help="read the document text from this UTF-8 file (long documents)")
     p.add_argument("--qid", help="query id in --collection (with --docid)")
     p.add_argument("--docid", help="document id in --collection (with --qid)")
     p.add_argument("--target", default="score", help="score | pair:DOCID (margin over a contrast document)")
@@ -64,16 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a suite file (resumable)")
     p.add_argument("suite", help="path to a suite .toml, or the name of a bundled suite (quick, cranfield)")
     p.add_argument("--out", default=None, help="output directory (default results/<suite name>)")
-    p.add_argument("--resume", action="store_true", help="skip finished cells of an interrupted run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (refused when its suite, seed, parameters or versions differ)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--device", default=None, help="cpu | cuda (overrides the suite file)")
-    p.add_argument("--limit", type=int, default=None, help="number of queries (overrides the suite file)")
+    p.add_argument("--limit", type=_int_at_least(1), default=None, help="number of queries (overrides the suite file)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("floors", help="measure cost-over-floor ratios (speed) on this device")
+    p = sub.add_parser("floors", help="measure cost-over-floor ratios (speed) on this device; uses untrained "
+                                      "weights (cost does not depend on them), so it never trains a ranker")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", required=True, help="JSON file, e.g. results/cranfield/floors_cpu.json")
-    p.add_argument("--pairs", type=int, default=3)
+    p.add_argument("--pairs", type=_int_at_least(1), default=3)
     p.add_argument("--rankers", default="bm25,knrm,matchpyramid,crossencoder")
 
     p = sub.add_parser("report", help="write RESULTS.md from a run directory")
@@ -116,14 +157,17 @@ def cmd_train(args) -> int:
     from suites.collections import load_collection
 
     spec = ranker_spec(args.ranker)
+    if args.checkpoint:
+        raise BadInput("train writes a checkpoint; use --out DIR (not --checkpoint)")
     coll = load_collection(args.collection, args.data_dir)
     if not spec.trainable:
         print(f"{args.ranker} has nothing to train; it is built from the collection on use.", file=sys.stderr)
         return 0
+    out_dir = Path(args.out) if args.out else checkpoint_dir(coll.name, args.ranker, args.seed)
+    _writable_file(str(out_dir / "model.pt"), "--out") if out_dir.exists() else _writable_file(str(out_dir), "--out")
     model = build_ranker(args.ranker, coll, args.seed).to(_device(args.device))
     log = train(model, coll, seed=args.seed)
-    path = save_ranker(model, Path(args.out) if args.out else checkpoint_dir(coll.name, args.ranker, args.seed),
-                       coll.name, log)
+    path = save_ranker(model, out_dir, coll.name, log)
     res = evaluate(model, coll, "dev")
     print(f"trained {args.ranker} on {coll.name} in {log['seconds']:.1f}s (best epoch {log.get('best_epoch')}, "
           f"dev nDCG@10 {res['ndcg@10']:.4f}) -> {path}")
@@ -159,22 +203,46 @@ def _parse_params(items: list[str]) -> dict:
     return out
 
 
+def _warn_oov(ranker: str, oov: dict, n_doc: int) -> None:
+    """One stderr line when the ranker reads some of the query or document as <unk>."""
+    if oov.get("query"):
+        print(f"rexbench: warning: query words unknown to {ranker} (read as <unk>): {', '.join(oov['query'])}",
+              file=sys.stderr)
+    if oov.get("doc_fraction", 0) > 0:
+        print(f"rexbench: warning: {oov['doc_fraction']:.0%} of the {n_doc} document words are unknown to {ranker} "
+              "(read as <unk>)", file=sys.stderr)
+
+
 def cmd_explain(args) -> int:
     import numpy as np
 
-    from explainers import build_explainer, collection_idf, make_pair
+    from explainers import build_explainer, check_explainer_params, collection_idf, explainer_class, make_pair
     from explainers.applications import best_snippet, query_term_importance
     from metrics import MetricContext, compute_metrics, metric_spec
     from rankers.text import tokenize
     from rankers.training import build_ranker, get_ranker
     from suites.collections import load_collection
 
+    if args.query_file is not None:
+        if args.query is not None:
+            raise BadInput("give --query or --query-file, not both")
+        args.query = _read_text(args.query_file, "--query-file")
+    if args.doc_file is not None:
+        if args.doc is not None:
+            raise BadInput("give --doc or --doc-file, not both")
+        args.doc = _read_text(args.doc_file, "--doc-file")
     free = args.query is not None or args.doc is not None
     if free == (args.qid is not None or args.docid is not None):
         raise BadInput("give either --query and --doc, or --qid and --docid (with --collection)")
     metric_names = [m for m in args.metrics.split(",") if m]
     for m in metric_names:
         metric_spec(m)
+    explainer_class(args.explainer)
+    params = check_explainer_params(args.explainer, _parse_params(args.param), "--param")
+    if args.out:
+        if not args.out.endswith((".png", ".html", ".htm")):
+            raise BadInput("--out must end in .png or .html")
+        _writable_file(args.out, "--out")
     coll = load_collection(args.collection, args.data_dir)
     ranker = get_ranker(args.ranker, coll, args.seed, args.checkpoint, device=_device(args.device))
     if free:
@@ -195,11 +263,11 @@ def cmd_explain(args) -> int:
         if contrast_id not in coll.docs:
             raise BadInput(f"pair target: document {contrast_id!r} is not in {coll.name}")
         contrast = coll.doc_tokens[contrast_id]
-    params = _parse_params(args.param)
     if args.explainer == "idf_match":
         params.setdefault("idf", collection_idf(coll))
     explainer = build_explainer(args.explainer, ranker, seed=args.seed, **params)
     pair = make_pair(ranker, q_tok, d_tok, contrast, contrast_id)
+    _warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
     ex = explainer.attribute_pair(pair)
     out = ex.to_json()
     if metric_names:
@@ -225,10 +293,8 @@ def cmd_explain(args) -> int:
         from explainers.plot import heatmap_png, highlight_html
         if args.out.endswith(".png"):
             heatmap_png(ex, args.out)
-        elif args.out.endswith((".html", ".htm")):
-            highlight_html(ex, args.out)
         else:
-            raise BadInput("--out must end in .png or .html")
+            highlight_html(ex, args.out)
     if args.json:
         print(json.dumps(out))
     else:
@@ -266,11 +332,9 @@ def cmd_run(args) -> int:
     cfg = load_suite(_suite_path(args.suite))
     if args.device:
         _device(args.device)
-    if args.limit is not None and args.limit < 1:
-        raise BadInput("--limit must be at least 1")
     t0 = time.perf_counter()
     out = run_suite(cfg, args.out or f"results/{cfg.name}", resume=args.resume, device=args.device,
-                    limit=args.limit, progress=not args.quiet, data_dir=args.data_dir)
+                    limit=args.limit, progress=not args.quiet, data_dir=args.data_dir, overwrite=args.overwrite)
     print(f"suite {cfg.name}: done in {time.perf_counter() - t0:.1f}s -> {out}/results.sqlite")
     return 0
 
@@ -283,8 +347,9 @@ def cmd_floors(args) -> int:
     names = [r for r in args.rankers.split(",") if r]
     for r in names:
         ranker_spec(r)
-    res = measure_floors(_device(args.device), names, args.pairs)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    _writable_file(args.out, "--out")
+    res = measure_floors(_device(args.device), names, args.pairs)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")
     return 0
@@ -310,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except SystemExit as e:  # --help / --version
+        return e.code if isinstance(e.code, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Test collections behind one interface: documents, queries, graded qrels,
 deterministic query splits and a BM25 top-100 candidate list per query.
 
-Names: `cranfield` (real data, from `--data-dir` / `$REXBENCH_DATA`),
+Names: `cranfield` (real data, shipped in `suites/data/cranfield/`; `--data-dir` /
+`$REXBENCH_DATA` name another directory holding `cranfield/`),
 `synthetic` (generated from a seed, with planted rationales), `irds:<id>`.
 
 Splits are by query ordinal (1-based order of the query file): ordinal % 5 == 0
@@ -48,6 +49,14 @@ class Collection:
     @cached_property
     def query_tokens(self) -> dict[str, list[str]]:
         return {q: tokenize(t) for q, t in self.queries.items()}
+
+    @cached_property
+    def digest(self) -> str:
+        """Content hash of documents, queries and judgments (a run's collection identity)."""
+        import hashlib
+        import json
+        blob = json.dumps([self.docs, self.queries, self.qrels], sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
     @cached_property
     def vocab(self) -> Vocab:
@@ -126,19 +135,24 @@ def load_cranfield_dir(root: Path) -> Collection:
     return Collection("cranfield", docs, queries, qrels)
 
 
-def _data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+#: the Cranfield copy shipped with rexbench (public, 1.7 MB): the default data directory
+SHIPPED_DATA = Path(__file__).resolve().parent / "data"
+
+
+def _data_dir(data_dir: str | os.PathLike | None) -> Path:
+    """`data_dir`, else `$REXBENCH_DATA`, else the copy shipped inside the package."""
     d = data_dir or os.environ.get("REXBENCH_DATA")
-    return Path(d) if d else None
+    return Path(d) if d else SHIPPED_DATA
 
 
 def load_cranfield(data_dir: str | os.PathLike | None = None) -> Collection:
     d = _data_dir(data_dir)
-    if d is not None and (d / "cranfield" / "cran.all.1400").exists():
+    if (d / "cranfield" / "cran.all.1400").exists():
         return load_cranfield_dir(d / "cranfield")
     try:
         import ir_datasets  # noqa: F401
     except ImportError:
-        where = f"{d / 'cranfield'} does not hold cran.all.1400" if d else "no data directory given"
+        where = f"{d / 'cranfield'} does not hold cran.all.1400"
         raise BadInput(
             f"Cranfield not found ({where}). Pass --data-dir DIR or set REXBENCH_DATA=DIR, where "
             "DIR/cranfield holds cran.all.1400, cran.qry and cranqrel (from "

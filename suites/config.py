@@ -2,7 +2,7 @@
 
 ```toml
 [suite]
-name = "quick"            # rows are keyed by it
+name = "quick"            # an identifier (letters, digits, _ and -); rows are keyed by it
 collection = "synthetic"  # cranfield | synthetic | irds:<id>
 seed = 0
 device = "cpu"            # cpu | cuda (the CLI's --device overrides)
@@ -16,7 +16,8 @@ relevant = 1              # ... plus up to this many judged-relevant candidates
 contrast_gap = 5          # d- for pairwise metrics: the candidate this many ranks below d+
 
 [rankers.knrm]            # one table per ranker; optional: checkpoint = "path", train = true,
-                          # queries = N, and per-ranker parameter overrides (costly rankers):
+dim = 64                  # queries = N, the ranker's own parameters (`rexbench list --json`),
+                          # and per-ranker explainer/metric overrides (costly rankers):
 [rankers.crossencoder]
 queries = 3
 explainers = { kernel_shap = { n_samples = 50 } }
@@ -33,15 +34,33 @@ rankers = ["bm25", "knrm", "random"]
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankers.errors import BadInput
+from rankers.params import Bool, Choice, Int, Param, Str, check_params, resolved
 
-SUITE_KEYS = {"name": str, "collection": str, "seed": int, "device": str, "batch_size": int, "description": str}
-SAMPLE_KEYS = {"split": str, "queries": int, "top_k": int, "relevant": int, "contrast_gap": int}
-RANKER_KEYS = {"checkpoint": str, "train": bool, "queries": int, "explainers": dict, "metrics": dict}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+SUITE_KEYS = {"name": Str(None, doc="identifier: letters, digits, _ and -"),
+              "collection": Str(None, doc="cranfield | synthetic | irds:<id>"),
+              "seed": Int(0, lo=0, hi=2 ** 32 - 1), "device": Choice("cpu", ("cpu", "cuda")),
+              "batch_size": Int(256, lo=1, doc="rows per model call in explainers and metrics"),
+              "description": Str("")}
+SAMPLE_KEYS = {"split": Choice("test", ("train", "dev", "test", "all")),
+               "queries": Int(8, lo=0, doc="queries from the split (0 = all)"),
+               "top_k": Int(2, lo=0, doc="the ranker's top-k candidates per query"),
+               "relevant": Int(1, lo=0, doc="plus up to this many judged-relevant candidates"),
+               "contrast_gap": Int(5, lo=1, doc="d- for pairwise metrics: this many ranks below d+")}
+#: keys of a `[rankers.NAME]` table besides the ranker's own constructor parameters
+RANKER_KEYS = {"checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
+               "train": Bool(True, "train on first use when no checkpoint is cached"),
+               "queries": Int(0, lo=0, doc="fewer queries for this ranker (0 = the suite's)"),
+               "explainers": Param((dict,), {}, doc="per-ranker explainer parameter overrides"),
+               "metrics": Param((dict,), {}, doc="per-ranker metric parameter overrides")}
+EFFECTIVENESS_KEYS = {"collections": Param((list,), [], each=Str(None)), "rankers": Param((list,), [], each=Str(None))}
 
 
 @dataclass
@@ -64,48 +83,66 @@ class SuiteConfig:
     effectiveness: list[str] = field(default_factory=list)
     effectiveness_rankers: list[str] = field(default_factory=list)
 
+    def ranker_config(self, name: str) -> dict:
+        """The ranker's own constructor parameters given in its table."""
+        return {k: v for k, v in self.rankers[name].items() if k not in RANKER_KEYS}
 
-def _check(where: str, table: dict, allowed: dict) -> dict:
-    if not isinstance(table, dict):
-        raise BadInput(f"{where}: expected a table")
-    for k, v in table.items():
-        if k not in allowed:
-            raise BadInput(f"{where}: unknown key {k!r}; allowed: {', '.join(allowed)}")
-        typ = allowed[k]
-        if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-            raise BadInput(f"{where}.{k}: expected {typ.__name__}, got {type(v).__name__} {v!r}")
-    return table
+    def resolved(self) -> dict:
+        """Every setting after defaults (the run fingerprint's configuration part)."""
+        from explainers import explainer_class
+        from metrics import metric_spec
+        from rankers import ranker_spec
+        rankers = {}
+        for r, t in self.rankers.items():
+            own = resolved(ranker_spec(r).cls.params, self.ranker_config(r))
+            rankers[r] = {**resolved({k: p for k, p in RANKER_KEYS.items() if k not in ("explainers", "metrics")},
+                                     {k: v for k, v in t.items() if k in RANKER_KEYS}),
+                          "params": own, "explainers": t.get("explainers", {}), "metrics": t.get("metrics", {})}
+        return {"suite": {k: getattr(self, k) for k in SUITE_KEYS},
+                "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
+                "rankers": rankers,
+                "explainers": {e: resolved(explainer_class(e).params, p) for e, p in self.explainers.items()},
+                "metrics": {m: resolved(metric_spec(m).params, p) for m, p in self.metrics.items()},
+                "effectiveness": {"collections": self.effectiveness, "rankers": self.effectiveness_rankers}}
+
+
+def check_name(name: str, where: str) -> str:
+    if not NAME_RE.match(name):
+        raise BadInput(f"{where}: {name!r} is not an identifier (letters, digits, _ and -, starting with a "
+                       "letter or digit, at most 64 characters)")
+    return name
 
 
 def load_suite(path: str | Path) -> SuiteConfig:
     """Parse and validate a suite file; every problem is a BadInput naming file, key and what is allowed."""
-    from explainers import EXPLAINERS, explainer_class
-    from metrics import METRICS
+    from explainers import EXPLAINERS, check_explainer_params
+    from metrics import METRICS, check_metric_params
     from rankers import RANKERS
 
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise BadInput(f"suite file {path} does not exist")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise BadInput(f"{path}: malformed TOML: {e}") from None
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BadInput(f"{path}: malformed TOML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror or e})") from None
     f = str(path)
     top = {"suite", "samples", "rankers", "explainers", "metrics", "effectiveness"}
     for k in data:
         if k not in top:
             raise BadInput(f"{f}: unknown section [{k}]; allowed: {', '.join(sorted(top))}")
-    suite = _check(f"{f} [suite]", data.get("suite", {}), SUITE_KEYS)
+    suite = check_params(f"{f} [suite]", SUITE_KEYS, data.get("suite", {}))
     for req in ("name", "collection"):
         if req not in suite:
             raise BadInput(f"{f} [suite]: missing required key {req!r}")
-    samples = _check(f"{f} [samples]", data.get("samples", {}), SAMPLE_KEYS)
+    check_name(suite["name"], f"{f} [suite].name")
+    samples = check_params(f"{f} [samples]", SAMPLE_KEYS, data.get("samples", {}))
     cfg = SuiteConfig(path=path, **suite, **samples)
-    if cfg.device not in ("cpu", "cuda"):
-        raise BadInput(f"{f} [suite].device: {cfg.device!r}; allowed: cpu, cuda")
     for section, registry in (("rankers", RANKERS), ("explainers", EXPLAINERS), ("metrics", METRICS)):
         table = data.get(section, {})
-        if not table:
+        if not isinstance(table, dict) or not table:
             raise BadInput(f"{f}: [{section}] is empty; name at least one of: {', '.join(registry)}")
         for name, params in table.items():
             if name not in registry:
@@ -114,29 +151,27 @@ def load_suite(path: str | Path) -> SuiteConfig:
             if not isinstance(params, dict):
                 raise BadInput(f"{f} [{section}.{name}]: expected a table of parameters")
         setattr(cfg, section, {k: dict(v) for k, v in table.items()})
-    import inspect
 
-    def check_params(where, kind, table, names):
+    def check_tables(where, kind, table, names):
+        if not isinstance(table, dict):
+            raise BadInput(f"{where}: expected a table")
         for name, params in table.items():
             if name not in names:
                 raise BadInput(f"{where}: {kind} {name!r} is not in the suite's [{kind}s]")
-            if not isinstance(params, dict):
-                raise BadInput(f"{where}.{name}: expected a table of parameters")
-            allowed = (set(inspect.signature(explainer_class(name).__init__).parameters) - {"self", "ranker"}
-                       if kind == "explainer" else set(METRICS[name].defaults))
-            for k in params:
-                if k not in allowed:
-                    raise BadInput(f"{where}.{name}: unknown parameter {k!r}; allowed: "
-                                   f"{', '.join(sorted(allowed)) or '(none)'}")
+            (check_explainer_params if kind == "explainer" else check_metric_params)(name, params,
+                                                                                   f"{where}.{name}")
 
-    check_params(f"{f} [explainers]", "explainer", cfg.explainers, cfg.explainers)
-    check_params(f"{f} [metrics]", "metric", cfg.metrics, cfg.metrics)
+    check_tables(f"{f} [explainers]", "explainer", cfg.explainers, cfg.explainers)
+    check_tables(f"{f} [metrics]", "metric", cfg.metrics, cfg.metrics)
     for name, params in cfg.rankers.items():
-        _check(f"{f} [rankers.{name}]", params, RANKER_KEYS)
-        check_params(f"{f} [rankers.{name}].explainers", "explainer", params.get("explainers", {}), cfg.explainers)
-        check_params(f"{f} [rankers.{name}].metrics", "metric", params.get("metrics", {}), cfg.metrics)
-    eff = data.get("effectiveness", {})
-    _check(f"{f} [effectiveness]", eff, {"collections": list, "rankers": list})
+        schema = {**RANKER_KEYS, **RANKERS[name].cls.params}
+        check_params(f"{f} [rankers.{name}]", schema, params)
+        check_tables(f"{f} [rankers.{name}].explainers", "explainer", params.get("explainers", {}), cfg.explainers)
+        check_tables(f"{f} [rankers.{name}].metrics", "metric", params.get("metrics", {}), cfg.metrics)
+    ref = cfg.metrics.get("explainer_agreement", {}).get("reference")
+    if ref is not None and ref not in EXPLAINERS:
+        raise BadInput(f"{f} [metrics.explainer_agreement].reference: unknown explainer {ref!r}")
+    eff = check_params(f"{f} [effectiveness]", EFFECTIVENESS_KEYS, data.get("effectiveness", {}))
     cfg.effectiveness = list(eff.get("collections", []))
     cfg.effectiveness_rankers = list(eff.get("rankers", []))
     for r in cfg.effectiveness_rankers:

@@ -145,7 +145,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not db.exists():
         from rankers.errors import BadInput
         raise BadInput(f"{run_dir} holds no results.sqlite (run `rexbench run SUITE.toml --out {run_dir}` first)")
+    from .rundir import stored_meta
+    stored_meta(run_dir)  # a damaged database is a BadInput, not a traceback
     out = Path(out) if out else run_dir / "RESULTS.md"
+    for target in (out.parent, run_dir):
+        if not os.access(target, os.W_OK | os.X_OK):
+            from rankers.errors import BadInput
+            raise BadInput(f"cannot write the report: {target} is not a writable directory")
     store = Store(db)
     meta, df, rankers, exps = store.meta(), store.results(), store.rankers(), store.explanations()
     store.close()

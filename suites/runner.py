@@ -1,6 +1,7 @@
 """The resumable suite runner: rankers x explainers x samples x metrics -> SQLite rows."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import platform
@@ -16,10 +17,12 @@ from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf,
 from metrics import METRICS, MetricContext, compute_metrics, listwise_tau
 from rankers.errors import BadInput
 from rankers.evaluate import evaluate
-from rankers.training import build_ranker, get_ranker
+from rankers.registry import ranker_spec
+from rankers.training import build_ranker, get_ranker, rexbench_version
 
 from .collections import load_collection
 from .config import SuiteConfig
+from .rundir import RunLock, check_out_dir, clear_run, first_difference, fingerprint
 from .store import Store
 
 LISTWISE = "listwise_tau"
@@ -69,25 +72,64 @@ def select_samples(coll, qid: str, ranking: list[str], top_k: int, relevant: int
     return out
 
 
-def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
-              limit: int | None = None, progress: bool = True, data_dir: str | None = None) -> Path:
-    """Run a suite into `out_dir` (results.sqlite, results.csv, summary.csv); returns out_dir."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    db = out / "results.sqlite"
-    if not resume:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-    device = device or cfg.device
+def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
+    """Everything a run reads, checked before anything is written: the device, collection,
+    split, checkpoints and effectiveness collections. Returns (collection, query ids)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
-    store = Store(db)
-    t_start = time.perf_counter()
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
+    qids = coll.split(cfg.split)
+    if not qids:
+        raise BadInput(f"split {cfg.split!r} of {coll.name} has no queries")
+    qids = qids[: cfg.queries] if cfg.queries else qids
+    for rname, rparams in cfg.rankers.items():
+        spec = ranker_spec(rname)
+        if rparams.get("checkpoint") or (spec.trainable and not rparams.get("train", True)):
+            get_ranker(rname, coll, cfg.seed, rparams.get("checkpoint"), train_if_missing=False, progress=False,
+                       config=cfg.ranker_config(rname))
+    for cname in cfg.effectiveness:
+        load_collection(cname, data_dir, seed=cfg.seed)
+    return coll, qids
+
+
+def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
+              limit: int | None = None, progress: bool = True, data_dir: str | None = None,
+              overwrite: bool = False) -> Path:
+    """Run a suite into `out_dir` (results.sqlite, results.csv, summary.csv); returns out_dir.
+
+    Validates inputs and the output directory first; takes the directory's lock; refuses an
+    existing run unless `resume` (same fingerprint) or `overwrite`."""
+    out = Path(out_dir)
+    device = device or cfg.device
+    if limit is not None:
+        cfg = dataclasses.replace(cfg, queries=int(limit))
+    check_out_dir(out, resume, overwrite)
+    coll, qids = check_inputs(cfg, device, data_dir)
+    fp = fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
+                     {**versions(), "rexbench": rexbench_version()})
+    with RunLock(out):
+        stored = check_out_dir(out, resume, overwrite)  # again, under the lock
+        if stored is not None:
+            why = ("it has no fingerprint (written by an older rexbench)" if "fingerprint" not in stored
+                   else None)
+            diff = why or first_difference(stored["fingerprint"], fp)
+            if diff:
+                raise BadInput(f"--resume refused: {out} holds a different run; first difference: {diff}. Use "
+                               "another --out, or --overwrite to replace it")
+        if overwrite:
+            clear_run(out)
+        return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir)
+
+
+def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: list[str], fp: dict, progress: bool,
+         data_dir: str | None) -> Path:
+    store = Store(out / "results.sqlite")
+    t_start = time.perf_counter()
+    store.set_meta("fingerprint", fp)
     store.set_meta("suite", {"name": cfg.name, "path": str(cfg.path) if cfg.path else None,
                              "description": cfg.description, "collection": coll.name, "split": cfg.split,
                              "seed": cfg.seed, "rankers": cfg.rankers, "explainers": cfg.explainers,
-                             "metrics": cfg.metrics, "samples": {"queries": limit or cfg.queries, "top_k": cfg.top_k,
+                             "metrics": cfg.metrics, "samples": {"queries": cfg.queries, "top_k": cfg.top_k,
                                                                  "relevant": cfg.relevant}})
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     prev = store.meta().get("environment", {}) if resume else {}
@@ -95,9 +137,6 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                                    "started": prev.get("started", now),
                                    "resumed": prev.get("resumed", []) + ([now] if prev else [])})
     elapsed_before = store.meta().get("elapsed", 0.0) if resume else 0.0
-    n_q = limit if limit is not None else cfg.queries
-    qids = coll.split(cfg.split)
-    qids = qids[:n_q] if n_q else qids
     metric_names = [m for m in cfg.metrics if m != LISTWISE]
     ref = cfg.metrics.get("explainer_agreement", {}).get("reference", METRICS["explainer_agreement"].defaults[
         "reference"])
@@ -108,7 +147,8 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
         ranker = get_ranker(rname, coll, cfg.seed, rparams.get("checkpoint"),
-                            train_if_missing=rparams.get("train", True), device=device, progress=progress)
+                            train_if_missing=rparams.get("train", True), device=device, progress=progress,
+                            config=cfg.ranker_config(rname))
         load_s = time.perf_counter() - t0
         if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
             eff = evaluate(ranker, coll, "test")
@@ -226,7 +266,7 @@ def _effectiveness(store, cfg, device, progress, data_dir):
         names = cfg.effectiveness_rankers or list(cfg.rankers)
         for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
             m = get_ranker(rname, c, cfg.seed, None, train_if_missing=rparams.get("train", True), device=device,
-                           progress=progress)
+                           progress=progress, config=cfg.ranker_config(rname) if rname in cfg.rankers else None)
             log = getattr(m, "train_log", {}) or {}
             store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test"), "train_seconds": log.get("seconds"),
                                                      "best_epoch": log.get("best_epoch"), "device": device})
