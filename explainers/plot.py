@@ -19,8 +19,12 @@ def heatmap_png(expl: Explanation, path: str | Path, max_doc_tokens: int = 60, a
         m, rows = np.asarray(expl.pair_map), expl.query_tokens
     else:
         m, rows = np.asarray(expl.doc_scores)[None], ["(doc)"]
+    n_all = m.shape[1]
     m = m[:, :max_doc_tokens]
     cols = expl.doc_tokens[: m.shape[1]]
+    notes = [f"first {m.shape[1]} of {n_all} words shown"] if m.shape[1] < n_all else []
+    if expl.truncated:
+        notes.append(f"document truncated by the ranker to {n_all} words")
     own = ax is None
     if own:
         fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(cols) + 2), max(1.6, 0.32 * len(rows) + 1.4)))
@@ -29,7 +33,8 @@ def heatmap_png(expl: Explanation, path: str | Path, max_doc_tokens: int = 60, a
     im = ax.imshow(m, aspect="auto", cmap="RdBu_r" if signed else "Reds", vmin=-lim if signed else 0, vmax=lim)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-    ax.set_title(title or f"{expl.explainer} on {expl.ranker} (score {expl.score:.3f})", fontsize=9)
+    ax.set_title((title or f"{expl.explainer} on {expl.ranker} (score {expl.score:.3f})")
+                 + (f"\n[{'; '.join(notes)}]" if notes else ""), fontsize=9)
     ax.figure.colorbar(im, ax=ax, fraction=0.02, pad=0.01)
     if own:
         fig.tight_layout()
@@ -51,5 +56,8 @@ def highlight_html(expl: Explanation, path: str | Path) -> None:
     Path(path).write_text(
         f"<!doctype html><meta charset='utf-8'><title>rexbench {expl.explainer}</title>"
         f"<body style='font-family:sans-serif;max-width:50em'><p><b>query:</b> {q}<br><b>ranker:</b> {expl.ranker} "
-        f"<b>explainer:</b> {expl.explainer} <b>score:</b> {expl.score:.4f}</p><p style='line-height:1.9'>"
+        f"<b>explainer:</b> {expl.explainer} <b>score:</b> {expl.score:.4f}</p>"
+        + (f"<p><i>The ranker truncated this document: only its first {len(expl.doc_tokens)} words were scored and "
+           "are shown.</i></p>" if expl.truncated else "")
+        + "<p style='line-height:1.9'>"
         + " ".join(spans) + "</p></body>")

@@ -134,16 +134,21 @@ def _device(name: str) -> str:
 
 def cmd_list(args) -> int:
     from rankers import RANKERS
+    from rankers.params import schema_json
     from suites.listing import listing
-    out = {"rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable, "provides": list(s.cls.provides)}
-                       for s in RANKERS.values()], **listing()}
+    out = {"rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable, "provides": list(s.cls.provides),
+                        "params": schema_json(s.cls.params)} for s in RANKERS.values()], **listing()}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         for k, rows in out.items():
             print(f"{k}:")
             for r in rows:
-                rest = ", ".join(f"{a}={b}" for a, b in r.items() if a != "name" and b not in ({}, [], ""))
+                rest = ", ".join(f"{a}={b}" for a, b in r.items()
+                                 if a not in ("name", "params") and b not in ({}, [], ""))
+                if r.get("params"):
+                    rest += ("; " if rest else "") + "params: " + ", ".join(
+                        f"{k}={p['default']!r}" for k, p in r["params"].items())
                 print(f"  {r['name']:<22} {rest}")
     return 0
 
@@ -371,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.cmd](args)
     except BadInput as e:
-        print(f"rexbench: error: {e}", file=sys.stderr)
+        msg = " ".join(str(e).split())  # one line, whatever the user's input held
+        print(f"rexbench: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
