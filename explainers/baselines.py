@@ -59,3 +59,15 @@ class IdfMatchExplainer(Explainer):
 def collection_idf(collection) -> dict[str, float]:
     """token -> BM25 idf in `collection`."""
     return dict(zip(collection.index.vocab.itos, collection.index.idf.tolist()))
+
+
+@register_explainer("exact_shapley")
+class ExactShapleyExplainer(Explainer):
+    """The ground truth on bm25: its exact per-token Shapley shares (`BM25.exact_contributions`),
+    which sum to the score. The reference every faithfulness metric should rank above random."""
+
+    requires = ("exact_contributions",)
+
+    def _attribute(self, pair: Pair) -> dict:
+        shap, _ = self.ranker.exact_contributions(pair.q_ids, pair.d_ids)
+        return {"doc_scores": shap.double().cpu().numpy()}

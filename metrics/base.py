@@ -69,6 +69,7 @@ class MetricSpec:
     finish: Callable | None = None        # finish(ctx, scores [R], **params) -> MetricResult
     curve: bool = False
     params: dict[str, Param] = field(default_factory=dict)
+    headline: bool = False  # defined on every sample of every ranker, bounded, invariant to score rescaling
 
     @property
     def defaults(self) -> dict:
@@ -79,14 +80,15 @@ METRICS: dict[str, MetricSpec] = {}
 
 
 def register_metric(name: str, direction: str, unit: str, *, range: tuple[float | None, float | None],
-                    curve: bool = False, params: dict[str, Param] | None = None):
+                    curve: bool = False, params: dict[str, Param] | None = None, headline: bool = False):
     """Decorate fn(ctx, **params) -> MetricResult, or a (plan, finish) pair given as a class."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"metric {name}: direction must be 'higher' or 'lower'")
 
     def deco(obj):
         fns = {"plan": obj.plan, "finish": obj.finish} if isinstance(obj, type) else {"fn": obj}
-        METRICS[name] = MetricSpec(name, direction, unit, tuple(range), curve=curve, params=dict(params or {}), **fns)
+        METRICS[name] = MetricSpec(name, direction, unit, tuple(range), curve=curve, params=dict(params or {}),
+                                   headline=headline, **fns)
         return obj
     return deco
 

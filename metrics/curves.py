@@ -22,6 +22,19 @@ def attribution_order(scores) -> np.ndarray:
     return np.argsort(-s, kind="stable")
 
 
+def attribution_orders(scores, n_orders: int, seed: int = 0) -> list[np.ndarray]:
+    """Orders to average a curve over: one when no two attributions tie, else `n_orders`
+    orders that rank tied tokens uniformly at random (seeded). A curve averaged over
+    them estimates the expectation over all tie orders, so a constant attribution scores
+    like the random explainer in expectation instead of like "first words first"."""
+    first = attribution_order(scores)
+    s = np.asarray(scores, dtype=np.float64)
+    if n_orders <= 1 or len(np.unique(s)) == len(s):
+        return [first]
+    rng = np.random.default_rng(seed)
+    return [np.lexsort((rng.random(len(s)), -s)) for _ in range(n_orders)]
+
+
 def step_counts(n: int, max_steps: int | None = 20) -> np.ndarray:
     """Numbers of tokens removed/inserted at each step: 0..n, every token when
     n <= max_steps, else `max_steps` + 1 evenly spaced counts (rounded)."""
@@ -46,8 +59,8 @@ def curve_masks(order: np.ndarray, counts: np.ndarray, kind: str) -> torch.Tenso
     raise ValueError(f"kind must be 'deletion' or 'insertion', not {kind!r}")
 
 
-EMPTY_NOT_BELOW = ("s_empty >= s_full: the empty document scores at least as high as the full one, so the "
-                   "normalised curve (s - s_empty) / (s_full - s_empty) is undefined or inverted")
+EMPTY_NOT_BELOW = ("normalised curve not defined for this pair: the empty document scores at least as high as "
+                   "the full one; use the rank_* metrics (defined on every pair)")
 
 
 def normalise(scores: np.ndarray, s_full: float, s_empty: float, eps: float = 1e-9) -> np.ndarray | None:
@@ -62,6 +75,11 @@ def normalise(scores: np.ndarray, s_full: float, s_empty: float, eps: float = 1e
 def auc(x: np.ndarray, y: np.ndarray) -> float:
     """Trapezoid area under y(x), x in [0, 1]."""
     return float(np.trapezoid(y, x))
+
+
+def standing(ranks: np.ndarray, n_others: int) -> np.ndarray:
+    """1 - (rank - 1) / n_others in [0, 1]: 1 above every other candidate, 0 below all."""
+    return 1.0 - (np.asarray(ranks, dtype=np.float64) - 1) / n_others
 
 
 def ranks_among(scores: np.ndarray, others: np.ndarray) -> np.ndarray:

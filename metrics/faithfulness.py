@@ -2,21 +2,29 @@
 
 Removal operator: the ranker's token mask (0 = token removed; bm25 keeps the
 document length fixed, interaction rankers zero the token's interactions).
+Tokens are taken in attribution order (descending); where attributions tie, every
+curve is averaged over `tie_orders` random orders of the tied tokens (seeded), so a
+constant explanation scores like the random explainer in expectation.
 
-- deletion / insertion (Petsiuk et al. 2018): tokens ordered by attribution
-  (descending, ties by position) are removed from the full document / added to
-  the empty one; y = (s_k - s_empty) / (s_full - s_empty), x = fraction of
-  tokens; value = trapezoid AUC in x in [0, 1]. Deletion: lower is better;
-  insertion: higher. Unless s_full > s_empty the normalisation is undefined or
-  inverted: the value is NaN with status error (the rank variants still apply).
-- rank_deletion / rank_insertion: the same steps, y = the document's rank among
-  its query's other candidates (unperturbed); value = AUC of the standing
-  1 - (rank - 1) / n_others in [0, 1] (same directions as above).
-- comprehensiveness / sufficiency (ERASER, DeYoung et al. 2020): AOPC over the
-  top-k% bins {1, 5, 10, 20, 50} (k tokens = ceil(k% n), at least 1) of
-  (s_full - s_without_topk) and (s_full - s_only_topk), divided by
-  (s_full - s_empty) so rankers are comparable. Comprehensiveness: higher is
-  better; sufficiency: lower.
+Headline metrics (bounded, defined on every sample of every ranker, invariant to any
+increasing transform of the ranker's scores, so comparable across rankers):
+- rank_deletion / rank_insertion: tokens are removed from the full document / added
+  to the empty one; y = the document's rank among its query's other candidates
+  (unperturbed scores); value = trapezoid AUC over x = fraction of tokens in [0, 1] of
+  the standing 1 - (rank - 1) / n_others in [0, 1]. Deletion: lower is better;
+  insertion: higher.
+- rank_comprehensiveness / rank_sufficiency (ERASER's AOPC, DeYoung et al. 2020, on
+  the standing): mean over the top-k% bins {1, 5, 10, 20, 50} (k tokens = ceil(k% n),
+  at least 1) of standing(full) - standing(without top-k) and standing(full) -
+  standing(only top-k); in [-1, 1]. Comprehensiveness: higher; sufficiency: lower.
+
+Score-normalised variants (Petsiuk et al. 2018; ERASER), kept for comparison with the
+literature but not headlines: deletion / insertion (AUC of y = (s_k - s_empty) /
+(s_full - s_empty)) and comprehensiveness / sufficiency (AOPC of (s_full - s) /
+(s_full - s_empty)). Unbounded (partial documents may outscore the full one) and
+ill-conditioned when s_full - s_empty is small; undefined (status skipped) unless
+s_full > s_empty.
+
 - pairwise_flip: for the margin s(q,d+) - s(q,d-), the fraction of d+'s tokens
   deleted in attribution order before d+ scores below d- (every step
   evaluated, or `max_steps` evenly spaced ones: then the value is the first
@@ -33,14 +41,21 @@ import torch
 from rankers.params import Float, Int, Param
 
 from .base import MetricResult, Skip, register_metric, require
-from .curves import EMPTY_NOT_BELOW, attribution_order, auc, curve_masks, normalise, ranks_among, step_counts
+from .curves import (EMPTY_NOT_BELOW, attribution_orders, auc, curve_masks, normalise, ranks_among, standing,
+                     step_counts)
 
 ERASER_BINS = (1, 5, 10, 20, 50)
 _BINS = Param((list,), list(ERASER_BINS), each=Float(None, lo=0.01, hi=100.0), doc="top-k% bins, each in (0, 100]")
+_STEPS = Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")
+_TIES = Int(8, lo=1, hi=256, doc="random orders of tied tokens averaged (only when attributions tie)")
 
 
 def _order(ctx):
-    return attribution_order(ctx.explanation.doc_scores)
+    return attribution_orders(ctx.explanation.doc_scores, 1)[0]
+
+
+def _orders(ctx, tie_orders):
+    return attribution_orders(ctx.explanation.doc_scores, tie_orders, seed=ctx.seed)
 
 
 def _full_empty(ctx):
@@ -49,90 +64,126 @@ def _full_empty(ctx):
     return torch.stack([torch.ones(n), torch.zeros(n)])
 
 
+def _need_ranks(ctx):
+    require(ctx.other_scores is not None and len(ctx.other_scores) > 0, "no candidate list for ranks")
+
+
 class _Curve:
+    """Deletion / insertion curves, averaged over the random orders of tied tokens."""
+
     kind = "deletion"
     rank = False
 
     @classmethod
-    def plan(cls, ctx, max_steps=20):
+    def plan(cls, ctx, max_steps=20, tie_orders=8):
         if cls.rank:
-            require(ctx.other_scores is not None and len(ctx.other_scores) > 0, "no candidate list for ranks")
-        order = _order(ctx)
-        counts = step_counts(len(order), max_steps)
-        return torch.cat([curve_masks(order, counts, cls.kind), _full_empty(ctx)])
+            _need_ranks(ctx)
+        orders = _orders(ctx, tie_orders)
+        counts = step_counts(len(orders[0]), max_steps)
+        return torch.cat([curve_masks(o, counts, cls.kind) for o in orders] + [_full_empty(ctx)])
 
     @classmethod
-    def finish(cls, ctx, scores, max_steps=20):
+    def finish(cls, ctx, scores, max_steps=20, tie_orders=8):
         n = len(ctx.pair.d_ids)
         counts = step_counts(n, max_steps)
         x = counts / n
-        s, s_full, s_empty = scores[:-2], scores[-2], scores[-1]
+        s = scores[:-2].reshape(-1, len(counts))  # [orders, steps]
+        s_full, s_empty = scores[-2], scores[-1]
+        info = {"s_full": float(s_full), "s_empty": float(s_empty), "orders": len(s)}
         if cls.rank:
-            r = ranks_among(s, ctx.other_scores)
-            standing = 1 - (r - 1) / len(ctx.other_scores)
-            return MetricResult(auc(x, standing), curve={"x": x.tolist(), "y": r.astype(float).tolist()})
+            r = ranks_among(s, ctx.other_scores).mean(0)  # mean rank over tie orders
+            return MetricResult(auc(x, standing(r, len(ctx.other_scores))), curve={"x": x.tolist(), "y": r.tolist()},
+                                info={**info, "n_others": len(ctx.other_scores)})
         y = normalise(s, s_full, s_empty)
         if y is None:
-            return MetricResult(math.nan, "error", EMPTY_NOT_BELOW, curve={"x": x.tolist(), "y": s.tolist()},
-                                info={"s_full": float(s_full), "s_empty": float(s_empty)})
-        return MetricResult(auc(x, y), curve={"x": x.tolist(), "y": y.tolist()},
-                            info={"s_full": float(s_full), "s_empty": float(s_empty)})
+            raise Skip(EMPTY_NOT_BELOW)
+        y = y.mean(0)
+        return MetricResult(auc(x, y), curve={"x": x.tolist(), "y": y.tolist()}, info=info)
 
 
-@register_metric("deletion", "lower", "AUC of normalised score vs fraction deleted", range=(None, None), curve=True,
-                 params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
+_CURVE_PARAMS = {"max_steps": _STEPS, "tie_orders": _TIES}
+
+
+@register_metric("deletion", "lower", "AUC of (s - s_empty) / (s_full - s_empty) vs fraction deleted",
+                 range=(None, None), curve=True, params=_CURVE_PARAMS)
 class Deletion(_Curve):
     kind = "deletion"
 
 
-@register_metric("insertion", "higher", "AUC of normalised score vs fraction inserted", range=(None, None),
-                 curve=True, params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
+@register_metric("insertion", "higher", "AUC of (s - s_empty) / (s_full - s_empty) vs fraction inserted",
+                 range=(None, None), curve=True, params=_CURVE_PARAMS)
 class Insertion(_Curve):
     kind = "insertion"
 
 
-@register_metric("rank_deletion", "lower", "AUC of rank standing vs fraction deleted", range=(0, 1), curve=True,
-                 params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
+@register_metric("rank_deletion", "lower", "AUC of the standing among the candidates vs fraction deleted",
+                 range=(0, 1), curve=True, params=_CURVE_PARAMS, headline=True)
 class RankDeletion(_Curve):
     kind, rank = "deletion", True
 
 
-@register_metric("rank_insertion", "higher", "AUC of rank standing vs fraction inserted", range=(0, 1), curve=True,
-                 params={"max_steps": Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")})
+@register_metric("rank_insertion", "higher", "AUC of the standing among the candidates vs fraction inserted",
+                 range=(0, 1), curve=True, params=_CURVE_PARAMS, headline=True)
 class RankInsertion(_Curve):
     kind, rank = "insertion", True
 
 
 class _Eraser:
+    """ERASER AOPC over top-k% bins, averaged over the random orders of tied tokens."""
+
     keep_top = False
+    rank = False
 
     @classmethod
-    def plan(cls, ctx, bins=ERASER_BINS):
-        order = _order(ctx)
-        n = len(order)
+    def plan(cls, ctx, bins=ERASER_BINS, tie_orders=8):
+        if cls.rank:
+            _need_ranks(ctx)
+        orders = _orders(ctx, tie_orders)
+        n = len(orders[0])
         counts = np.array([max(1, math.ceil(b / 100 * n)) for b in bins])
-        return torch.cat([curve_masks(order, counts, "insertion" if cls.keep_top else "deletion"), _full_empty(ctx)])
+        kind = "insertion" if cls.keep_top else "deletion"
+        return torch.cat([curve_masks(o, counts, kind) for o in orders] + [_full_empty(ctx)])
 
     @classmethod
-    def finish(cls, ctx, scores, bins=ERASER_BINS):
-        s, s_full, s_empty = scores[:-2], scores[-2], scores[-1]
-        span = s_full - s_empty
-        if normalise(s, s_full, s_empty) is None:
-            return MetricResult(math.nan, "error", EMPTY_NOT_BELOW)
-        drops = (s_full - s) / span
-        return MetricResult(float(drops.mean()), info={"bins": list(bins), "drops": drops.tolist()})
+    def finish(cls, ctx, scores, bins=ERASER_BINS, tie_orders=8):
+        s = scores[:-2].reshape(-1, len(bins))
+        s_full, s_empty = scores[-2], scores[-1]
+        if cls.rank:
+            n_others = len(ctx.other_scores)
+            st_full = standing(ranks_among(np.array([s_full]), ctx.other_scores), n_others)[0]
+            drops = (st_full - standing(ranks_among(s, ctx.other_scores), n_others)).mean(0)
+        else:
+            if normalise(s, s_full, s_empty) is None:
+                raise Skip(EMPTY_NOT_BELOW)
+            drops = ((s_full - s) / (s_full - s_empty)).mean(0)
+        return MetricResult(float(drops.mean()), info={"bins": list(bins), "drops": drops.tolist(), "orders": len(s)})
 
 
-@register_metric("comprehensiveness", "higher", "AOPC of normalised score drop, top-k% removed",
-                 range=(None, None), params={"bins": _BINS})
+_ERASER_PARAMS = {"bins": _BINS, "tie_orders": _TIES}
+
+
+@register_metric("comprehensiveness", "higher", "AOPC of (s_full - s) / (s_full - s_empty), top-k% removed",
+                 range=(None, None), params=_ERASER_PARAMS)
 class Comprehensiveness(_Eraser):
     keep_top = False
 
 
-@register_metric("sufficiency", "lower", "AOPC of normalised score drop, only top-k% kept", range=(None, None),
-                 params={"bins": _BINS})
+@register_metric("sufficiency", "lower", "AOPC of (s_full - s) / (s_full - s_empty), only top-k% kept",
+                 range=(None, None), params=_ERASER_PARAMS)
 class Sufficiency(_Eraser):
     keep_top = True
+
+
+@register_metric("rank_comprehensiveness", "higher", "AOPC of the standing lost, top-k% removed", range=(-1, 1),
+                 params=_ERASER_PARAMS, headline=True)
+class RankComprehensiveness(_Eraser):
+    keep_top, rank = False, True
+
+
+@register_metric("rank_sufficiency", "lower", "AOPC of the standing lost, only top-k% kept", range=(-1, 1),
+                 params=_ERASER_PARAMS, headline=True)
+class RankSufficiency(_Eraser):
+    keep_top, rank = True, True
 
 
 @register_metric("pairwise_flip", "lower", "fraction of d+ tokens deleted before s(q,d+) < s(q,d-)",
@@ -178,7 +229,7 @@ def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float 
     q_ids, d_ids = enc.q_ids.repeat_interleave(2, 0), enc.d_ids.repeat_interleave(2, 0)  # rows: intact, deleted
     mask = torch.ones(d_ids.shape, device=d_ids.device)
     for i, (n, ex) in enumerate(zip(enc.n_doc, explanations)):
-        order = attribution_order(ex.doc_scores)
+        order = attribution_orders(ex.doc_scores, 1)[0]
         k = max(1, math.ceil(k_frac * len(order)))
         mask[2 * i + 1, :n] = curve_masks(order, np.array([k]), "deletion")[0]
     with torch.no_grad():  # one batched call (chunked) for the whole list

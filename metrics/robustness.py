@@ -2,10 +2,12 @@
 
 - sanity_randomization (Adebayo et al. 2018): cascading model-parameter
   randomisation from the output layer down; at each stage the explainer is
-  rerun on the randomised ranker and compared (Spearman) with the original
-  explanation. Value: the similarity after the full cascade (lower is better:
-  a faithful explainer's output changes when the model does); the per-stage
-  curve is kept. Rankers without learned parameters (bm25) are skipped.
+  rerun on the randomised ranker and compared with the original explanation by
+  |Spearman rho| in [0, 1]. Value: |rho| after the full cascade (lower is better:
+  independence from the trained weights is the ideal, and anti-correlation is as much
+  dependence as correlation); a constant explanation on either side is an error
+  (undefined), never a perfect 0. The per-stage curve is kept. Rankers without learned
+  parameters (bm25) are skipped.
 - explainer_agreement: Kendall tau (scipy.stats) between this explanation and
   a reference explainer's on the same pair (default: feature_ablation, i.e.
   leave-one-out); top-k Jaccard in info. Higher = agrees more.
@@ -54,8 +56,8 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
             p.copy_(torch.randn(p.shape, generator=gen) * std)
 
 
-@register_metric("sanity_randomization", "lower", "Spearman rho, explanation of trained vs fully randomised ranker",
-                 range=(-1, 1), params={"max_stages": Int(None, lo=1, nullable=True, doc="null: every stage")})
+@register_metric("sanity_randomization", "lower", "|Spearman rho|, explanation of trained vs fully randomised ranker",
+                 range=(0, 1), params={"max_stages": Int(None, lo=1, nullable=True, doc="null: every stage")})
 def sanity_randomization(ctx, max_stages=None):
     require(ctx.explainer is not None, "needs the explainer to rerun")
     stages = randomisation_stages(ctx.ranker, max_stages)
@@ -74,15 +76,17 @@ def sanity_randomization(ctx, max_stages=None):
             explainer.layer = resolve_layer(rand, explainer.layer_name)
         ex = explainer.attribute_pair(ctx.pair)
         s = np.asarray(ex.doc_scores)
-        if np.ptp(base) > 0 and np.ptp(s) > 0:
-            sims.append(float(spearmanr(base, s).statistic))
-        else:  # a constant explanation of the randomised model keeps no ranking information: 0
-            sims.append(math.nan if np.ptp(base) == 0 else 0.0)
+        # |rho|: independence (0) is the ideal; strong anti-correlation is as dependent on the weights
+        # as strong correlation. A constant explanation has no ranking at all: undefined, not "perfect".
+        sims.append(abs(float(spearmanr(base, s).statistic)) if np.ptp(base) > 0 and np.ptp(s) > 0 else math.nan)
     final = sims[-1]
-    return MetricResult(final, "ok" if math.isfinite(final) else "error",
-                        "" if math.isfinite(final) else "constant explanation: Spearman undefined",
-                        curve={"x": list(range(1, len(stages) + 1)), "y": sims},
-                        info={"stages": [",".join(g) for g in stages]})
+    info = {"stages": [",".join(g) for g in stages]}
+    curve = {"x": list(range(1, len(stages) + 1)), "y": [None if not math.isfinite(v) else v for v in sims]}
+    if not math.isfinite(final):
+        which = "the trained ranker's" if np.ptp(base) == 0 else "the randomised ranker's"
+        return MetricResult(math.nan, "error", f"{which} explanation is constant: Spearman undefined", curve=curve,
+                            info=info)
+    return MetricResult(final, curve=curve, info=info)
 
 
 @register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", range=(-1, 1),

@@ -69,6 +69,8 @@ class BM25Index:
 class BM25(Ranker):
     """Differentiable BM25 over token ids; see the module docstring for masking."""
 
+    provides = ("exact_contributions",)
+
     params = {"k1": Float(1.2, lo=0.001, hi=100.0, doc="term-frequency saturation"), "b": Float(0.75, lo=0.0, hi=1.0,
               doc="length normalisation"), "max_doc_len": Int(512, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 MEASURE_NAMES = {"ndcg@10": "nDCG@10", "mrr@10": "RR@10", "map": "AP"}
 
 
+import numpy as np
+import torch
+
+
 def run_ranker(ranker, collection, split: str = "test", batch_size: int = 128) -> dict[str, dict[str, float]]:
     """qid -> docid -> score over each query's candidate list."""
     run = {}
@@ -15,11 +19,27 @@ def run_ranker(ranker, collection, split: str = "test", batch_size: int = 128) -
     return run
 
 
-def evaluate(ranker, collection, split: str = "test") -> dict:
-    """{"queries", "ndcg@10", "mrr@10", "map"} on `split` (graded qrels, ir-measures/pytrec_eval)."""
+@torch.no_grad()
+def empty_document_standing(ranker, collection, run: dict[str, dict[str, float]]) -> dict:
+    """Where the empty document (every token of the top candidate removed by the ranker's mask)
+    ranks among each query's candidates: "empty_below_95": fraction of queries in which it scores
+    below at least 95% of the candidates; "empty_below_mean": mean fraction of candidates above it.
+    Removing all evidence should lower the score, or deletion curves end above where they start."""
+    fracs = []
+    for q, scores in run.items():
+        enc = ranker.encode(collection.query_tokens[q], [collection.doc_tokens[next(iter(scores))]])
+        empty = float(ranker(enc.q_ids, enc.d_ids, torch.zeros(enc.d_ids.shape, device=enc.d_ids.device))[0])
+        fracs.append(float(np.mean(np.array(list(scores.values())) > empty)))
+    return {"empty_below_95": float(np.mean(np.array(fracs) >= 0.95)), "empty_below_mean": float(np.mean(fracs))}
+
+
+def evaluate(ranker, collection, split: str = "test", empty: bool = False) -> dict:
+    """{"queries", "ndcg@10", "mrr@10", "map"} on `split` (graded qrels, ir-measures/pytrec_eval);
+    with `empty`, also `empty_document_standing`."""
     import ir_measures
     measures = {k: ir_measures.parse_measure(v) for k, v in MEASURE_NAMES.items()}
     run = run_ranker(ranker, collection, split)
     qrels = {q: collection.qrels.get(q, {}) for q in run}
     agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
-    return {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}
+    out = {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}
+    return {**out, **empty_document_standing(ranker, collection, run)} if empty else out

@@ -82,7 +82,7 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
 
 
 TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
-                  "patience": 3, "time_budget_s": None}
+                  "patience": 3, "time_budget_s": None, "empty_margin": None}
 
 
 def _param_groups(model: Ranker, hp: dict) -> list[dict]:
@@ -121,7 +121,9 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     `train_defaults`, then `overrides`): epochs, n_per_query (triples per train
     query and epoch), batch_size, lr, emb_lr (embedding table) or head_lr
     (new output head), patience, time_budget_s (None: no wall-clock stop; set it only
-    knowingly, the model then depends on machine speed). Returns a log dict: per-epoch
+    knowingly, the model then depends on machine speed), empty_margin (None, or the
+    margin by which every negative must outscore its own empty version: the empty
+    document as a further negative). Returns a log dict: per-epoch
     loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
     hp = {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {}), **overrides}
@@ -147,6 +149,9 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
             sp = _score_pairs(model, q_tok, pos)
             sn = _score_pairs(model, q_tok, neg)
             loss = torch.relu(1.0 - sp + sn).mean()
+            if hp["empty_margin"] is not None:
+                se = _score_pairs(model, q_tok, neg, empty=True)
+                loss = loss + torch.relu(float(hp["empty_margin"]) - sn + se).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -173,16 +178,16 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     return log
 
 
-def _score_pairs(model: Ranker, q_tokens, d_tokens) -> torch.Tensor:
+def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False) -> torch.Tensor:
     """Scores of aligned (query_i, doc_i) pairs (each encoded by the ranker, so truncated by its rules),
-    padded into one batch: [B]."""
+    padded into one batch: [B]. `empty`: every document token removed (mask 0)."""
     from .text import PAD_ID
     encs = [model.encode(q, [d]) for q, d in zip(q_tokens, d_tokens)]
     lq = max(e.q_ids.shape[1] for e in encs)
     ld = max(e.d_ids.shape[1] for e in encs)
     q_ids = torch.stack([torch.nn.functional.pad(e.q_ids[0], (0, lq - e.q_ids.shape[1]), value=PAD_ID) for e in encs])
     d_ids = torch.stack([torch.nn.functional.pad(e.d_ids[0], (0, ld - e.d_ids.shape[1]), value=PAD_ID) for e in encs])
-    return model(q_ids, d_ids)
+    return model(q_ids, d_ids, torch.zeros(d_ids.shape, device=d_ids.device) if empty else None)
 
 
 def identity(model: Ranker, collection_name: str) -> dict:

@@ -186,12 +186,14 @@ def cmd_rank(args) -> int:
 
     coll = load_collection(args.collection, args.data_dir)
     model = get_ranker(args.ranker, coll, args.seed, args.checkpoint, device=_device(args.device))
-    res = {"ranker": args.ranker, "collection": coll.name, "split": args.split, **evaluate(model, coll, args.split)}
+    res = {"ranker": args.ranker, "collection": coll.name, "split": args.split,
+           **evaluate(model, coll, args.split, empty=True)}
     if args.json:
         print(json.dumps(res))
     else:
         print(f"{args.ranker} on {coll.name}/{args.split} ({res['queries']} queries): nDCG@10 {res['ndcg@10']:.4f}  "
-              f"MRR@10 {res['mrr@10']:.4f}  MAP {res['map']:.4f}")
+              f"MRR@10 {res['mrr@10']:.4f}  MAP {res['map']:.4f}  empty document below 95% of the candidates in "
+              f"{res['empty_below_95']:.0%} of queries")
     return 0
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from .stats import leaderboard
+from .stats import ALPHA, kendalls_w, leaderboard, metric_agreement, separation, underpowered
 from .store import Store
 
 GRID = np.linspace(0, 1, 21)
@@ -35,23 +35,32 @@ def _plt():
 
 
 def curve_figure(df: pd.DataFrame, ranker: str, path: Path) -> bool:
-    """Mean deletion and insertion curves per explainer (interpolated on 21 points)."""
+    """Mean deletion and insertion curves per explainer (interpolated on 21 points): the rank-aware
+    ones (the document's standing among its query's candidates, 1 - (rank - 1) / n_others) when
+    the run has them, else the score-normalised ones."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     drawn = False
-    for ax, metric in zip(axes, ("deletion", "insertion")):
+    rank = bool((df[df.ranker == ranker].metric == "rank_deletion").any())
+    for ax, metric in zip(axes, ("rank_deletion", "rank_insertion") if rank else ("deletion", "insertion")):
         g = df[(df.ranker == ranker) & (df.metric == metric) & (df.status == "ok") & df.curve.notna()]
         for e, ge in g.groupby("explainer"):
-            ys = [np.interp(GRID, c["x"], c["y"]) for c in map(json.loads, ge.curve)]
+            ys = []
+            for c, info in zip(map(json.loads, ge.curve), map(json.loads, ge["info"])):
+                y = np.asarray(c["y"], dtype=float)
+                ys.append(np.interp(GRID, c["x"], 1 - (y - 1) / info["n_others"] if rank else y))
             ax.plot(GRID, np.mean(ys, 0), label=f"{e} ({np.mean([np.trapezoid(y, GRID) for y in ys]):.2f})",
-                    lw=2.2 if e == "gradcam" else 1.2, ls="--" if e in ("random", "exact_match", "idf_match") else "-")
+                    lw=2.2 if e == "gradcam" else 1.2,
+                    ls="--" if e in ("random", "exact_match", "idf_match", "exact_shapley") else "-")
             drawn = True
-        ax.set_title(f"{metric} on {ranker} ({'lower' if metric == 'deletion' else 'higher'} AUC is better)",
+        ax.set_title(f"{metric} on {ranker} ({'lower' if 'deletion' in metric else 'higher'} AUC is better)",
                      fontsize=10)
-        ax.set_xlabel(f"fraction of document tokens {'removed' if metric == 'deletion' else 'inserted'}")
+        ax.set_xlabel(f"fraction of document tokens {'removed' if 'deletion' in metric else 'inserted'}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    axes[0].set_ylabel("normalised score (s - s_empty) / (s_full - s_empty)")
+        if drawn:
+            ax.legend(fontsize=7, ncol=2)
+    axes[0].set_ylabel("standing among the candidates, 1 - (rank - 1) / n_others" if rank else
+                       "normalised score (s - s_empty) / (s_full - s_empty)")
     fig.tight_layout()
     if drawn:
         fig.savefig(path, dpi=110)
@@ -94,6 +103,120 @@ def heatmap_figure(exps: list[dict], path: Path) -> str | None:
             plt.close(fig)
             return f"{r}, query {q}, document {d}"
     return None
+
+
+def _score_normalised(metric: str) -> bool:
+    return metric in ("deletion", "insertion", "comprehensiveness", "sufficiency")
+
+
+def _arrow(m: str) -> str:
+    return "↓" if METRICS[m].direction == "lower" else "↑"
+
+
+def leaderboard_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Per ranker: explainer x metric, query-means with query-bootstrap CIs, verdicts, n."""
+    md = ["## Leaderboards", "",
+          "Each cell: the mean over queries of the query's mean over its samples, with a 95% CI from a bootstrap "
+          "that resamples queries. ↓ lower is better, ↑ higher is better; **bold** = best. Versus the best, on "
+          f"paired query values (Wilcoxon signed-rank, Holm over the explainers, alpha {ALPHA}): † = worse; "
+          "~ = underpowered (too few queries for any difference to reach significance after Holm); no mark = not "
+          "shown worse. Headline faithfulness metrics (★) are bounded, defined on every sample and unchanged by any "
+          "increasing transform of the scores. n/a = not applicable (see skips below).", ""]
+    for r in df.ranker.unique():
+        cells: dict[str, dict[str, str]] = {}
+        ns: dict[str, tuple[int, int]] = {}
+        for m in metrics:
+            b = leaderboard(df, r, m)
+            for i, row in b.iterrows():
+                s = f"{_fmt(row['mean'])} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
+                mark = {"worse": " †", "underpowered": " ~"}.get(row.verdict, "")
+                cells.setdefault(row.explainer, {})[m] = f"**{s}**" if i == 0 else s + mark
+                if METRICS[m].headline:
+                    q, p = ns.get(row.explainer, (0, 0))
+                    ns[row.explainer] = (max(q, int(row.queries)), max(p, int(row.pairs)))
+        if not cells:
+            continue
+        cols = [m for m in metrics if any(m in v for v in cells.values())]
+        table = pd.DataFrame([{"explainer": e, "n queries / pairs": "%d / %d" % ns.get(e, (0, 0)),
+                               **{f"{m}{' ★' if METRICS[m].headline else ''} {_arrow(m)}": v.get(m, "n/a")
+                                  for m in cols}} for e, v in sorted(cells.items())])
+        qn = df[(df.ranker == r) & (df.docid != "*")].qid.nunique()
+        pn = len(df[(df.ranker == r) & (df.docid != "*")].drop_duplicates(["qid", "docid"]))
+        m_cmp = max(len(cells) - 1, 1)
+        floor_p = min(1.0, m_cmp * 2.0 ** (1 - qn))
+        note = (f"; **underpowered**: with {qn} queries and {m_cmp} comparisons no difference can reach p < {ALPHA} "
+                "after Holm (smallest attainable adjusted p " + f"{floor_p:.2g}); the full-size settings for a GPU "
+                "are in `suites/cranfield_gpu.toml`" if underpowered(qn, m_cmp) else "")
+        md += [f"### {r} ({qn} queries, {pn} pairs{note})", "", _table(table), ""]
+    return md
+
+
+def normalised_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The score-normalised variants: defined counts and query-means, not ranked as headlines."""
+    if not metrics:
+        return []
+    rows = []
+    for r in df.ranker.unique():
+        for m in metrics:
+            g = df[(df.ranker == r) & (df.metric == m)]
+            ok = g[g.status == "ok"].value.astype(float)
+            if g.empty:
+                continue
+            rows.append({"ranker": r, "metric": f"{m} {_arrow(m)}", "defined": f"{len(ok)} / {len(g)}",
+                         "min": _fmt(ok.min() if len(ok) else np.nan), "median": _fmt(ok.median() if len(ok) else
+                                                                                       np.nan),
+                         "max": _fmt(ok.max() if len(ok) else np.nan),
+                         "outside [0, 1]": int(((ok < 0) | (ok > 1)).sum())})
+    return ["## Score-normalised variants (not headlines)", "",
+            "Deletion / insertion (Petsiuk et al. 2018) and ERASER comprehensiveness / sufficiency normalise by "
+            "s_full - s_empty: unbounded, ill-conditioned when that span is small and undefined unless the full "
+            "document outscores the empty one. Shown for comparison with the literature; conclusions rest on the "
+            "rank-based headlines above.", "", _table(pd.DataFrame(rows)), ""]
+
+
+#: known-good explainers to separate from random: bm25's exact Shapley shares (the ground truth), lexical match
+GOOD = (("bm25", "exact_shapley"), ("bm25", "exact_match"), ("knrm", "exact_match"), ("matchpyramid", "exact_match"),
+        ("crossencoder", "exact_match"), ("biencoder", "exact_match"))
+
+
+def meta_evaluation_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Which metrics to trust: separation of known-good from random, reliability, agreement."""
+    metrics = [m for m in metrics if m not in ("explainer_agreement",)]
+    pairs = [(r, g) for r, g in GOOD if r in set(df.ranker) and g in set(df[df.ranker == r].explainer)]
+    md = ["## Meta-evaluation of the metrics", "",
+          "In the spirit of Tomsett et al. (2020) and Kim et al. (SIGIR 2022). (a) Separation: does the metric "
+          "rank a known-good explanation above the random one on paired queries? Cell: rank-biserial effect r "
+          "(1 = better on every query, in the metric's direction) and Wilcoxon p, n queries; bold where p < 0.01 "
+          "and r > 0. (b) Reliability: Kendall's W of the explainer ordering across queries (1 = every query "
+          "orders the explainers alike). (c) Agreement: Spearman correlation between the explainer orderings of "
+          "two metrics.", ""]
+    rows = []
+    for m in metrics:
+        row = {"metric": f"{m}{' ★' if METRICS[m].headline else ''} {_arrow(m)}"}
+        for r, g in pairs:
+            s = separation(df, r, m, g)
+            key = f"{r}: {g} vs random"
+            if s is None:
+                row[key] = "n/a"
+                continue
+            txt = f"r={s['effect']:+.2f}, p={s['p']:.1g} (n={s['queries']})"
+            row[key] = f"**{txt}**" if s["p"] < 0.01 and s["effect"] > 0 else txt
+        for r in df.ranker.unique():
+            w = kendalls_w(df, r, m)
+            row[f"W {r}"] = "n/a" if w is None else f"{w[0]:.2f}"
+        rows.append(row)
+    md += ["### (a) Separation and (b) reliability", "", _table(pd.DataFrame(rows)), ""]
+    mats = [metric_agreement(df, r, metrics) for r in df.ranker.unique()]
+    mats = [x for x in mats if not x.empty]
+    if mats:
+        names = sorted(set().union(*[set(x.index) for x in mats]), key=metrics.index)
+        avg = pd.DataFrame({b: [np.nanmean([x.loc[a, b] for x in mats if a in x.index and b in x.columns] or
+                                           [np.nan]) for a in names] for b in names}, index=names)
+        t = avg.map(lambda v: _fmt(v, 2)).reset_index().rename(columns={"index": "metric"})
+        md += ["### (c) Agreement between metrics", "",
+               f"Spearman correlation of explainer orderings (query-means, oriented so higher = better), averaged "
+               f"over the {len(mats)} rankers.", "", _table(t), ""]
+    return md
 
 
 def throughput_section(df: pd.DataFrame) -> list[str]:
@@ -180,27 +303,19 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         t["train s"] = [_fmt(x, 1) if x is not None and not pd.isna(x) else "-" for x in t.get("train_seconds")]
         for c in ("ndcg@10", "mrr@10", "map"):
             t[c] = t[c].map(lambda v: _fmt(v, 4))
-        md += [_table(t[["collection", "ranker", "queries", "ndcg@10", "mrr@10", "map", "train s"]]), ""]
+        cols = ["collection", "ranker", "queries", "ndcg@10", "mrr@10", "map", "train s"]
+        if "empty_below_95" in t:
+            t["empty doc below 95% of candidates"] = t.empty_below_95.map(lambda v: f"{v:.0%} of queries"
+                                                                          if v == v else "-")
+            cols.append("empty doc below 95% of candidates")
+        md += [_table(t[cols]), "", "The last column: in what share of queries the empty document (every token "
+               "removed by the ranker's mask) scores below at least 95% of the candidates; removing all evidence "
+               "should lower the score.", ""]
     metric_order = [m for m in METRICS if not df.empty and m in set(df.metric)]
     if not df.empty:
-        md += ["## Leaderboards", "",
-               "Mean over samples with a 95% bootstrap CI. ↓ lower is better, ↑ higher is better. **bold** = best; "
-               "† = worse than the best explainer on the same samples (Wilcoxon signed-rank, Holm-corrected, "
-               "p < 0.05). n/a = not applicable (see skips below).", ""]
-        for r in df.ranker.unique():
-            cells: dict[str, dict[str, str]] = {}
-            for m in metric_order:
-                b = leaderboard(df, r, m)
-                for i, row in b.iterrows():
-                    s = f"{_fmt(row['mean'])} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
-                    s = f"**{s}**" if i == 0 else s + (" †" if row.worse_than_best else "")
-                    cells.setdefault(row.explainer, {})[m] = s
-            if not cells:
-                continue
-            cols = [m for m in metric_order if any(m in v for v in cells.values())]
-            table = pd.DataFrame([{"explainer": e, **{f"{m} {'↓' if METRICS[m].direction == 'lower' else '↑'}":
-                                                      v.get(m, "n/a") for m in cols}} for e, v in sorted(cells.items())])
-            md += [f"### {r}", "", _table(table), ""]
+        md += leaderboard_section(df, [m for m in metric_order if not _score_normalised(m)])
+        md += normalised_section(df, [m for m in metric_order if _score_normalised(m)])
+        md += meta_evaluation_section(df, metric_order)
         bad = df[df.status != "ok"]
         if not bad.empty:
             n_expl = df.groupby("ranker").explainer.nunique()
@@ -235,7 +350,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                    f"![timing]({rel(figs / 'timing.png')})", ""]
         md += throughput_section(df)
         md += ig_completeness_section(df, exps)
-        md += ["## Deletion and insertion curves", ""]
+        md += ["## Rank deletion and insertion curves", ""]
         for r in df.ranker.unique():
             p = figs / f"curves_{r}.png"
             if curve_figure(df, r, p):

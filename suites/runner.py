@@ -151,7 +151,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
                             config=cfg.ranker_config(rname))
         load_s = time.perf_counter() - t0
         if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
-            eff = evaluate(ranker, coll, "test")
+            eff = evaluate(ranker, coll, "test", empty=True)
             log = getattr(ranker, "train_log", {}) or {}
             store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
                                                         "best_epoch": log.get("best_epoch"),
@@ -268,7 +268,8 @@ def _effectiveness(store, cfg, device, progress, data_dir):
             m = get_ranker(rname, c, cfg.seed, None, train_if_missing=rparams.get("train", True), device=device,
                            progress=progress, config=cfg.ranker_config(rname) if rname in cfg.rankers else None)
             log = getattr(m, "train_log", {}) or {}
-            store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test"), "train_seconds": log.get("seconds"),
+            store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test", empty=True),
+                                                     "train_seconds": log.get("seconds"),
                                                      "best_epoch": log.get("best_epoch"), "device": device})
 
 

@@ -1,16 +1,27 @@
-"""Statistics over suite rows: means with seeded 95% bootstrap CIs (scipy.stats.bootstrap),
-paired Wilcoxon signed-rank tests between explainers with Holm correction, leaderboards."""
+"""Query-level statistics over suite rows (scipy.stats).
+
+Samples of one query share the query (within-query correlation), so every statistic
+treats the query as the unit: a value per query is the mean of its samples; means are
+means of these query values; 95% CIs are percentile bootstraps that resample queries
+(a cluster bootstrap); explainers are compared on paired query values (Wilcoxon
+signed-rank, Holm-corrected). A comparison that cannot reach p < alpha after Holm at
+its number of queries (the exact test's smallest two-sided p is 2 / 2^n) is marked
+underpowered rather than left looking like "no difference".
+"""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap, wilcoxon
+from scipy.stats import bootstrap, friedmanchisquare, spearmanr, wilcoxon
 
 from metrics import METRICS
 
+ALPHA = 0.05
+
 
 def mean_ci(values: np.ndarray, seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high); percentile bootstrap with 2000 resamples; a single value has no interval."""
+    """(mean, low, high) of independent units; percentile bootstrap with 2000 resamples; a single
+    value has no interval."""
     v = np.asarray(values, dtype=np.float64)
     m = float(v.mean())
     if len(v) < 2 or np.ptp(v) == 0:
@@ -20,19 +31,33 @@ def mean_ci(values: np.ndarray, seed: int = 0, confidence: float = 0.95) -> tupl
     return m, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df.status == "ok") & np.isfinite(df.value.astype(float))]
+
+
+def query_values(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (ranker, explainer, metric, qid): mean of the query's ok sample values and their count."""
+    g = ok_rows(df).groupby(["ranker", "explainer", "metric", "qid"]).value
+    return pd.DataFrame({"value": g.mean(), "pairs": g.size()}).reset_index()
+
+
 def summarize(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """Per (ranker, explainer, metric): n ok, n error, n skipped, mean, 95% CI, direction."""
-    rows = []
+    """Per (ranker, explainer, metric): queries, pairs (ok samples), errors, skipped, query-mean with a
+    query-bootstrap 95% CI, direction."""
+    cols = ["ranker", "explainer", "metric", "queries", "n", "errors", "skipped", "mean", "ci_low", "ci_high",
+            "direction"]
     if df.empty:
-        return pd.DataFrame(columns=["ranker", "explainer", "metric", "n", "errors", "skipped", "mean", "ci_low",
-                                     "ci_high", "direction"])
+        return pd.DataFrame(columns=cols)
+    qv = query_values(df)
+    rows = []
     for (r, e, m), g in df.groupby(["ranker", "explainer", "metric"], sort=True):
-        ok = g[(g.status == "ok") & np.isfinite(g.value.astype(float))]
-        mean, lo, hi = mean_ci(ok.value.to_numpy(), seed) if len(ok) else (np.nan, np.nan, np.nan)
-        rows.append({"ranker": r, "explainer": e, "metric": m, "n": len(ok), "errors": int((g.status == "error").sum()),
-                     "skipped": int((g.status == "skipped").sum()), "mean": mean, "ci_low": lo, "ci_high": hi,
+        q = qv[(qv.ranker == r) & (qv.explainer == e) & (qv.metric == m)]
+        mean, lo, hi = mean_ci(q.value.to_numpy(), seed) if len(q) else (np.nan, np.nan, np.nan)
+        rows.append({"ranker": r, "explainer": e, "metric": m, "queries": len(q), "n": int(q.pairs.sum()),
+                     "errors": int((g.status == "error").sum()), "skipped": int((g.status == "skipped").sum()),
+                     "mean": mean, "ci_low": lo, "ci_high": hi,
                      "direction": METRICS[m].direction if m in METRICS else ""})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=cols)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -47,34 +72,112 @@ def holm(pvalues: list[float]) -> list[float]:
     return adj.tolist()
 
 
-def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha: float = 0.05) -> pd.DataFrame:
-    """Explainers on one (ranker, metric), best first, each compared with the best on the
-    same samples (Wilcoxon signed-rank, Holm-corrected over the comparisons)."""
+def paired_test(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p on paired query values (1.0 when they never differ)."""
+    d = np.asarray(a) - np.asarray(b)
+    if len(d) < 2 or np.allclose(d, 0):
+        return 1.0
+    return float(wilcoxon(a, b, zero_method="zsplit").pvalue)
+
+
+def underpowered(n_queries: int, n_comparisons: int, alpha: float = ALPHA) -> bool:
+    """True when even the most extreme outcome (exact two-sided p = 2 / 2^n) cannot pass Holm."""
+    return n_comparisons * 2.0 ** (1 - n_queries) >= alpha
+
+
+def wide_queries(df: pd.DataFrame, ranker: str, metric: str) -> pd.DataFrame:
+    """Query values [qid x explainer] of one (ranker, metric)."""
+    qv = query_values(df[(df.ranker == ranker) & (df.metric == metric)])
+    return qv.pivot_table(index="qid", columns="explainer", values="value", aggfunc="first")
+
+
+def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha: float = ALPHA) -> pd.DataFrame:
+    """Explainers on one (ranker, metric), best first: query-mean, query-bootstrap CI, n queries and
+    pairs, and the comparison with the best on paired queries (Wilcoxon, Holm over the comparisons):
+    `verdict` is "best", "worse" (p_holm < alpha), "not shown worse", or "underpowered"."""
     direction = METRICS[metric].direction
-    g = df[(df.ranker == ranker) & (df.metric == metric) & (df.status == "ok")].copy()
-    g = g[np.isfinite(g.value.astype(float))]
-    if g.empty:
+    sub = ok_rows(df[(df.ranker == ranker) & (df.metric == metric)])
+    if sub.empty:
         return pd.DataFrame()
-    wide = g.pivot_table(index=["qid", "docid"], columns="explainer", values="value", aggfunc="first")
+    wide = wide_queries(df, ranker, metric)
+    pairs = sub.groupby("explainer").size()
     summ = []
     for e in wide.columns:
         v = wide[e].dropna().to_numpy()
         m, lo, hi = mean_ci(v, seed)
-        summ.append({"explainer": e, "n": len(v), "mean": m, "ci_low": lo, "ci_high": hi})
+        summ.append({"explainer": e, "queries": len(v), "pairs": int(pairs.get(e, 0)), "mean": m, "ci_low": lo,
+                     "ci_high": hi})
     board = pd.DataFrame(summ).sort_values("mean", ascending=(direction == "lower"), kind="stable")
     best = board.iloc[0].explainer
-    pvals, names = [], []
-    for e in board.explainer.iloc[1:]:
+    others = list(board.explainer.iloc[1:])
+    pvals, n_paired = [], {}
+    for e in others:
         both = wide[[best, e]].dropna()
-        diff = both[best] - both[e]
-        if len(both) < 2 or np.allclose(diff, 0):
-            p = 1.0
-        else:
-            p = float(wilcoxon(both[best], both[e], zero_method="zsplit").pvalue)
-        pvals.append(p)
-        names.append(e)
-    adj = dict(zip(names, holm(pvals))) if pvals else {}
+        n_paired[e] = len(both)
+        pvals.append(paired_test(both[best].to_numpy(), both[e].to_numpy()))
+    adj = dict(zip(others, holm(pvals))) if pvals else {}
     board["p_holm"] = board.explainer.map(adj)
-    board["worse_than_best"] = board.p_holm < alpha
+    board["verdict"] = ["best" if e == best else "worse" if adj[e] < alpha
+                        else "underpowered" if underpowered(n_paired[e], len(others), alpha) else "not shown worse"
+                        for e in board.explainer]
+    board["worse_than_best"] = board.verdict == "worse"
     board.insert(0, "rank", range(1, len(board) + 1))
     return board.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- meta-evaluation of the metrics
+def separation(df: pd.DataFrame, ranker: str, metric: str, good: str, bad: str = "random") -> dict | None:
+    """Does `metric` rank a known-good explainer (`good`) above `bad` on paired query values?
+    Returns queries, mean difference in the metric's better direction, effect size (the
+    rank-biserial correlation of the signed-rank test, in [-1, 1]) and the Wilcoxon p."""
+    wide = wide_queries(df, ranker, metric)
+    if good not in wide or bad not in wide:
+        return None
+    both = wide[[good, bad]].dropna()
+    if len(both) < 2:
+        return None
+    sign = 1.0 if METRICS[metric].direction == "higher" else -1.0
+    d = sign * (both[good] - both[bad]).to_numpy()
+    nz = d[d != 0]
+    if len(nz):
+        ranks = pd.Series(np.abs(nz)).rank().to_numpy()
+        r_rb = float((ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
+    else:
+        r_rb = 0.0
+    return {"queries": len(both), "diff": float(d.mean()), "effect": r_rb,
+            "p": paired_test(both[good].to_numpy(), both[bad].to_numpy())}
+
+
+def kendalls_w(df: pd.DataFrame, ranker: str, metric: str) -> tuple[float, int, int] | None:
+    """Kendall's W of the explainer ordering across queries (queries as raters; from scipy's Friedman
+    statistic, W = chi2 / (n_queries (k - 1))): 1 = every query orders the explainers alike.
+    Returns (W, queries, explainers) over the queries where every explainer has a value."""
+    wide = wide_queries(df, ranker, metric).dropna(axis=1, thresh=2).dropna()
+    n, k = wide.shape
+    if n < 2 or k < 3:
+        return None
+    sign = -1.0 if METRICS[metric].direction == "lower" else 1.0
+    vals = sign * wide.to_numpy()
+    if np.ptp(vals, axis=1).max() == 0:
+        return None
+    chi2 = friedmanchisquare(*vals.T).statistic
+    return float(chi2 / (n * (k - 1))), n, k
+
+
+def metric_agreement(df: pd.DataFrame, ranker: str, metrics: list[str]) -> pd.DataFrame:
+    """Spearman correlation between the explainer orderings (query-means, oriented so higher =
+    better) that each pair of metrics gives on one ranker."""
+    qv = query_values(df[df.ranker == ranker])
+    means = {}
+    for m in metrics:
+        s = qv[qv.metric == m].groupby("explainer").value.mean()
+        if len(s) >= 3:
+            means[m] = s * (-1.0 if METRICS[m].direction == "lower" else 1.0)
+    names = list(means)
+    out = pd.DataFrame(np.nan, index=names, columns=names)
+    for a in names:
+        for b in names:
+            common = means[a].index.intersection(means[b].index)
+            if len(common) >= 3:
+                out.loc[a, b] = spearmanr(means[a][common], means[b][common]).statistic
+    return out

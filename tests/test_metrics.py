@@ -94,8 +94,8 @@ def test_curve_costs_ceil_k_over_batch_calls(name, batch_size, cranfield):
 
 def test_ties_one_token_nan_and_flat_scores():
     r = AdditiveRanker(WEIGHTS)
-    # constant attributions: ties keep document order, the result is defined
-    res = compute_metrics(_ctx(r, DOC, [0, 0, 0, 0, 0]), ["deletion"])
+    # constant attributions with tie_orders=1: ties keep document order
+    res = compute_metrics(_ctx(r, DOC, [0, 0, 0, 0, 0]), ["deletion"], {"deletion": {"tie_orders": 1}})
     assert res["deletion"].curve["y"] == pytest.approx([1, .5, .4, .1, .1, 0])
     # one-token document: x = [0, 1]
     one = compute_metrics(_ctx(r, ["t0"], [1.0]), ["deletion", "insertion"])
@@ -105,14 +105,46 @@ def test_ties_one_token_nan_and_flat_scores():
     assert all(v.status == "error" and "NaN" in v.message and math.isnan(v.value) for v in bad.values())
     # a document whose removal does not change the score (s_full == s_empty), or raises it
     flat = compute_metrics(_ctx(r, ["t3", "t3"], [1, 0]), ["deletion", "insertion", "sufficiency"])
-    assert all(v.status == "error" and "s_empty >= s_full" in v.message for v in flat.values())
+    assert all(v.status == "skipped" and "not defined" in v.message for v in flat.values())
     neg = AdditiveRanker({"a": -1.0, "b": 0.5})
+    heads = ["rank_deletion", "rank_insertion", "rank_comprehensiveness", "rank_sufficiency"]
     inverted = compute_metrics(_ctx(neg, ["a", "b"], [0.5, -1.0], other_scores=np.array([0.0, -2.0])),
-                               ["deletion", "comprehensiveness", "rank_deletion"])
-    assert inverted["deletion"].status == "error" and inverted["comprehensiveness"].status == "error"
-    assert inverted["rank_deletion"].status == "ok"  # ranks need no normalisation
+                               ["deletion", "comprehensiveness"] + heads)
+    assert inverted["deletion"].status == "skipped" and inverted["comprehensiveness"].status == "skipped"
+    assert all(inverted[m].status == "ok" for m in heads)  # ranks need no normalisation
     with pytest.raises(Exception, match="NaN"):
         attribution_order([np.nan])
+
+
+def test_constant_attribution_scores_like_random_in_expectation():
+    """Ties are averaged over random orders: a constant explanation's curve is the expectation over
+    token orders, which for an additive ranker is linear (closed form), and its headline metrics
+    match the mean over many random explanations."""
+    r = AdditiveRanker(WEIGHTS)
+    others = np.array([9.5, 6.0, 4.0, 0.5])
+    heads = ["rank_deletion", "rank_insertion", "rank_comprehensiveness", "rank_sufficiency"]
+    params = {m: {"tie_orders": 256} for m in ["deletion"] + heads}
+    const = compute_metrics(_ctx(r, DOC, [0.0] * 5, other_scores=others), ["deletion"] + heads, params)
+    # E[score after deleting k of 5 random tokens] = 10 (1 - k/5): y = 1 - x, AUC 0.5
+    assert const["deletion"].curve["y"] == pytest.approx([1, .8, .6, .4, .2, 0], abs=0.06)
+    assert const["deletion"].value == pytest.approx(0.5, abs=0.03)
+    rng = np.random.default_rng(0)
+    rand = [compute_metrics(_ctx(r, DOC, rng.standard_normal(5), other_scores=others), heads) for _ in range(400)]
+    for m in heads:
+        assert const[m].value == pytest.approx(np.mean([x[m].value for x in rand]), abs=0.03), m
+
+
+def test_headline_metrics_are_scale_free():
+    """An increasing affine rescaling of every score (a*s + b, a > 0) leaves each headline metric unchanged."""
+    r, scaled = AdditiveRanker(WEIGHTS), AdditiveRanker({k: 7.0 * v for k, v in WEIGHTS.items()})
+    others = np.array([9.5, 6.0, 4.0, 0.5])
+    heads = [m for m, spec in METRICS.items() if spec.headline]
+    assert set(heads) == {"rank_deletion", "rank_insertion", "rank_comprehensiveness", "rank_sufficiency"}
+    a = compute_metrics(_ctx(r, DOC, [3, 1, 2, 0, 1], other_scores=others), heads)
+    b = compute_metrics(_ctx(scaled, DOC, [3, 1, 2, 0, 1], other_scores=7.0 * others), heads)
+    for m in heads:
+        lo, hi = METRICS[m].range
+        assert a[m].status == "ok" and a[m].value == pytest.approx(b[m].value) and lo <= a[m].value <= hi
 
 
 def test_bm25_exact_ordering_beats_random_on_cranfield(cranfield):
@@ -172,7 +204,13 @@ def test_sanity_agreement_and_sensitivity(small_knrm, synthetic):
         ctx = MetricContext(small_knrm, pair, ex, explainer=expl, peers=peers)
         out[name] = compute_metrics(ctx, ["sanity_randomization", "explainer_agreement", "sensitivity_max"])
     assert out["random"]["sanity_randomization"].value == pytest.approx(1.0)  # ignores the model
-    assert out["saliency"]["sanity_randomization"].value < 0.9
+    assert 0 <= out["saliency"]["sanity_randomization"].value < 0.9  # |rho|: anti-correlation is no better
+    # a constant explanation carries no ranking: an error, never a perfect 0
+    const = build_explainer("exact_match", small_knrm)
+    no_match = make_pair(small_knrm, q, [t for t in d if t not in q])
+    res = compute_metrics(MetricContext(small_knrm, no_match, const.attribute_pair(no_match), explainer=const),
+                          ["sanity_randomization"])["sanity_randomization"]
+    assert res.status == "error" and "constant" in res.message and math.isnan(res.value)
     assert out["feature_ablation"]["explainer_agreement"].value == pytest.approx(1.0)
     assert out["random"]["sensitivity_max"].value == pytest.approx(0.0)
     assert out["saliency"]["sensitivity_max"].value >= 0

@@ -100,3 +100,15 @@ def test_shared_row_fast_path_equals_plain_batch(name, synthetic):
     fast = m(q, d, masks)
     plain = m(q.contiguous(), d.contiguous(), masks)
     assert torch.allclose(fast, plain, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_knrm_ranks_the_empty_document_last_on_cranfield(cranfield, capsys):
+    """Removing every token lowers KNRM's score: the empty document ranks below >= 95% of the
+    candidates in >= 95% of the Cranfield test queries (trains KNRM, minutes)."""
+    from rankers.evaluate import evaluate
+    res = evaluate(get_ranker("knrm", cranfield, seed=0, progress=False), cranfield, "test", empty=True)
+    with capsys.disabled():
+        print(f"\nknrm on cranfield/test: nDCG@10 {res['ndcg@10']:.4f}; empty document below 95% of the candidates "
+              f"in {res['empty_below_95']:.0%} of queries (mean share of candidates above it {res['empty_below_mean']:.3f})")
+    assert res["empty_below_95"] >= 0.95

@@ -1,0 +1,131 @@
+"""Query-level statistics, declared metric ranges, and the ground truth separating from random."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metrics import METRICS
+from rankers.training import build_ranker, checkpoint_dir, save_ranker
+from suites.config import load_suite
+from suites.runner import run_suite
+from suites.stats import leaderboard, separation, summarize, underpowered
+
+
+def _clustered(n_queries=30, per_query=3, rho=0.6, seed=0):
+    """Rows of two explainers whose samples share a per-query effect (within-query correlation rho)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for q in range(n_queries):
+        shared = rng.normal(0, math.sqrt(rho))
+        for d in range(per_query):
+            for e, shift in (("a", 0.0), ("b", 0.3)):
+                rows.append({"ranker": "r", "explainer": e, "metric": "rank_deletion", "qid": f"q{q}",
+                             "docid": f"d{d}", "value": 0.5 + shift + shared + rng.normal(0, math.sqrt(1 - rho)),
+                             "status": "ok"})
+    return pd.DataFrame(rows)
+
+
+def test_cluster_bootstrap_matches_independent_query_resampling():
+    df = _clustered()
+    s = summarize(df).set_index("explainer").loc["a"]
+    assert s.queries == 30 and s.n == 90
+    # independent check: resample query ids with replacement, mean of per-query means, percentiles
+    per_query = df[df.explainer == "a"].groupby("qid").value.mean().to_numpy()
+    rng = np.random.default_rng(123)
+    boots = [per_query[rng.integers(0, len(per_query), len(per_query))].mean() for _ in range(20000)]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    assert s["mean"] == pytest.approx(per_query.mean())
+    assert s.ci_low == pytest.approx(lo, abs=0.03) and s.ci_high == pytest.approx(hi, abs=0.03)
+    # pairs are not independent: a pair-level bootstrap would be too narrow
+    pairs = df[df.explainer == "a"].value.to_numpy()
+    naive = [pairs[rng.integers(0, len(pairs), len(pairs))].mean() for _ in range(20000)]
+    assert (hi - lo) > 1.2 * np.subtract(*np.percentile(naive, [97.5, 2.5]))
+
+
+def test_leaderboard_shows_n_and_marks_underpowered():
+    df = _clustered()
+    b = leaderboard(df, "r", "rank_deletion")  # lower is better: "a" wins
+    assert list(b.explainer) == ["a", "b"] and list(b.queries) == [30, 30] and list(b.pairs) == [90, 90]
+    assert b.verdict.tolist() == ["best", "worse"]
+    few = df[df.qid.isin(["q0", "q1", "q2"])]
+    assert leaderboard(few, "r", "rank_deletion").verdict.iloc[1] == "underpowered"
+    assert underpowered(5, 13) and not underpowered(12, 13)
+
+
+SUITE = """
+[suite]
+name = "gt"
+collection = "cranfield"
+[samples]
+queries = 0
+top_k = 2
+relevant = 1
+[rankers.bm25]
+[explainers.exact_shapley]
+[explainers.random]
+[explainers.exact_match]
+[metrics.rank_deletion]
+[metrics.rank_insertion]
+[metrics.rank_comprehensiveness]
+[metrics.rank_sufficiency]
+[metrics.deletion]
+"""
+
+
+def test_bm25_ground_truth_beats_random_on_every_headline_metric(tmp_path, capsys):
+    p = tmp_path / "gt.toml"
+    p.write_text(SUITE)
+    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
+    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    heads = [m for m, spec in METRICS.items() if spec.headline]
+    assert (df[df.metric.isin(heads)].status == "ok").all()  # defined on every sample
+    with capsys.disabled():
+        print()
+        for m in heads:
+            s = separation(df, "bm25", m, "exact_shapley")
+            print(f"bm25 {m}: exact_shapley vs random over {s['queries']} queries: effect r={s['effect']:+.2f}, "
+                  f"p={s['p']:.1e}")
+            assert s["queries"] == 45 and s["p"] < 0.01 and s["effect"] > 0, m
+
+
+def test_every_ok_value_lies_in_its_declared_range(tmp_path, synthetic):
+    """A small suite over every registered ranker, every metric: ok values respect the declared range."""
+    from rankers import RANKERS
+    # an untrained cross-encoder stands in for a fine-tuned one (ranges do not depend on training)
+    ce = build_ranker("crossencoder", synthetic, seed=0)
+    save_ranker(ce, checkpoint_dir("synthetic", "crossencoder", 0), "synthetic", {})
+    rankers = "\n".join(f"[rankers.{r}]" for r in RANKERS)
+    metrics = "\n".join(f"[metrics.{m}]" + ("\nmax_stages = 1" if m == "sanity_randomization" else "")
+                        for m in METRICS if m != "sensitivity_max")
+    p = tmp_path / "all.toml"
+    p.write_text(f"""
+[suite]
+name = "ranges"
+collection = "synthetic"
+[samples]
+queries = 2
+top_k = 1
+relevant = 1
+{rankers}
+[explainers.feature_ablation]
+[explainers.gradcam]
+[explainers.integrated_gradients]
+n_steps = 8
+[explainers.random]
+[explainers.exact_match]
+[explainers.exact_shapley]
+{metrics}
+""")
+    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
+    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    ok = df[df.status == "ok"]
+    assert set(ok.ranker) == set(RANKERS)
+    for m, g in ok.groupby("metric"):
+        lo, hi = METRICS[m].range
+        v = g.value.astype(float)
+        assert v.notna().all(), m
+        assert (lo is None or (v >= lo - 1e-9).all()) and (hi is None or (v <= hi + 1e-9).all()), (m, v.min(), v.max())
+    heads = df[df.metric.isin([m for m, s in METRICS.items() if s.headline]) & df.explainer.isin(
+        ["feature_ablation", "random", "exact_match"])]
+    assert (heads.status == "ok").all(), heads[heads.status != "ok"].message.unique()
