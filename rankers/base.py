@@ -53,6 +53,9 @@ class Ranker(nn.Module):
     provides: tuple[str, ...] = ()
     #: user-settable constructor parameters (suite `[rankers.NAME]` tables, `rexbench list --json`)
     params: dict[str, Param] = {}
+    #: parameters that change how the ranker is applied, not its weights: set on a loaded model,
+    #: not part of the checkpoint's cache key (e.g. a transformer's removal operator)
+    runtime_params: tuple[str, ...] = ()
 
     def __init__(self, vocab: Vocab, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__()

@@ -261,6 +261,7 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
     """
     spec = ranker_spec(name)
     config = check_params(f"ranker {name}", spec.cls.params, config or {})
+    runtime = {k: config.pop(k) for k in spec.cls.runtime_params if k in config}  # no effect on the weights
     expect = {"ranker": name, "collection": collection.name}
     if spec.kind != "transformer":
         expect["vocab_sha"] = collection.vocab.digest()
@@ -282,4 +283,6 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             log = train(model, collection, seed=seed, progress=progress)
             save_ranker(model, path, collection.name, log)
             model.train_log = log
+    for k, v in runtime.items():
+        setattr(model, k, v)
     return model.to(device).eval()

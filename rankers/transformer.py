@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .base import Encoded, Ranker
 from .errors import BadInput
-from .params import Int, Str
+from .params import Choice, Int, Str
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
 
@@ -68,14 +68,19 @@ class _HFRanker(Ranker):
     kind = "transformer"
     provides = ("token_layer", "attention")
     train_defaults: dict = {}
+    runtime_params = ("removal",)
     params = {"model_name": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),
               "max_length": Int(256, lo=8, hi=8192, doc="pieces per encoded sequence"),
               "max_doc_len": Int(256, lo=1, doc="document words kept"),
               "max_query_len": Int(32, lo=1, doc="query words kept"),
-              "layer": Int(-1, doc="encoder layer Grad-CAM reads (-1: last)")}
+              "layer": Int(-1, doc="encoder layer Grad-CAM reads (-1: last)"),
+              "removal": Choice("pad", ("pad", "delete"), doc="removal operator of a word: pad = its pieces' "
+                                "embeddings move to the PAD embedding (differentiable); delete = its pieces leave "
+                                "the sequence (later pieces move up) wherever the mask is exactly 0")}
 
     def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256,
-                 max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0):
+                 max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0,
+                 removal: str = "pad"):
         super().__init__(GrowingVocab(list(vocab.itos)) if vocab is not None else GrowingVocab(),
                          max_doc_len=max_doc_len, max_query_len=max_query_len)
         import transformers
@@ -84,6 +89,9 @@ class _HFRanker(Ranker):
         transformers.utils.logging.disable_progress_bar()
         self.model_name = model_name or default_model_path()
         self.max_length, self.layer, self.init_seed = int(max_length), int(layer), int(init_seed)
+        if removal not in ("pad", "delete"):
+            raise BadInput(f"removal must be 'pad' or 'delete', not {removal!r}")
+        self.removal = removal
         try:
             self.tok = AutoTokenizer.from_pretrained(self.model_name, local_files_only=True)
         except OSError as e:
@@ -96,7 +104,8 @@ class _HFRanker(Ranker):
 
     def config(self) -> dict:
         return {"model_name": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
-                "max_query_len": self.max_query_len, "layer": self.layer, "init_seed": self.init_seed}
+                "max_query_len": self.max_query_len, "layer": self.layer, "init_seed": self.init_seed,
+                "removal": self.removal}
 
     def _load(self, cls, **kw):
         try:
@@ -154,6 +163,13 @@ class _HFRanker(Ranker):
         pad = self.word_embeddings.weight[self.pad_id]
         m = piece_mask[..., None]
         return emb * m + pad * (1 - m)
+
+    def _deleted(self, attn: torch.Tensor, d_mask: torch.Tensor | None, widx: torch.Tensor) -> torch.Tensor:
+        """With removal='delete', the attention mask without the pieces of words whose mask is exactly 0
+        (`_compact` then moves them out of the sequence); else `attn` unchanged."""
+        if d_mask is None or self.removal != "delete":
+            return attn
+        return attn * (self._piece_mask(d_mask, widx) > 0).to(attn.dtype)
 
     @staticmethod
     def _piece_mask(d_mask: torch.Tensor | None, widx: torch.Tensor) -> torch.Tensor | None:
@@ -253,6 +269,9 @@ class BiEncoder(_HFRanker):
         (ids, attn, widx), inv = self._sequences(rows)
         if d_mask is not None:
             ids, attn, widx = ids[inv], attn[inv], widx[inv]
+            if self.removal == "delete":
+                attn = self._deleted(attn, d_mask, widx)
+                ids, attn, _, widx, _ = _compact(ids, attn, torch.zeros_like(ids), widx, widx, self.pad_id)
         pm = self._piece_mask(d_mask, widx) if d_mask is not None else None
         out = self._run_encoder(side, self._embed(ids, pm), attn, widx)
         w = attn.float() * (pm if pm is not None else 1.0)
@@ -307,6 +326,7 @@ class CrossEncoder(_HFRanker):
         types = torch.cat([torch.zeros_like(qa[qinv]), da[dinv][:, 1:]], 1)
         widx = torch.cat([torch.full_like(qw[qinv], -1), dw[dinv][:, 1:]], 1)
         qidx = torch.cat([qw[qinv], torch.full_like(dw[dinv][:, 1:], -1)], 1)
+        attn = self._deleted(attn, d_mask, widx)
         ids, attn, types, widx, qidx = _compact(ids, attn, types, widx, qidx, self.pad_id)
         pm = self._piece_mask(d_mask, widx)
         out = self._run_encoder("pair", self._embed(ids, pm), attn, widx, qidx, token_type_ids=types)

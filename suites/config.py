@@ -20,6 +20,9 @@ dim = 64                  # queries = N, the ranker's own parameters (`rexbench 
                           # and per-ranker explainer/metric overrides (costly rankers):
 [rankers.crossencoder]
 queries = 3
+[rankers.ce_delete]       # several rankers of one type under their own names
+type = "crossencoder"
+removal = "delete"
 explainers = { kernel_shap = { n_samples = 50 } }
 metrics = { pairwise_flip = { max_steps = 20 } }
 [explainers.occlusion]    # one table per explainer; keys are its constructor parameters
@@ -55,7 +58,8 @@ SAMPLE_KEYS = {"split": Choice("test", ("train", "dev", "test", "all")),
                "relevant": Int(1, lo=0, doc="plus up to this many judged-relevant candidates"),
                "contrast_gap": Int(5, lo=1, doc="d- for pairwise metrics: this many ranks below d+")}
 #: keys of a `[rankers.NAME]` table besides the ranker's own constructor parameters
-RANKER_KEYS = {"checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
+RANKER_KEYS = {"type": Str(None, nullable=True, doc="registered ranker type (default: the table name)"),
+               "checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
                "train": Bool(True, "train on first use when no checkpoint is cached"),
                "queries": Int(0, lo=0, doc="fewer queries for this ranker (0 = the suite's)"),
                "explainers": Param((dict,), {}, doc="per-ranker explainer parameter overrides"),
@@ -83,6 +87,10 @@ class SuiteConfig:
     effectiveness: list[str] = field(default_factory=list)
     effectiveness_rankers: list[str] = field(default_factory=list)
 
+    def ranker_type(self, name: str) -> str:
+        """The registered type of the suite's ranker `name` (its `type` key, else the name itself)."""
+        return self.rankers[name].get("type") or name
+
     def ranker_config(self, name: str) -> dict:
         """The ranker's own constructor parameters given in its table."""
         return {k: v for k, v in self.rankers[name].items() if k not in RANKER_KEYS}
@@ -94,10 +102,11 @@ class SuiteConfig:
         from rankers import ranker_spec
         rankers = {}
         for r, t in self.rankers.items():
-            own = resolved(ranker_spec(r).cls.params, self.ranker_config(r))
+            own = resolved(ranker_spec(self.ranker_type(r)).cls.params, self.ranker_config(r))
             rankers[r] = {**resolved({k: p for k, p in RANKER_KEYS.items() if k not in ("explainers", "metrics")},
                                      {k: v for k, v in t.items() if k in RANKER_KEYS}),
-                          "params": own, "explainers": t.get("explainers", {}), "metrics": t.get("metrics", {})}
+                          "type": self.ranker_type(r), "params": own, "explainers": t.get("explainers", {}),
+                          "metrics": t.get("metrics", {})}
         return {"suite": {k: getattr(self, k) for k in SUITE_KEYS},
                 "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
                 "rankers": rankers,
@@ -145,11 +154,15 @@ def load_suite(path: str | Path) -> SuiteConfig:
         if not isinstance(table, dict) or not table:
             raise BadInput(f"{f}: [{section}] is empty; name at least one of: {', '.join(registry)}")
         for name, params in table.items():
-            if name not in registry:
-                raise BadInput(f"{f} [{section}.{name}]: unknown {section[:-1]} {name!r}; valid: "
-                               f"{', '.join(sorted(registry))}")
             if not isinstance(params, dict):
                 raise BadInput(f"{f} [{section}.{name}]: expected a table of parameters")
+            kind = params.get("type", name) if section == "rankers" else name
+            if section == "rankers":
+                check_name(name, f"{f} [rankers.{name}]")
+            if not isinstance(kind, str) or kind not in registry:
+                what = f"type {kind!r}" if kind != name else repr(name)
+                raise BadInput(f"{f} [{section}.{name}]: unknown {section[:-1]} {what}; valid: "
+                               f"{', '.join(sorted(registry))}")
         setattr(cfg, section, {k: dict(v) for k, v in table.items()})
 
     def check_tables(where, kind, table, names):
@@ -164,7 +177,7 @@ def load_suite(path: str | Path) -> SuiteConfig:
     check_tables(f"{f} [explainers]", "explainer", cfg.explainers, cfg.explainers)
     check_tables(f"{f} [metrics]", "metric", cfg.metrics, cfg.metrics)
     for name, params in cfg.rankers.items():
-        schema = {**RANKER_KEYS, **RANKERS[name].cls.params}
+        schema = {**RANKER_KEYS, **RANKERS[cfg.ranker_type(name)].cls.params}
         check_params(f"{f} [rankers.{name}]", schema, params)
         check_tables(f"{f} [rankers.{name}].explainers", "explainer", params.get("explainers", {}), cfg.explainers)
         check_tables(f"{f} [rankers.{name}].metrics", "metric", params.get("metrics", {}), cfg.metrics)
@@ -175,6 +188,6 @@ def load_suite(path: str | Path) -> SuiteConfig:
     cfg.effectiveness = list(eff.get("collections", []))
     cfg.effectiveness_rankers = list(eff.get("rankers", []))
     for r in cfg.effectiveness_rankers:
-        if r not in RANKERS:
+        if r not in RANKERS and r not in cfg.rankers:
             raise BadInput(f"{f} [effectiveness].rankers: unknown ranker {r!r}; valid: {', '.join(sorted(RANKERS))}")
     return cfg

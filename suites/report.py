@@ -113,7 +113,7 @@ def _arrow(m: str) -> str:
     return "↓" if METRICS[m].direction == "lower" else "↑"
 
 
-def leaderboard_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = False) -> list[str]:
     """Per ranker: explainer x metric, query-means with query-bootstrap CIs, verdicts, n."""
     md = ["## Leaderboards", "",
           "Each cell: the mean over queries of the query's mean over its samples, with a 95% CI from a bootstrap "
@@ -145,8 +145,8 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
         m_cmp = max(len(cells) - 1, 1)
         floor_p = min(1.0, m_cmp * 2.0 ** (1 - qn))
         note = (f"; **underpowered**: with {qn} queries and {m_cmp} comparisons no difference can reach p < {ALPHA} "
-                "after Holm (smallest attainable adjusted p " + f"{floor_p:.2g}); the full-size settings for a GPU "
-                "are in `suites/cranfield_gpu.toml`" if underpowered(qn, m_cmp) else "")
+                "after Holm (smallest attainable adjusted p " + f"{floor_p:.2g}); more queries are needed (e.g. on a GPU"
+                + (": `suites/cranfield_gpu.toml`" if gpu_suite else "") + ")" if underpowered(qn, m_cmp) else "")
         md += [f"### {r} ({qn} queries, {pn} pairs{note})", "", _table(table), ""]
     return md
 
@@ -217,6 +217,46 @@ def meta_evaluation_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
                f"Spearman correlation of explainer orderings (query-means, oriented so higher = better), averaged "
                f"over the {len(mats)} rankers.", "", _table(t), ""]
     return md
+
+
+def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
+    """How much the explainer ranking changes with the removal operator (ROAD, Rong et al. 2022): for
+    suite rankers of one type whose tables differ only in `removal`, per headline metric, Kendall tau
+    between the explainer orderings (query-means) and the best explainer under each operator."""
+    from scipy.stats import kendalltau
+
+    from .stats import query_values
+
+    def key(t):
+        return (t.get("type"), {k: v for k, v in t.items() if k not in ("removal", "type", "explainers", "metrics")})
+
+    names = [r for r in suite_rankers if r in set(df.ranker)]
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+             if key({"type": a, **suite_rankers[a]}) == key({"type": b, **suite_rankers[b]})
+             and suite_rankers[a].get("removal", "pad") != suite_rankers[b].get("removal", "pad")]
+    if not pairs:
+        return []
+    qv = query_values(df)
+    rows = []
+    for a, b in pairs:
+        for m in [m for m in METRICS if METRICS[m].headline and m in set(df.metric)]:
+            sign = -1.0 if METRICS[m].direction == "lower" else 1.0
+            ma = qv[(qv.ranker == a) & (qv.metric == m)].groupby("explainer").value.mean() * sign
+            mb = qv[(qv.ranker == b) & (qv.metric == m)].groupby("explainer").value.mean() * sign
+            common = ma.index.intersection(mb.index)
+            if len(common) < 3:
+                continue
+            tau = kendalltau(ma[common], mb[common]).statistic
+            rows.append({"rankers": f"{a} ({suite_rankers[a].get('removal', 'pad')}) vs {b} "
+                                    f"({suite_rankers[b].get('removal', 'pad')})",
+                         "metric": f"{m} {_arrow(m)}", "explainers": len(common), "Kendall tau": _fmt(tau, 2),
+                         f"best under {a}": ma[common].idxmax(), f"best under {b}": mb[common].idxmax()})
+    if not rows:
+        return []
+    return ["## Removal operators", "",
+            "The same ranker under two removal operators (ROAD, Rong et al. 2022): Kendall tau between the "
+            "explainer orderings (query-means) of each headline metric; 1 = the operator does not change the "
+            "ranking of the explainers.", "", _table(pd.DataFrame(rows)), ""]
 
 
 def throughput_section(df: pd.DataFrame) -> list[str]:
@@ -313,9 +353,11 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                "should lower the score.", ""]
     metric_order = [m for m in METRICS if not df.empty and m in set(df.metric)]
     if not df.empty:
-        md += leaderboard_section(df, [m for m in metric_order if not _score_normalised(m)])
+        md += leaderboard_section(df, [m for m in metric_order if not _score_normalised(m)],
+                                  gpu_suite=(Path(__file__).parent / f"{suite.get('name')}_gpu.toml").exists())
         md += normalised_section(df, [m for m in metric_order if _score_normalised(m)])
         md += meta_evaluation_section(df, metric_order)
+        md += operator_section(df, suite.get("rankers", {}))
         bad = df[df.status != "ok"]
         if not bad.empty:
             n_expl = df.groupby("ranker").explainer.nunique()

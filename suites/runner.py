@@ -83,9 +83,9 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
         raise BadInput(f"split {cfg.split!r} of {coll.name} has no queries")
     qids = qids[: cfg.queries] if cfg.queries else qids
     for rname, rparams in cfg.rankers.items():
-        spec = ranker_spec(rname)
+        spec = ranker_spec(cfg.ranker_type(rname))
         if rparams.get("checkpoint") or (spec.trainable and not rparams.get("train", True)):
-            get_ranker(rname, coll, cfg.seed, rparams.get("checkpoint"), train_if_missing=False, progress=False,
+            get_ranker(spec.name, coll, cfg.seed, rparams.get("checkpoint"), train_if_missing=False, progress=False,
                        config=cfg.ranker_config(rname))
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
@@ -146,7 +146,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
 
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
-        ranker = get_ranker(rname, coll, cfg.seed, rparams.get("checkpoint"),
+        ranker = get_ranker(cfg.ranker_type(rname), coll, cfg.seed, rparams.get("checkpoint"),
                             train_if_missing=rparams.get("train", True), device=device, progress=progress,
                             config=cfg.ranker_config(rname))
         load_s = time.perf_counter() - t0
@@ -265,8 +265,10 @@ def _effectiveness(store, cfg, device, progress, data_dir):
         c = load_collection(cname, data_dir, seed=cfg.seed)
         names = cfg.effectiveness_rankers or list(cfg.rankers)
         for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
-            m = get_ranker(rname, c, cfg.seed, None, train_if_missing=rparams.get("train", True), device=device,
-                           progress=progress, config=cfg.ranker_config(rname) if rname in cfg.rankers else None)
+            known = rname in cfg.rankers
+            m = get_ranker(cfg.ranker_type(rname) if known else rname, c, cfg.seed, None,
+                           train_if_missing=rparams.get("train", True), device=device, progress=progress,
+                           config=cfg.ranker_config(rname) if known else None)
             log = getattr(m, "train_log", {}) or {}
             store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test", empty=True),
                                                      "train_seconds": log.get("seconds"),

@@ -315,3 +315,27 @@ def test_figures_say_when_truncated(tmp_path, capsys):
     heatmap_png(ex, tmp_path / "f.png", ax=ax)
     plt.close(fig)
     assert "first 60 of 80 words shown" in ax.get_title() and "truncated by the ranker" in ax.get_title()
+
+
+def test_named_rankers_of_one_type_with_parameters(tmp_path, capsys):
+    """Several rankers of one registered type under their own names, each with its parameters."""
+    p = tmp_path / "two.toml"
+    p.write_text(SUITE.format(name="two", seed=0, window=1, steps=5).replace(
+        "[rankers.bm25]", '[rankers.bm25]\n[rankers.bm25_flat]\ntype = "bm25"\nk1 = 0.5\nb = 0.0'))
+    cfg = load_suite(p)
+    assert cfg.ranker_type("bm25_flat") == "bm25" and cfg.ranker_config("bm25_flat") == {"k1": 0.5, "b": 0.0}
+    assert cfg.resolved()["rankers"]["bm25_flat"]["params"] == {"k1": 0.5, "b": 0.0, "max_doc_len": 512}
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    con = sqlite3.connect(out / "results.sqlite")
+    got = dict(con.execute("SELECT ranker, AVG(value) FROM results WHERE metric = 'rank_deletion' "
+                           "AND explainer = 'feature_ablation' GROUP BY ranker").fetchall())
+    con.close()
+    assert set(got) == {"bm25", "bm25_flat"} and got["bm25"] != got["bm25_flat"]
+    for bad, msg in (('type = "nosuch"', "unknown ranker type 'nosuch'"), ("k1 = -1", "k1"),
+                     ("removal = 'delete'", "unknown parameter 'removal'")):
+        p.write_text(SUITE.format(name="two", seed=0, window=1, steps=5).replace(
+            "[rankers.bm25]", f"[rankers.bm25]\n[rankers.other]\ntype = \"bm25\"\n{bad}" if "type" not in bad
+            else f"[rankers.bm25]\n[rankers.other]\n{bad}"))
+        assert main(["run", str(p), "--out", str(tmp_path / "r2"), "--quiet"]) == 2
+        assert msg in _err(capsys)

@@ -92,10 +92,17 @@ def test_bm25_ground_truth_beats_random_on_every_headline_metric(tmp_path, capsy
 def test_every_ok_value_lies_in_its_declared_range(tmp_path, synthetic):
     """A small suite over every registered ranker, every metric: ok values respect the declared range."""
     from rankers import RANKERS
-    # an untrained cross-encoder stands in for a fine-tuned one (ranges do not depend on training)
-    ce = build_ranker("crossencoder", synthetic, seed=0)
-    save_ranker(ce, checkpoint_dir("synthetic", "crossencoder", 0), "synthetic", {})
-    rankers = "\n".join(f"[rankers.{r}]" for r in RANKERS)
+    # transformers: one query, short inputs and cheap settings (CPU); an untrained cross-encoder stands in
+    # for a fine-tuned one (ranges do not depend on training)
+    small = {"max_length": 64, "max_doc_len": 40}
+    ce = build_ranker("crossencoder", synthetic, seed=0, **small)
+    save_ranker(ce, checkpoint_dir("synthetic", "crossencoder", 0, small), "synthetic", {})
+    cheap = ("queries = 1\nmax_length = 64\nmax_doc_len = 40\n"
+             "explainers = { integrated_gradients = { n_steps = 2 } }\n"
+             "metrics = { infidelity = { n_perturb_samples = 2 }, pairwise_flip = { max_steps = 4 }, "
+             "rank_deletion = { max_steps = 5 }, rank_insertion = { max_steps = 5 } }")
+    rankers = "\n".join(f"[rankers.{r}]" + (f"\n{cheap}" if RANKERS[r].kind == "transformer" else "")
+                         for r in RANKERS)
     metrics = "\n".join(f"[metrics.{m}]" + ("\nmax_stages = 1" if m == "sanity_randomization" else "")
                         for m in METRICS if m != "sensitivity_max")
     p = tmp_path / "all.toml"

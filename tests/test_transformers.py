@@ -157,3 +157,26 @@ def test_finetuned_crossencoder_beats_random(cranfield):
     res = evaluate(ce, cranfield, "test")
     rnd = evaluate(build_ranker("random", cranfield), cranfield, "test")
     assert res["ndcg@10"] > 2 * rnd["ndcg@10"]
+
+
+@pytest.mark.parametrize("name", ["crossencoder", "biencoder"])
+def test_delete_operator_equals_removing_the_words(tiny_dir, name):
+    """removal='delete': a word with mask 0 leaves the sequence, so the score equals the score of the
+    document written without it (later pieces move up); removal='pad' differs (the piece stays, as PAD)."""
+    from rankers.transformer import BiEncoder, CrossEncoder
+    cls = {"crossencoder": CrossEncoder, "biencoder": BiEncoder}[name]
+    dele, pad = (cls(model_name=tiny_dir, removal=r).eval() for r in ("delete", "pad"))
+    q, d = ["pressure", "wing"], ["supersonic", "pressure", "distribution", "over", "swept", "wing"]
+    drop = [1, 4]
+    with torch.no_grad():
+        enc = dele.encode(q, [d])
+        mask = torch.ones(enc.d_ids.shape)
+        mask[0, drop] = 0
+        masked = float(dele(enc.q_ids, enc.d_ids, mask)[0])
+        shorter = [t for i, t in enumerate(d) if i not in drop]
+        e2 = dele.encode(q, [shorter])
+        written = float(dele(e2.q_ids, e2.d_ids)[0])
+        e3 = pad.encode(q, [d])
+        padded = float(pad(e3.q_ids, e3.d_ids, mask)[0])
+    assert masked == pytest.approx(written, abs=1e-5)
+    assert abs(padded - written) > 1e-6
