@@ -32,14 +32,13 @@ def _int_at_least(lo: int):
 
 
 def _writable_file(path: str, what: str) -> None:
-    """Fail before any work when `path` cannot be written."""
-    import os
+    """Fail before any work when the file `path` cannot be written (its directory may still be created)."""
     from pathlib import Path
-    parent = Path(path).resolve().parent
+
+    from suites.rundir import writable_ancestor
     if Path(path).is_dir():
         raise BadInput(f"{what} {path} is a directory")
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise BadInput(f"{what} {path}: directory {parent} does not exist or is not writable")
+    writable_ancestor(Path(path).resolve().parent, f"{what} {path}")
 
 
 def _read_text(path: str, what: str) -> str:
@@ -169,7 +168,7 @@ def cmd_train(args) -> int:
         print(f"{args.ranker} has nothing to train; it is built from the collection on use.", file=sys.stderr)
         return 0
     out_dir = Path(args.out) if args.out else checkpoint_dir(coll.name, args.ranker, args.seed)
-    _writable_file(str(out_dir / "model.pt"), "--out") if out_dir.exists() else _writable_file(str(out_dir), "--out")
+    _writable_file(str(out_dir / "model.pt"), "checkpoint directory")
     model = build_ranker(args.ranker, coll, args.seed).to(_device(args.device))
     log = train(model, coll, seed=args.seed)
     path = save_ranker(model, out_dir, coll.name, log)
@@ -297,7 +296,10 @@ def cmd_explain(args) -> int:
         out["snippet"] = {"start": sn.start, "end": sn.end, "text": sn.text, "mass": sn.mass}
     out["query_term_importance"] = query_term_importance(ranker, ex)
     if args.out:
+        from pathlib import Path
+
         from explainers.plot import heatmap_png, highlight_html
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         if args.out.endswith(".png"):
             heatmap_png(ex, args.out)
         else:
@@ -354,9 +356,9 @@ def cmd_floors(args) -> int:
     names = [r for r in args.rankers.split(",") if r]
     for r in names:
         ranker_spec(r)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     _writable_file(args.out, "--out")
     res = measure_floors(_device(args.device), names, args.pairs)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(f"wrote {args.out}")
     return 0

@@ -26,14 +26,16 @@ LOCK = ".rexbench.lock"
 RUN_FILES = (DB, DB + "-wal", DB + "-shm", "results.csv", "summary.csv", "RESULTS.md")
 
 
-def _writable_ancestor(path: Path) -> None:
-    p = path
-    while not p.exists():
+def writable_ancestor(path: Path, what: str = "output path") -> None:
+    """`path` is, or can be created as, a writable directory: its nearest existing ancestor is a
+    writable directory (nothing is created here)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
         p = p.parent
     if not p.is_dir():
-        raise BadInput(f"output path {path}: {p} is a file, not a directory")
+        raise BadInput(f"{what}: {p} is a file, not a directory")
     if not os.access(p, os.W_OK | os.X_OK):
-        raise BadInput(f"output path {path}: {p} is not writable")
+        raise BadInput(f"{what}: {p} is not writable")
 
 
 def stored_meta(out: Path) -> dict | None:
@@ -60,7 +62,7 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> dict | None:
         raise BadInput("--resume and --overwrite exclude each other")
     if out.exists() and not out.is_dir():
         raise BadInput(f"output path {out} is a file, not a directory")
-    _writable_ancestor(out)
+    writable_ancestor(out, f"output path {out}")
     meta = None if overwrite else stored_meta(out)
     if meta is not None and not resume:
         suite = meta.get("suite", {}).get("name", "?")
