@@ -337,6 +337,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
           f"- rows: {len(df)} ({(df.status == 'ok').sum() if not df.empty else 0} ok, "
           f"{(df.status == 'error').sum() if not df.empty else 0} error, "
           f"{(df.status == 'skipped').sum() if not df.empty else 0} skipped)", ""]
+    if not fin:
+        planned = list(suite.get("rankers", {}))
+        done = set(df.ranker) if not df.empty else set()
+        md[2:2] = [f"**Incomplete run**: it was stopped before it finished (`rexbench run {suite.get('path')} --out "
+                   f"{run_dir} --resume` continues it). Rankers with results: {', '.join(r for r in planned if r in done)}"
+                   f"; without: {', '.join(r for r in planned if r not in done) or 'none'}. The last ranker with "
+                   "results may be partial (see its n queries / pairs).", ""]
     if not rankers.empty:
         md += ["## Ranker effectiveness (test split, BM25 top-100 re-ranked, ir-measures)", ""]
         t = rankers.copy()

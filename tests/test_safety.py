@@ -339,3 +339,16 @@ def test_named_rankers_of_one_type_with_parameters(tmp_path, capsys):
             else f"[rankers.bm25]\n[rankers.other]\n{bad}"))
         assert main(["run", str(p), "--out", str(tmp_path / "r2"), "--quiet"]) == 2
         assert msg in _err(capsys)
+
+
+def test_report_says_when_a_run_is_incomplete(tmp_path):
+    from suites.report import write_report
+    out = tmp_path / "run"
+    assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    assert "Incomplete run" not in write_report(out).read_text()
+    con = sqlite3.connect(out / "results.sqlite")
+    with con:
+        con.execute("DELETE FROM meta WHERE key = 'finished'")  # as a killed run leaves it
+    con.close()
+    text = write_report(out).read_text()
+    assert "Incomplete run" in text and "--resume" in text
