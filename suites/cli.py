@@ -387,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0
+    except BrokenPipeError:  # e.g. `rexbench list | head`: the reader left, nothing is wrong
+        import os
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 if __name__ == "__main__":
