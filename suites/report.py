@@ -10,7 +10,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from .stats import ALPHA, kendalls_w, leaderboard, metric_agreement, separation, underpowered
+from .stats import ALPHA, kendalls_w, leaderboard, metric_agreement, separation, smallest_holm_p, underpowered
 from .store import Store
 
 GRID = np.linspace(0, 1, 21)
@@ -143,7 +143,7 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = 
         qn = df[(df.ranker == r) & (df.docid != "*")].qid.nunique()
         pn = len(df[(df.ranker == r) & (df.docid != "*")].drop_duplicates(["qid", "docid"]))
         m_cmp = max(len(cells) - 1, 1)
-        floor_p = min(1.0, m_cmp * 2.0 ** (1 - qn))
+        floor_p = smallest_holm_p(qn, m_cmp)
         note = (f"; **underpowered**: with {qn} queries and {m_cmp} comparisons no difference can reach p < {ALPHA} "
                 "after Holm (smallest attainable adjusted p " + f"{floor_p:.2g}); more queries are needed (e.g. on a GPU"
                 + (": `suites/cranfield_gpu.toml`" if gpu_suite else "") + ")" if underpowered(qn, m_cmp) else "")
@@ -225,7 +225,7 @@ def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
     between the explainer orderings (query-means) and the best explainer under each operator."""
     from scipy.stats import kendalltau
 
-    from .stats import query_values
+    from .stats import explainer_means, query_values
 
     def key(t):
         return (t.get("type"), {k: v for k, v in t.items() if k not in ("removal", "type", "explainers", "metrics")})
@@ -240,9 +240,7 @@ def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
     rows = []
     for a, b in pairs:
         for m in [m for m in METRICS if METRICS[m].headline and m in set(df.metric)]:
-            sign = -1.0 if METRICS[m].direction == "lower" else 1.0
-            ma = qv[(qv.ranker == a) & (qv.metric == m)].groupby("explainer").value.mean() * sign
-            mb = qv[(qv.ranker == b) & (qv.metric == m)].groupby("explainer").value.mean() * sign
+            ma, mb = explainer_means(qv, a, m), explainer_means(qv, b, m)
             common = ma.index.intersection(mb.index)
             if len(common) < 3:
                 continue

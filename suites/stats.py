@@ -80,9 +80,25 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> float:
     return float(wilcoxon(a, b, zero_method="zsplit").pvalue)
 
 
+def smallest_holm_p(n_queries: int, n_comparisons: int) -> float:
+    """The smallest Holm-adjusted p any comparison can reach: the exact two-sided Wilcoxon p of the most
+    extreme outcome, 2 / 2^n, times the number of comparisons (capped at 1)."""
+    return min(1.0, n_comparisons * 2.0 ** (1 - n_queries))
+
+
 def underpowered(n_queries: int, n_comparisons: int, alpha: float = ALPHA) -> bool:
-    """True when even the most extreme outcome (exact two-sided p = 2 / 2^n) cannot pass Holm."""
-    return n_comparisons * 2.0 ** (1 - n_queries) >= alpha
+    """True when even the most extreme outcome cannot pass Holm at `alpha`."""
+    return smallest_holm_p(n_queries, n_comparisons) >= alpha
+
+
+def orientation(metric: str) -> float:
+    """+1 when higher is better, -1 when lower is: multiply a metric by it so that higher = better."""
+    return 1.0 if METRICS[metric].direction == "higher" else -1.0
+
+
+def explainer_means(qv: pd.DataFrame, ranker: str, metric: str) -> pd.Series:
+    """Per explainer, the mean of `query_values` rows of one (ranker, metric), oriented so higher = better."""
+    return qv[(qv.ranker == ranker) & (qv.metric == metric)].groupby("explainer").value.mean() * orientation(metric)
 
 
 def wide_queries(df: pd.DataFrame, ranker: str, metric: str) -> pd.DataFrame:
@@ -136,8 +152,7 @@ def separation(df: pd.DataFrame, ranker: str, metric: str, good: str, bad: str =
     both = wide[[good, bad]].dropna()
     if len(both) < 2:
         return None
-    sign = 1.0 if METRICS[metric].direction == "higher" else -1.0
-    d = sign * (both[good] - both[bad]).to_numpy()
+    d = orientation(metric) * (both[good] - both[bad]).to_numpy()
     nz = d[d != 0]
     if len(nz):
         ranks = pd.Series(np.abs(nz)).rank().to_numpy()
@@ -156,8 +171,7 @@ def kendalls_w(df: pd.DataFrame, ranker: str, metric: str) -> tuple[float, int, 
     n, k = wide.shape
     if n < 2 or k < 3:
         return None
-    sign = -1.0 if METRICS[metric].direction == "lower" else 1.0
-    vals = sign * wide.to_numpy()
+    vals = orientation(metric) * wide.to_numpy()
     if np.ptp(vals, axis=1).max() == 0:
         return None
     chi2 = friedmanchisquare(*vals.T).statistic
@@ -168,11 +182,8 @@ def metric_agreement(df: pd.DataFrame, ranker: str, metrics: list[str]) -> pd.Da
     """Spearman correlation between the explainer orderings (query-means, oriented so higher =
     better) that each pair of metrics gives on one ranker."""
     qv = query_values(df[df.ranker == ranker])
-    means = {}
-    for m in metrics:
-        s = qv[qv.metric == m].groupby("explainer").value.mean()
-        if len(s) >= 3:
-            means[m] = s * (-1.0 if METRICS[m].direction == "lower" else 1.0)
+    means = {m: explainer_means(qv, ranker, m) for m in metrics}
+    means = {m: s for m, s in means.items() if len(s) >= 3}
     names = list(means)
     out = pd.DataFrame(np.nan, index=names, columns=names)
     for a in names:
