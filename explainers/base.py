@@ -12,9 +12,11 @@ import numpy as np
 import torch
 
 from rankers.base import Ranker
+from rankers.capabilities import CAPABILITIES, missing
 from rankers.errors import BadInput, unknown_name
 from rankers.params import Int, Param, check_params
 from rankers.scorer import PairScorer, Timer
+from rankers.text import spans
 
 from .aggregate import pair_to_terms
 
@@ -46,6 +48,10 @@ class Explanation:
     backward_passes: int = 0
     truncated: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    #: [n_doc] / [n_query] (start, end) character spans of the units in the original text, when the
+    #: pair was given as text and the ranker's analyzer keeps them (else None)
+    doc_offsets: list[tuple[int, int]] | None = None
+    query_offsets: list[tuple[int, int]] | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -82,11 +88,23 @@ class Pair:
     offset: float = 0.0
     base_mask: torch.Tensor | None = None  # [Ld], see rankers.scorer.PairScorer
     oov: dict = field(default_factory=dict)  # {"query": [words], "doc_fraction": f}: units the ranker reads as <unk>
+    doc_offsets: list[tuple[int, int]] | None = None    # [n_doc] spans in the original document text
+    query_offsets: list[tuple[int, int]] | None = None  # [n_query] spans in the original query text
 
 
-def make_pair(ranker: Ranker, query_tokens: Sequence[str], doc_tokens: Sequence[str],
-              contrast_doc_tokens: Sequence[str] | None = None, contrast_id: str = "contrast") -> Pair:
-    """Encode a pair for `ranker`; with a contrast document the target is the margin."""
+def _units(ranker: Ranker, x: str | Sequence[str]) -> tuple[list[str], list[tuple[int, int]] | None]:
+    """Text -> (the ranker's units, their spans); a unit list is taken as is (no spans)."""
+    if isinstance(x, str):
+        return ranker.units(x), spans(ranker.analyzer, x)
+    return list(x), None
+
+
+def make_pair(ranker: Ranker, query: str | Sequence[str], doc: str | Sequence[str],
+              contrast_doc: str | Sequence[str] | None = None, contrast_id: str = "contrast") -> Pair:
+    """Encode a pair for `ranker`; query/doc are original text (split by the ranker's analyzer, with
+    character offsets) or lists of units. With a contrast document the target is the margin."""
+    (query_tokens, q_off), (doc_tokens, d_off) = _units(ranker, query), _units(ranker, doc)
+    contrast_doc_tokens = None if contrast_doc is None else _units(ranker, contrast_doc)[0]
     enc = ranker.encode(list(query_tokens), [list(doc_tokens)])
     n = enc.n_doc[0]
     offset, target = 0.0, "score"
@@ -97,7 +115,9 @@ def make_pair(ranker: Ranker, query_tokens: Sequence[str], doc_tokens: Sequence[
         target = f"pair:{contrast_id}"
     q_kept, d_kept = list(query_tokens[: ranker.max_query_len]), list(doc_tokens[:n])
     oov = {"query": ranker.vocab.unknown(q_kept), "doc_fraction": len(ranker.vocab.unknown(d_kept)) / max(n, 1)}
-    return Pair(q_kept, d_kept, enc.q_ids[0], enc.d_ids[0, :n], enc.truncated[0], target, offset, oov=oov)
+    return Pair(q_kept, d_kept, enc.q_ids[0], enc.d_ids[0, :n], enc.truncated[0], target, offset, oov=oov,
+                doc_offsets=None if d_off is None else d_off[:n],
+                query_offsets=None if q_off is None else q_off[: len(q_kept)])
 
 
 class Explainer:
@@ -105,11 +125,12 @@ class Explainer:
     doc_scores / query_scores / pair_map (numpy), optional info, and optional
     score (the target's value, when the explainer computed it anyway).
 
-    Usage (Captum-style): `Explainer(ranker, **params).attribute(query_tokens, doc_tokens)`.
+    Usage (Captum-style): `Explainer(ranker, **params).attribute(query_text, doc_text)`.
     """
 
     name = "explainer"
-    requires: tuple[str, ...] = ()  # ranker attributes that must not be None
+    #: ranker capabilities needed (`rankers.capabilities`; a tuple inside means any of them)
+    requires: tuple = ()
     stochastic = False
     #: user-settable constructor parameters (suite tables, `--param`, `rexbench list --json`)
     params: dict[str, Param] = {"seed": Int(0, lo=0, doc="RNG seed (stochastic explainers)"),
@@ -122,18 +143,21 @@ class Explainer:
         self.ranker, self.seed, self.batch_size = ranker, int(seed), int(batch_size)
 
     @classmethod
-    def compatible(cls, ranker: Ranker) -> tuple[bool, str]:
-        for attr in cls.requires:
-            if getattr(ranker, attr, None) is None:
-                return False, f"{cls.name} needs a ranker with a {attr} ({ranker.name} has none)"
-        return True, ""
+    def compatible(cls, ranker: Ranker | type[Ranker]) -> tuple[bool, str]:
+        """(ok, reason) for a ranker instance or class, from its declared `capabilities` only."""
+        lacking = missing(ranker.capabilities, cls.requires)
+        if not lacking:
+            return True, ""
+        what = "; ".join(f"{m} ({CAPABILITIES.get(m, 'any of these')})" for m in lacking)
+        return False, f"{cls.name} needs {what}, which {ranker.name} lacks"
 
     def scorer(self, pair: Pair, mode: str = "mask") -> PairScorer:
         return PairScorer(self.ranker, pair.q_ids, pair.d_ids, mode, pair.offset, self.batch_size, pair.base_mask)
 
-    def attribute(self, query_tokens: Sequence[str], doc_tokens: Sequence[str],
-                  contrast_doc_tokens: Sequence[str] | None = None, contrast_id: str = "contrast") -> Explanation:
-        pair = make_pair(self.ranker, query_tokens, doc_tokens, contrast_doc_tokens, contrast_id)
+    def attribute(self, query: str | Sequence[str], doc: str | Sequence[str],
+                  contrast_doc: str | Sequence[str] | None = None, contrast_id: str = "contrast") -> Explanation:
+        """Explain the ranker's score of (query, doc): original text (units with offsets) or unit lists."""
+        pair = make_pair(self.ranker, query, doc, contrast_doc, contrast_id)
         return self.attribute_pair(pair)
 
     def attribute_pair(self, pair: Pair, base_mask: torch.Tensor | None = None) -> Explanation:
@@ -167,7 +191,8 @@ class Explainer:
             pair_map=None if pm is None else np.asarray(pm, dtype=np.float64), score=score, target=pair.target,
             seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
             forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
-            truncated=pair.truncated, info={**out.get("info", {}), "oov": pair.oov})
+            truncated=pair.truncated, info={**out.get("info", {}), "oov": pair.oov},
+            doc_offsets=pair.doc_offsets, query_offsets=pair.query_offsets)
 
     @contextlib.contextmanager
     def _seeded(self):

@@ -6,7 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
-from rankers.text import UNK_ID
+from rankers.text import UNK_ID, tokenize
 
 from .base import Explainer, Pair, register_explainer
 
@@ -22,18 +22,29 @@ class RandomExplainer(Explainer):
         return {"doc_scores": np.random.default_rng(key).standard_normal(len(pair.doc_tokens))}
 
 
-def _match(pair: Pair) -> np.ndarray:
-    """[n_query, n_doc] indicator of identical known tokens."""
-    q, d = pair.q_ids.cpu().numpy(), pair.d_ids.cpu().numpy()
-    return ((q[:, None] == d[None, :]) & (q[:, None] > UNK_ID)).astype(np.float64)
+def index_terms(analyzer: str, units) -> list[list[str]]:
+    """Each unit's index terms (`tokenize`): itself for index tokens; for original-text words, their
+    case-folded tokens without punctuation ("Flow," -> ["flow"]; a stopword -> [])."""
+    return [[u] for u in units] if analyzer == "index" else [tokenize(u) for u in units]
+
+
+def _match(ranker, pair: Pair) -> np.ndarray:
+    """[n_query, n_doc] indicator: query unit i and document unit j share an index term (lexical
+    rankers: identical known tokens)."""
+    if ranker.analyzer == "index":
+        q, d = pair.q_ids.cpu().numpy(), pair.d_ids.cpu().numpy()
+        return ((q[:, None] == d[None, :]) & (q[:, None] > UNK_ID)).astype(np.float64)
+    qt = [set(t) for t in index_terms(ranker.analyzer, pair.query_tokens)]
+    dt = [set(t) for t in index_terms(ranker.analyzer, pair.doc_tokens)]
+    return np.array([[float(bool(a & b)) for b in dt] for a in qt]).reshape(len(qt), len(dt))
 
 
 @register_explainer("exact_match")
 class ExactMatchExplainer(Explainer):
-    """pair_map[i, j] = 1 if query token i equals document token j."""
+    """pair_map[i, j] = 1 if query unit i and document unit j share an index term."""
 
     def _attribute(self, pair: Pair) -> dict:
-        return {"pair_map": _match(pair)}
+        return {"pair_map": _match(self.ranker, pair)}
 
 
 @register_explainer("idf_match")
@@ -52,8 +63,9 @@ class IdfMatchExplainer(Explainer):
         self.idf = dict(idf or {})
 
     def _attribute(self, pair: Pair) -> dict:
-        w = np.array([self.idf.get(t, 1.0) for t in pair.query_tokens])
-        return {"pair_map": _match(pair) * w[:, None]}
+        terms = index_terms(self.ranker.analyzer, pair.query_tokens)
+        w = np.array([max((self.idf.get(t, 1.0) for t in ts), default=0.0) for ts in terms])
+        return {"pair_map": _match(self.ranker, pair) * w[:, None]}
 
 
 def collection_idf(collection) -> dict[str, float]:

@@ -36,6 +36,7 @@ def _np(t: torch.Tensor):
 class _Gradient(Explainer):
     """Shared plumbing: scorer in the gradient input space, attributions summed to tokens."""
 
+    requires = ("mask_gradient",)
     params = {**Explainer.params, "input": Choice("mask", ("mask", "embedding"), "gradient input space")}
 
     def __init__(self, ranker, input: str = "mask", seed: int = 0, batch_size: int = 256):
@@ -114,12 +115,7 @@ class DeepLiftExplainer(_Gradient):
     functional ops fall back to gradients), zero baseline. Not for HF
     transformers, whose pooler/activation modules are reused (Captum refuses)."""
 
-    @classmethod
-    def compatible(cls, ranker) -> tuple[bool, str]:
-        if ranker.kind == "transformer":
-            return False, ("deeplift: Captum's DeepLift needs each nonlinear module used once; HF encoders reuse "
-                           "theirs")
-        return super().compatible(ranker)
+    requires = ("mask_gradient", "single_use_modules")
 
     def _run(self, sc, x, base):
         attr, delta = DeepLift(sc).attribute(x, baselines=base, return_convergence_delta=True)

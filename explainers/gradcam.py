@@ -43,7 +43,7 @@ def resolve_layer(ranker: nn.Module, name: str) -> nn.Module:
 
 @register_explainer("gradcam")
 class GradCAM(Explainer):
-    requires = ("feature_layer",)
+    requires = (("feature_layer", "token_states"),)
     params = {**Explainer.params,
               "layer": Param((str, int), None, nullable=True, doc="submodule name, or encoder layer index"),
               "signed": Bool(False, "keep negative evidence (no ReLU)")}
@@ -52,18 +52,12 @@ class GradCAM(Explainer):
                  batch_size: int = 256):
         super().__init__(ranker, seed=seed, batch_size=batch_size)
         self.signed = bool(signed)
-        self.tokens = getattr(ranker, "token_layer", None) is not None
+        self.tokens = "token_states" in ranker.capabilities
         if self.tokens:
             self.layer_name = int(ranker.layer if layer is None else layer)
         else:
             self.layer_name = layer or "feature_layer"
             self.layer = resolve_layer(ranker, self.layer_name)
-
-    @classmethod
-    def compatible(cls, ranker) -> tuple[bool, str]:
-        if getattr(ranker, "feature_layer", None) is not None or getattr(ranker, "token_layer", None) is not None:
-            return True, ""
-        return False, f"gradcam needs a ranker with a feature_layer or token_layer ({ranker.name} has neither)"
 
     def _attribute(self, pair: Pair) -> dict:
         if self.tokens:
@@ -87,14 +81,9 @@ class GradCAM(Explainer):
 
     def _attribute_tokens(self, pair: Pair) -> dict:
         from .aggregate import pieces_to_words
-        r = self.ranker
-        old, r.layer = r.layer, self.layer_name
-        try:
-            sc = self.tracked(self.scorer(pair, "mask"))
-            with r.capture() as cap:
-                s = sc(sc.full_input())
-        finally:
-            r.layer = old
+        sc = self.tracked(self.scorer(pair, "mask"))
+        with self.ranker.capture(layer=self.layer_name) as cap:
+            s = sc(sc.full_input())
         sides = list(cap)
         grads = torch.autograd.grad(s.sum(), [cap[k][0] for k in sides])
         out = {"score": float(s[0]), "info": {"layer": self.layer_name}}

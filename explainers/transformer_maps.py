@@ -33,7 +33,7 @@ class AttentionExplainer(Explainer):
     def _attribute(self, pair: Pair) -> dict:
         r = self.ranker
         sc = self.tracked(self.scorer(pair, "mask"))
-        with torch.no_grad(), r.capture(attentions=True) as cap:
+        with torch.no_grad(), r.capture(layer=-1, attentions=True) as cap:
             score = float(sc(sc.full_input())[0])
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
         if "pair" in cap:
@@ -54,32 +54,24 @@ class PooledInteractionExplainer(Explainer):
     With u = mean_i h_i (query piece states), v = mean_j g_j (document piece
     states, pooling weights w_j), score = u.v / (|u||v|) = sum_ij
     h_i.g_j w_j / (n_q sum(w) |u||v|): each (query piece, document piece) term
-    is one addend; pieces are summed into words, special tokens dropped
+    is one addend (similarity "dot": the same without the norms); pieces are summed into words,
+    special tokens dropped
     ([CLS]/[SEP] terms stay in the score but not in the map). One forward pass.
     """
 
-    requires = ("token_layer",)
-
-    @classmethod
-    def compatible(cls, ranker) -> tuple[bool, str]:
-        if ranker.name != "biencoder":
-            return False, f"pooled_interaction decomposes a bi-encoder's cosine ({ranker.name} is not one)"
-        return True, ""
+    requires = ("pooled_states",)
 
     def _attribute(self, pair: Pair) -> dict:
         r = self.ranker
         sc = self.tracked(self.scorer(pair, "mask"))
-        old, r.layer = r.layer, -1
-        try:
-            with torch.no_grad(), r.capture() as cap:
-                score = float(sc(sc.full_input())[0])
-        finally:
-            r.layer = old
+        with torch.no_grad(), r.capture(layer=-1) as cap:
+            score = float(sc(sc.full_input())[0])
         hq, qw, _, _ = cap["query"]
         hd, dw, _, _ = cap["doc"]
         hq, hd = hq[0].float(), hd[0].float()        # last-layer states = what is pooled
         u, v = hq.mean(0), hd.mean(0)
-        terms = (hq @ hd.T) / (len(hq) * len(hd) * u.norm() * v.norm())
+        norm = u.norm() * v.norm() if r.similarity == "cosine" else 1.0  # dot product: no normalisation
+        terms = (hq @ hd.T) / (len(hq) * len(hd) * norm)
         m = terms.cpu().numpy()
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
         pm = _pieces_to_pairs(m, qw[0].cpu().numpy(), dw[0].cpu().numpy(), nq, nd)

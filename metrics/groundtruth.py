@@ -22,11 +22,27 @@ from .base import MetricResult, register_metric, require
 from .curves import attribution_order
 
 
-def exact_shapley(bm25, pair) -> np.ndarray:
-    """bm25's exact Shapley shares [n_doc] for the pair's tokens."""
-    enc = bm25.encode(pair.query_tokens, [pair.doc_tokens])
+def exact_shapley(bm25, pair, analyzer: str = "index") -> np.ndarray:
+    """bm25's exact Shapley shares [n_doc] for the pair's units. Original-text words (analyzer
+    "words") are scored through their index terms; a word's share is the sum of its terms' shares."""
+    from explainers.baselines import index_terms
+    if analyzer == "index":
+        q, d, owner = pair.query_tokens, pair.doc_tokens, None
+    else:
+        q = [t for ts in index_terms(analyzer, pair.query_tokens) for t in ts]
+        terms = index_terms(analyzer, pair.doc_tokens)
+        d = [t for ts in terms for t in ts]
+        owner = [j for j, ts in enumerate(terms) for _ in ts]
+    if not q or not d:
+        return np.zeros(len(pair.doc_tokens))
+    enc = bm25.encode(q, [d])
     shap, _ = bm25.exact_contributions(enc.q_ids[0], enc.d_ids[0])
-    return shap.double().cpu().numpy()
+    shap = shap.double().cpu().numpy()
+    if owner is None:
+        return shap
+    out = np.zeros(len(pair.doc_tokens))
+    np.add.at(out, np.asarray(owner[: len(shap)], dtype=int), shap)
+    return out
 
 
 def _spearman(a, b) -> MetricResult:
@@ -38,7 +54,7 @@ def _spearman(a, b) -> MetricResult:
 @register_metric("groundtruth_spearman", "higher", "Spearman rho vs bm25 exact Shapley shares", range=(-1, 1))
 def groundtruth_spearman(ctx, **_):
     require(ctx.bm25 is not None, "no bm25 ground truth available")
-    truth = exact_shapley(ctx.bm25, ctx.pair)
+    truth = exact_shapley(ctx.bm25, ctx.pair, ctx.ranker.analyzer)
     return _spearman(np.asarray(ctx.explanation.doc_scores), truth)
 
 

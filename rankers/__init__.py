@@ -4,6 +4,8 @@ from .errors import BadInput
 from .registry import RANKERS, ranker_spec, register_ranker
 from . import bm25  # noqa: F401  (registers)
 
-__all__ = ["BadInput", "Encoded", "RANKERS", "Ranker", "ranker_spec", "register_ranker"]
+__all__ = ["BadInput", "CallableRanker", "Encoded", "RANKERS", "Ranker", "ranker_spec", "register_ranker"]
 from . import neural  # noqa: F401,E402  (registers knrm, matchpyramid, random)
 from . import transformer  # noqa: F401,E402  (registers biencoder, crossencoder; loads HF lazily)
+from . import callable  # noqa: F401,E402  (registers callable)
+from .callable import CallableRanker  # noqa: E402

@@ -9,7 +9,7 @@ from torch import nn
 
 from .errors import BadInput
 from .params import Param
-from .text import PAD_ID, Vocab
+from .text import PAD_ID, Vocab, analyze
 
 
 @dataclass
@@ -49,13 +49,19 @@ class Ranker(nn.Module):
 
     name = "ranker"
     kind = "?"
-    #: which of embedding / interaction_layer / feature_layer the class provides (for listings)
-    provides: tuple[str, ...] = ()
+    #: what the ranker offers explainers (`rankers.capabilities.CAPABILITIES`); the one source of
+    #: compatibility for `rexbench list`, `Explainer.compatible` and the runner
+    capabilities: tuple[str, ...] = ("mask_gradient",)
     #: user-settable constructor parameters (suite `[rankers.NAME]` tables, `rexbench list --json`)
     params: dict[str, Param] = {}
     #: parameters that change how the ranker is applied, not its weights: set on a loaded model,
     #: not part of the checkpoint's cache key (e.g. a transformer's removal operator)
     runtime_params: tuple[str, ...] = ()
+    #: how text becomes the ranker's units (`rankers.text.ANALYZERS`): "index" tokens (case-folded,
+    #: stopwords dropped) or "words" of the original text
+    analyzer: str = "index"
+    #: weights usable without training (`train = false` uses them as given), e.g. a HF model
+    pretrained: bool = False
 
     def __init__(self, vocab: Vocab, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__()
@@ -64,6 +70,12 @@ class Ranker(nn.Module):
         self.feature_layer: nn.Module | None = None
         self.vocab = vocab
         self.max_doc_len, self.max_query_len = int(max_doc_len), int(max_query_len)
+
+    @classmethod
+    def from_collection(cls, collection, seed: int = 0, **params) -> "Ranker":
+        """A fresh (untrained) ranker for `collection` from its declared parameters."""
+        torch.manual_seed(seed)
+        return cls(collection.vocab, **params)
 
     def config(self) -> dict:
         """Constructor keyword arguments (besides vocab), JSON-serialisable."""
@@ -74,6 +86,13 @@ class Ranker(nn.Module):
         for t in list(self.parameters()) + list(self.buffers()):
             return t.device
         return torch.device("cpu")
+
+    def units(self, text: str) -> list[str]:
+        """The ranker's units of `text` (what explanations attribute to)."""
+        return analyze(self.analyzer, text)
+
+    def check_usable_untrained(self) -> None:
+        """Raise BadInput when the weights as given would give meaningless scores (`train = false`)."""
 
     def score_embedded(self, q_ids: torch.Tensor, d_emb: torch.Tensor, d_mask: torch.Tensor | None = None,
                        d_ids: torch.Tensor | None = None) -> torch.Tensor:

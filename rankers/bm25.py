@@ -69,7 +69,7 @@ class BM25Index:
 class BM25(Ranker):
     """Differentiable BM25 over token ids; see the module docstring for masking."""
 
-    provides = ("exact_contributions",)
+    capabilities = ("mask_gradient", "single_use_modules", "exact_contributions")
 
     params = {"k1": Float(1.2, lo=0.001, hi=100.0, doc="term-frequency saturation"), "b": Float(0.75, lo=0.0, hi=1.0,
               doc="length normalisation"), "max_doc_len": Int(512, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
@@ -80,6 +80,11 @@ class BM25(Ranker):
         self.k1, self.b = float(k1), float(b)
         self.register_buffer("idf", torch.zeros(len(vocab)) if idf is None else idf.float())
         self.register_buffer("avgdl", torch.tensor(float(avgdl)))
+
+    @classmethod
+    def from_collection(cls, collection, seed: int = 0, **params) -> "BM25":
+        """BM25 with the collection's idf and average length (nothing to train)."""
+        return cls.from_index(collection.index, **params)
 
     @classmethod
     def from_index(cls, index: BM25Index, **kw) -> "BM25":

@@ -11,10 +11,10 @@ import torch
 def run_ranker(ranker, collection, split: str = "test", batch_size: int = 128) -> dict[str, dict[str, float]]:
     """qid -> docid -> score over each query's candidate list."""
     run = {}
+    queries, docs = collection.units(ranker.analyzer)
     for q in collection.split(split):
         cands = collection.candidates(q)
-        scores = ranker.score_tokens(collection.query_tokens[q], [collection.doc_tokens[d] for d in cands],
-                                     batch_size=batch_size)
+        scores = ranker.score_tokens(queries[q], [docs[d] for d in cands], batch_size=batch_size)
         run[q] = {d: float(s) for d, s in zip(cands, scores)}
     return run
 
@@ -26,8 +26,9 @@ def empty_document_standing(ranker, collection, run: dict[str, dict[str, float]]
     below at least 95% of the candidates; "empty_below_mean": mean fraction of candidates above it.
     Removing all evidence should lower the score, or deletion curves end above where they start."""
     fracs = []
+    queries, docs = collection.units(ranker.analyzer)
     for q, scores in run.items():
-        enc = ranker.encode(collection.query_tokens[q], [collection.doc_tokens[next(iter(scores))]])
+        enc = ranker.encode(queries[q], [docs[next(iter(scores))]])
         empty = float(ranker(enc.q_ids, enc.d_ids, torch.zeros(enc.d_ids.shape, device=enc.d_ids.device))[0])
         fracs.append(float(np.mean(np.array(list(scores.values())) > empty)))
     return {"empty_below_95": float(np.mean(np.array(fracs) >= 0.95)), "empty_below_mean": float(np.mean(fracs))}

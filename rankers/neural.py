@@ -19,13 +19,25 @@ class _Tap(nn.Identity):
 
 
 class _EmbeddingRanker(Ranker):
-    provides = ("embedding", "interaction_layer")
+    capabilities = ("mask_gradient", "embedding", "interaction_layer", "single_use_modules", "randomisable")
     params = {"dim": Int(64, lo=2, doc="embedding size (PPMI-SVD initialised)"), "max_doc_len": Int(256, lo=1, doc="document tokens kept (longer ones are truncated and recorded)"), "max_query_len": Int(32, lo=1, doc="query tokens kept")}
     def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
         self.dim = dim
         self.embedding = nn.Embedding(len(vocab), dim, padding_idx=PAD_ID)
         self.interaction_layer = _Tap()
+
+    @classmethod
+    def from_collection(cls, collection, seed: int = 0, **params) -> "_EmbeddingRanker":
+        """Untrained, with PPMI-SVD embeddings of the collection (documents and train queries)."""
+        from .embeddings import ppmi_svd
+        torch.manual_seed(seed)
+        model = cls(collection.vocab, **params)
+        toks = list(collection.doc_tokens.values()) + [collection.query_tokens[q] for q in collection.split("train")]
+        emb = ppmi_svd(toks, collection.vocab, dim=model.dim, seed=seed)
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(emb))
+        return model
 
     def config(self) -> dict:
         return {"dim": self.dim, "max_doc_len": self.max_doc_len, "max_query_len": self.max_query_len}
@@ -79,7 +91,7 @@ class KNRM(_EmbeddingRanker):
 
     train_defaults = {"empty_margin": EMPTY_MARGIN}
 
-    provides = ("embedding", "interaction_layer", "feature_layer")
+    capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
     params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, doc="RBF kernels (the last is exact match)")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
@@ -116,7 +128,7 @@ class MatchPyramid(_EmbeddingRanker):
     `pool` = (Pq, Pd) and a 2-layer MLP give the score.
     """
 
-    provides = ("embedding", "interaction_layer", "feature_layer")
+    capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
     params = {**_EmbeddingRanker.params, "channels": Int(8, lo=1, doc="conv feature maps"),
               "hidden": Int(32, lo=1, doc="MLP hidden units")}
 
@@ -167,7 +179,7 @@ class RandomRanker(_EmbeddingRanker):
     yet it is differentiable in the document mask like every other ranker.
     """
 
-    provides = ("embedding",)
+    capabilities = ("mask_gradient", "embedding", "single_use_modules", "randomisable")
     params = {"dim": Int(16, lo=1), "max_doc_len": Int(256, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
 
     def __init__(self, vocab: Vocab, dim: int = 16, seed: int = 0, max_doc_len: int = 256, max_query_len: int = 32):
@@ -179,6 +191,10 @@ class RandomRanker(_EmbeddingRanker):
             self.embedding.weight.copy_(torch.randn(len(vocab), dim, generator=g))
             self.embedding.weight[PAD_ID] = 0
         self.register_buffer("w", torch.randn(dim, generator=g))
+
+    @classmethod
+    def from_collection(cls, collection, seed: int = 0, **params) -> "RandomRanker":
+        return cls(collection.vocab, seed=seed, **params)
 
     def config(self) -> dict:
         return {**super().config(), "seed": self.seed}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .capabilities import check_declared
 from .errors import unknown_name
 
 
@@ -21,6 +22,7 @@ def register_ranker(name: str, kind: str, trainable: bool = True):
     """Class decorator: register a `Ranker` subclass under `name`."""
 
     def deco(cls):
+        check_declared(cls.capabilities, f"ranker {name}")
         cls.name, cls.kind = name, kind
         RANKERS[name] = RankerSpec(name, cls, kind, trainable)
         return cls

@@ -36,6 +36,54 @@ def tokenize(text: str) -> list[str]:
     return [t for t in _WORD.findall(norm) if t not in STOPWORDS and (len(t) > 1 or not t.isascii())]
 
 
+_NONSPACE = re.compile(r"\S+")
+
+
+def word_spans(text: str) -> list[tuple[str, int, int]]:
+    """The words of the original text: whitespace-separated runs (case, punctuation and stopwords
+    kept) as (word, start, end) with text[start:end] == word. Units of transformer and callable rankers."""
+    return [(m.group(), m.start(), m.end()) for m in _NONSPACE.finditer(text)]
+
+
+def words(text: str) -> list[str]:
+    return [w for w, _, _ in word_spans(text)]
+
+
+def token_spans(text: str) -> list[tuple[str, int, int]] | None:
+    """`tokenize(text)` with each token's character span in the original text, or None where the
+    normalisation (NFKC, casefold) does not map characters one to one onto the original."""
+    chars, where = [], []
+    for i, c in enumerate(text):
+        n = unicodedata.normalize("NFKC", c).casefold()
+        chars.append(n)
+        where += [i] * len(n)
+    norm = "".join(chars)
+    if norm != unicodedata.normalize("NFKC", text).casefold():
+        return None
+    out = []
+    for m in _WORD.finditer(norm):
+        t = m.group()
+        if t not in STOPWORDS and (len(t) > 1 or not t.isascii()):
+            out.append((t, where[m.start()], where[m.end() - 1] + 1))
+    return out
+
+
+#: how a ranker turns text into units: "index" = `tokenize` (lexical and interaction rankers),
+#: "words" = `words` (transformer and callable rankers: the original text)
+ANALYZERS = {"index": tokenize, "words": words}
+
+
+def analyze(analyzer: str, text: str) -> list[str]:
+    return ANALYZERS[analyzer](text)
+
+
+def spans(analyzer: str, text: str) -> list[tuple[int, int]] | None:
+    """Character spans of `analyze(analyzer, text)` in `text` (None when not recoverable)."""
+    got = word_spans(text) if analyzer == "words" else token_spans(text)
+    return None if got is None else [(s, e) for _, s, e in got]
+
+
+
 @dataclass
 class Vocab:
     """Token <-> id map; id 0 is padding, id 1 stands for any unknown token."""
@@ -65,3 +113,20 @@ class Vocab:
         """A short content hash of the vocabulary (checkpoint identity)."""
         import hashlib
         return hashlib.sha256("\n".join(self.itos).encode()).hexdigest()[:16]
+
+
+class GrowingVocab(Vocab):
+    """A word vocabulary that adds unseen words (transformers have no closed word vocabulary)."""
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        out = []
+        for t in tokens:
+            i = self.stoi.get(t)
+            if i is None:
+                i = self.stoi[t] = len(self.itos)
+                self.itos.append(t)
+            out.append(i)
+        return out
+
+    def unknown(self, tokens: Sequence[str]) -> list[str]:
+        return []  # every word maps to subword pieces: nothing is out of vocabulary

@@ -25,8 +25,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .base import Ranker
-from .bm25 import BM25
-from .embeddings import ppmi_svd
 from .errors import BadInput
 from .evaluate import evaluate
 from .params import check_params
@@ -62,23 +60,11 @@ def seed_everything(seed: int) -> None:
 
 
 def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
-    """A fresh (untrained) ranker for `collection`; neural ones start from PPMI-SVD embeddings."""
+    """A fresh (untrained) ranker of registered type `name` for `collection` (`Ranker.from_collection`)."""
     spec = ranker_spec(name)
     config = check_params(f"ranker {name}", spec.cls.params, config)
-    if name == "bm25":
-        return BM25.from_index(collection.index, **config)
     seed_everything(seed)
-    if name == "random":
-        return spec.cls(collection.vocab, seed=seed, **config)
-    if spec.kind == "transformer":
-        return spec.cls(init_seed=seed, **config)
-    model = spec.cls(collection.vocab, **config)
-    train_q = collection.split("train")
-    emb = ppmi_svd(list(collection.doc_tokens.values()) + [collection.query_tokens[q] for q in train_q],
-                   collection.vocab, dim=model.dim, seed=seed)
-    with torch.no_grad():
-        model.embedding.weight.copy_(torch.from_numpy(emb))
-    return model
+    return spec.cls.from_collection(collection, seed, **config)
 
 
 TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
@@ -102,7 +88,7 @@ def _triples(collection, rng: np.random.Generator, n_per_query: int):
     """(qid, positive docid, negative docid) over the train split's BM25 candidates."""
     out = []
     for q in collection.split("train"):
-        cands = collection.candidates(q)
+        cands = collection.bm25_candidates(q)
         rel = collection.qrels.get(q, {})
         pos = [d for d in rel if rel[d] > 0]
         neg = [d for d in cands if rel.get(d, 0) <= 0]
@@ -132,7 +118,7 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(_param_groups(model, hp))
-    docs, queries = collection.doc_tokens, collection.query_tokens
+    queries, docs = collection.units(model.analyzer)
     log = {"epochs": [], "seed": seed, "hyperparameters": hp}
     best, best_state, bad, t0 = -1.0, None, 0, time.perf_counter()
     for ep in range(epochs):
@@ -258,20 +244,25 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
 
     `config`: constructor parameters (the class's declared `params`). A checkpoint must be
     of ranker `name`, for `collection` and its vocabulary (transformers: any vocabulary).
+    `train_if_missing=False` (a suite's `train = false`) never trains: a ranker with pretrained
+    weights (HF models) is used as given, after `check_usable_untrained` (a cross-encoder
+    needs a trained classification head); others need a checkpoint or a cached model.
     """
     spec = ranker_spec(name)
     config = check_params(f"ranker {name}", spec.cls.params, config or {})
     runtime = {k: config.pop(k) for k in spec.cls.runtime_params if k in config}  # no effect on the weights
     expect = {"ranker": name, "collection": collection.name}
-    if spec.kind != "transformer":
+    if spec.cls.analyzer == "index":  # word-level rankers have no collection vocabulary
         expect["vocab_sha"] = collection.vocab.digest()
     if checkpoint:
         model = load_checkpoint(checkpoint, expect)
         for k, v in config.items():
             if model.config().get(k) != v:
                 raise BadInput(f"checkpoint {checkpoint} has {k}={model.config().get(k)!r}, not {v!r}")
-    elif not spec.trainable:
+    elif not spec.trainable or (spec.cls.pretrained and not train_if_missing):
         model = build_ranker(name, collection, seed, **config)
+        if spec.trainable:
+            model.check_usable_untrained()
     else:
         path = checkpoint_dir(collection.name, name, seed, config)
         if (path / "config.json").exists():

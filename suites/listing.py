@@ -14,15 +14,19 @@ def listing() -> dict:
     from explainers import EXPLAINERS
     from metrics import METRICS
     from rankers import RANKERS
+    from rankers.capabilities import CAPABILITIES
     from rankers.params import schema_json
 
     explainers = []
     for name, cls in EXPLAINERS.items():
-        bad = {r.name: f"needs {', '.join(a for a in cls.requires if a not in r.cls.provides)}"
-               for r in RANKERS.values() if not set(cls.requires) <= set(r.cls.provides)}
-        explainers.append({"name": name, "requires": list(cls.requires), "stochastic": cls.stochastic,
-                           "incompatible": bad, "params": schema_json(cls.params)})
+        bad = {r.name: why for r in RANKERS.values() for ok, why in [cls.compatible(r.cls)] if not ok}
+        explainers.append({"name": name, "requires": [r if isinstance(r, str) else list(r) for r in cls.requires],
+                           "stochastic": cls.stochastic, "incompatible": bad, "params": schema_json(cls.params)})
     return {
+        "rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable, "analyzer": s.cls.analyzer,
+                     "capabilities": list(s.cls.capabilities), "params": schema_json(s.cls.params)}
+                    for s in RANKERS.values()],
+        "capabilities": [{"name": k, "meaning": v} for k, v in CAPABILITIES.items()],
         "explainers": explainers,
         "metrics": [{"name": m.name, "direction": m.direction, "range": list(m.range), "unit": m.unit,
                      "curve": m.curve, "params": schema_json(m.params)} for m in METRICS.values()],

@@ -336,7 +336,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
           f"{(df.status == 'error').sum() if not df.empty else 0} error, "
           f"{(df.status == 'skipped').sum() if not df.empty else 0} skipped)", ""]
     if not fin:
-        planned = list(suite.get("rankers", {}))
+        planned = [r for r, t in suite.get("rankers", {}).items() if t.get("explain", True)]
         done = set(df.ranker) if not df.empty else set()
         md[2:2] = [f"**Incomplete run**: it was stopped before it finished (`rexbench run {suite.get('path')} --out "
                    f"{run_dir} --resume` continues it). Rankers with results: {', '.join(r for r in planned if r in done)}"
@@ -349,6 +349,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         for c in ("ndcg@10", "mrr@10", "map"):
             t[c] = t[c].map(lambda v: _fmt(v, 4))
         cols = ["collection", "ranker", "queries", "ndcg@10", "mrr@10", "map", "train s"]
+        if "units" in t:  # what the ranker read: original-text words or index tokens
+            t["units"] = t["units"].map(lambda v: v if isinstance(v, str) else "index")
+            cols.insert(2, "units")
         if "empty_below_95" in t:
             t["empty doc below 95% of candidates"] = t.empty_below_95.map(lambda v: f"{v:.0%} of queries"
                                                                           if v == v else "-")

@@ -82,14 +82,42 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     if not qids:
         raise BadInput(f"split {cfg.split!r} of {coll.name} has no queries")
     qids = qids[: cfg.queries] if cfg.queries else qids
-    for rname, rparams in cfg.rankers.items():
-        spec = ranker_spec(cfg.ranker_type(rname))
-        if rparams.get("checkpoint") or (spec.trainable and not rparams.get("train", True)):
-            get_ranker(spec.name, coll, cfg.seed, rparams.get("checkpoint"), train_if_missing=False, progress=False,
-                       config=cfg.ranker_config(rname))
+    if cfg.run_file:
+        coll = coll.with_run(cfg.run_file)
+        lacking = [q for q in qids if q not in coll.run]
+        if lacking:
+            raise BadInput(f"run file {cfg.run_file} has no ranking for sampled queries {', '.join(lacking[:5])}"
+                           f"{' ...' if len(lacking) > 5 else ''} ({len(lacking)} of {len(qids)})")
+    for rname in cfg.rankers:
+        probe_ranker(cfg, rname, coll, qids[0])
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
     return coll, qids
+
+
+def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str) -> None:
+    """Load a ranker that needs no training now (HF models, callables, checkpoints, bm25) and score two
+    candidates, so an unloadable model or a misbehaving function stops the run before it writes."""
+    if rname in cfg.objects:
+        return _probe(cfg.objects[rname], rname, coll, qid)
+    spec = ranker_spec(cfg.ranker_type(rname))
+    t = cfg.rankers[rname]
+    if spec.trainable and t.get("train", True) and not t.get("checkpoint") and not spec.cls.pretrained:
+        return  # trained on first use (KNRM, MatchPyramid); its parameters were checked with the suite
+    if spec.trainable and t.get("train", True) and not t.get("checkpoint"):
+        build_ranker(spec.name, coll, cfg.seed, **cfg.ranker_config(rname))  # the weights load
+        return
+    r = get_ranker(spec.name, coll, cfg.seed, t.get("checkpoint"), train_if_missing=False, progress=False,
+                   config=cfg.ranker_config(rname))
+    _probe(r, rname, coll, qid)
+
+
+def _probe(r, rname: str, coll, qid: str) -> None:
+    q_units, d_units = coll.units(r.analyzer)
+    try:
+        r.score_tokens(q_units[qid], [d_units[d] for d in coll.candidates(qid)[:2]])
+    except (BadInput, FloatingPointError) as e:
+        raise BadInput(f"ranker {rname!r}: {e}") from None
 
 
 def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
@@ -146,16 +174,20 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
 
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
-        ranker = get_ranker(cfg.ranker_type(rname), coll, cfg.seed, rparams.get("checkpoint"),
-                            train_if_missing=rparams.get("train", True), device=device, progress=progress,
-                            config=cfg.ranker_config(rname))
+        ranker = cfg.objects[rname].to(device).eval() if rname in cfg.objects else get_ranker(
+            cfg.ranker_type(rname), coll, cfg.seed, rparams.get("checkpoint"),
+            train_if_missing=rparams.get("train", True), device=device, progress=progress,
+            config=cfg.ranker_config(rname))
         load_s = time.perf_counter() - t0
         if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
             eff = evaluate(ranker, coll, "test", empty=True)
             log = getattr(ranker, "train_log", {}) or {}
             store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
                                                         "best_epoch": log.get("best_epoch"),
-                                                        "load_seconds": load_s, "device": device})
+                                                        "load_seconds": load_s, "device": device,
+                                                        "units": ranker.analyzer})
+        if not rparams.get("explain", True):
+            continue
         explainers, build_errors = {}, {}
         metric_params = {m: {**cfg.metrics[m], **rparams.get("metrics", {}).get(m, {})} for m in cfg.metrics}
         for ename in explainer_names:
@@ -171,9 +203,10 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
             except Exception as e:
                 build_errors[ename] = ("error", f"{type(e).__name__}: {e}")
         cells = []
+        q_units, d_units = coll.units(ranker.analyzer)
         for q in (qids[: rparams["queries"]] if rparams.get("queries") else qids):
             cands = coll.candidates(q)
-            scores = ranker.score_tokens(coll.query_tokens[q], [coll.doc_tokens[d] for d in cands]).double().numpy()
+            scores = ranker.score_tokens(q_units[q], [d_units[d] for d in cands]).double().numpy()
             ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
             by_doc = dict(zip(cands, scores))
             for d, contrast in select_samples(coll, q, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
@@ -181,7 +214,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
         bar = tqdm(total=len(cells) * len(explainer_names), desc=f"{cfg.name}:{rname}", disable=not progress)
         query_expl: dict[tuple[str, str], dict[str, Explanation]] = {}
         for i, (q, d, contrast, by_doc) in enumerate(cells):
-            pair = make_pair(ranker, coll.query_tokens[q], coll.doc_tokens[d])
+            pair = make_pair(ranker, coll.queries[q], coll.docs[d])
             others = np.array([s for k, s in by_doc.items() if k != d])
             peers: dict[str, Explanation] = {}
             for ename in explainer_names:
@@ -252,7 +285,8 @@ def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, b
             continue
         docs = list(exps)
         try:
-            r = listwise_tau(ranker, coll.query_tokens[q], [coll.doc_tokens[d] for d in docs],
+            q_units, d_units = coll.units(ranker.analyzer)
+            r = listwise_tau(ranker, q_units[q], [d_units[d] for d in docs],
                              [exps[d] for d in docs], **params)
             row = {**base, "value": r.value, "status": r.status, "message": r.message, "info": r.info}
         except Exception as e:
@@ -263,7 +297,7 @@ def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, b
 def _effectiveness(store, cfg, device, progress, data_dir):
     for cname in cfg.effectiveness:
         c = load_collection(cname, data_dir, seed=cfg.seed)
-        names = cfg.effectiveness_rankers or list(cfg.rankers)
+        names = cfg.effectiveness_rankers or [r for r in cfg.rankers if r not in cfg.objects]
         for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
             known = rname in cfg.rankers
             m = get_ranker(cfg.ranker_type(rname) if known else rname, c, cfg.seed, None,
@@ -272,13 +306,15 @@ def _effectiveness(store, cfg, device, progress, data_dir):
             log = getattr(m, "train_log", {}) or {}
             store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test", empty=True),
                                                      "train_seconds": log.get("seconds"),
-                                                     "best_epoch": log.get("best_epoch"), "device": device})
+                                                     "best_epoch": log.get("best_epoch"), "device": device,
+                                                     "units": m.analyzer})
 
 
 def _to_json(ex: Explanation) -> dict:
     d = ex.to_json()
     return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
-                              "target", "seconds", "forward_passes", "backward_passes", "truncated")}
+                              "target", "seconds", "forward_passes", "backward_passes", "truncated", "doc_offsets",
+                              "query_offsets")}
 
 
 

@@ -76,7 +76,7 @@ def measure_pair(ranker, pair, device, repeats=5, ig_steps=50, batch_size=256) -
             torch.autograd.grad(sc(x).sum(), x)
         return f
     fb1 = _time(fwd_bwd(1), device, repeats)
-    if getattr(ranker, "feature_layer", None) is not None or getattr(ranker, "token_layer", None) is not None:
+    if EXPLAINERS["gradcam"].compatible(ranker)[0]:
         gc = build_explainer("gradcam", ranker)
         out.update(gradcam_s=_time(lambda: gc.attribute_pair(pair), device, repeats), fwd_bwd_s=fb1)
         out["gradcam_ratio"] = out["gradcam_s"] / fb1
@@ -103,7 +103,7 @@ def measure_floors(device: str = "cpu", rankers=("bm25", "knrm", "matchpyramid",
         r = build_ranker(name, coll, seed=0).to(device).eval()
         rows = []
         for q, d in res["pairs"]:
-            pair = make_pair(r, coll.query_tokens[q], coll.doc_tokens[d])
+            pair = make_pair(r, coll.queries[q], coll.docs[d])
             rows.append(measure_pair(r, pair, device, repeats))
             if progress:
                 print(f"  {name} q{q}/d{d}: {rows[-1]['curve_over_floor']:.2f}x floor, "

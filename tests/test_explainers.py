@@ -129,12 +129,12 @@ def test_pairwise_target(cran_rankers, cranfield):
     q = cranfield.query_tokens["1"]
     c = cranfield.candidates("1")
     d_pos, d_neg = cranfield.doc_tokens[c[0]], cranfield.doc_tokens[c[5]]
-    ex = build_explainer("feature_ablation", r).attribute(q, d_pos, contrast_doc_tokens=d_neg, contrast_id=c[5])
+    ex = build_explainer("feature_ablation", r).attribute(q, d_pos, contrast_doc=d_neg, contrast_id=c[5])
     s = r.score_tokens(q, [d_pos, d_neg])
     assert ex.target == f"pair:{c[5]}"
     assert ex.score == pytest.approx(float(s[0] - s[1]), rel=1e-5)
     with pytest.raises(BadInput, match="contrast"):
-        build_explainer("feature_ablation", r).attribute(q, d_pos, contrast_doc_tokens=[])
+        build_explainer("feature_ablation", r).attribute(q, d_pos, contrast_doc=[])
 
 
 def test_bad_input_and_truncation(cran_rankers):

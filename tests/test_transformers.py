@@ -31,7 +31,7 @@ def tiny_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_rankers(tiny_dir):
     from rankers.transformer import BiEncoder, CrossEncoder
-    return {"crossencoder": CrossEncoder(model_name=tiny_dir).eval(), "biencoder": BiEncoder(model_name=tiny_dir).eval()}
+    return {"crossencoder": CrossEncoder(model=tiny_dir).eval(), "biencoder": BiEncoder(model=tiny_dir).eval()}
 
 
 def _pair(cranfield):
@@ -142,7 +142,7 @@ def test_long_documents_truncated_to_model_limit(tiny_rankers):
 def test_tiny_crossencoder_trains(tiny_dir, synthetic):
     from rankers.training import train
     from rankers.transformer import CrossEncoder
-    r = CrossEncoder(model_name=tiny_dir)
+    r = CrossEncoder(model=tiny_dir)
     before = {k: v.clone() for k, v in r.state_dict().items()}
     log = train(r, synthetic, seed=0, epochs=1, n_per_query=2, batch_size=16, progress=False)
     assert log["epochs"] and np.isfinite(log["epochs"][0]["loss"])
@@ -165,7 +165,7 @@ def test_delete_operator_equals_removing_the_words(tiny_dir, name):
     document written without it (later pieces move up); removal='pad' differs (the piece stays, as PAD)."""
     from rankers.transformer import BiEncoder, CrossEncoder
     cls = {"crossencoder": CrossEncoder, "biencoder": BiEncoder}[name]
-    dele, pad = (cls(model_name=tiny_dir, removal=r).eval() for r in ("delete", "pad"))
+    dele, pad = (cls(model=tiny_dir, removal=r).eval() for r in ("delete", "pad"))
     q, d = ["pressure", "wing"], ["supersonic", "pressure", "distribution", "over", "swept", "wing"]
     drop = [1, 4]
     with torch.no_grad():

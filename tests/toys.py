@@ -29,6 +29,7 @@ class TinyConvRanker(Ranker):
     -> score = 0.1 * (sum A^1)^2 - sum A^2."""
 
     name, kind = "tinyconv", "toy"
+    capabilities = ("mask_gradient", "feature_layer", "single_use_modules")
 
     def __init__(self, words):
         super().__init__(Vocab.build([list(words)]))
