@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= dev,transformers
+EXTRAS ?= dev,transformers,distributed
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rexbench-installed
 export HF_HUB_OFFLINE := 1

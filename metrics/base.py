@@ -70,6 +70,9 @@ class MetricSpec:
     curve: bool = False
     params: dict[str, Param] = field(default_factory=dict)
     headline: bool = False  # defined on every sample of every ranker, bounded, invariant to score rescaling
+    #: "pair": fn(MetricContext) per explained pair; "query": fn(QueryContext) once per (query, explainer)
+    #: from the query's explanations (stored with docid "*")
+    scope: str = "pair"
 
     @property
     def defaults(self) -> dict:
@@ -79,8 +82,19 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {}
 
 
+@dataclass
+class QueryContext:
+    """A query-scope metric's input: the ranker, the query's units and the explanations of its
+    explained documents (one explainer), each carrying its own document units."""
+
+    ranker: Ranker
+    query_tokens: list[str]
+    explanations: list[Explanation]
+
+
 def register_metric(name: str, direction: str, unit: str, *, range: tuple[float | None, float | None],
-                    curve: bool = False, params: dict[str, Param] | None = None, headline: bool = False):
+                    curve: bool = False, params: dict[str, Param] | None = None, headline: bool = False,
+                    scope: str = "pair"):
     """Decorate fn(ctx, **params) -> MetricResult, or a (plan, finish) pair given as a class."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"metric {name}: direction must be 'higher' or 'lower'")
@@ -88,7 +102,7 @@ def register_metric(name: str, direction: str, unit: str, *, range: tuple[float 
     def deco(obj):
         fns = {"plan": obj.plan, "finish": obj.finish} if isinstance(obj, type) else {"fn": obj}
         METRICS[name] = MetricSpec(name, direction, unit, tuple(range), curve=curve, params=dict(params or {}),
-                                   headline=headline, **fns)
+                                   headline=headline, scope=scope, **fns)
         return obj
     return deco
 
@@ -105,21 +119,33 @@ def metric_spec(name: str) -> MetricSpec:
     return METRICS[name]
 
 
-def compute_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict] | None = None
-                    ) -> dict[str, MetricResult]:
-    """Compute `names` for one sample. Metrics of the perturbation family
-    (deletion, insertion, their rank variants, ERASER, pairwise_flip) share one
-    batched set of model calls; a metric that raises becomes an 'error' result."""
+@dataclass
+class MetricPlan:
+    """One sample's metrics after planning: results of the metrics computed directly, and the
+    perturbation rows [R, n_doc] the batched family needs scored (`finish_metrics` completes it)."""
+
+    ctx: MetricContext
+    names: list[str]
+    out: dict[str, MetricResult]
+    planned: list[tuple[MetricSpec, dict, int, int]]
+    rows: torch.Tensor | None
+
+
+def plan_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict] | None = None) -> MetricPlan:
+    """Phase 1: direct metrics are computed; the perturbation family (deletion, insertion, their
+    rank variants, ERASER, pairwise_flip) only plans its rows (identical row sets are shared)."""
     params = params or {}
-    specs = [metric_spec(n) for n in names]
     out: dict[str, MetricResult] = {}
     planned: list[tuple[MetricSpec, dict, int, int]] = []
     rows: list[torch.Tensor] = []
     seen: dict[tuple, tuple[int, int]] = {}
     start = 0
-    for spec in specs:
+    for spec in (metric_spec(n) for n in names):
         kw = {**spec.defaults, **params.get(spec.name, {})}
         try:
+            if spec.scope == "query":
+                raise Skip(f"{spec.name} is a query-level metric: one value per query from its explained documents "
+                           "(`rexbench run`, `compute_query_metrics`)")
             if spec.plan is not None:
                 m = spec.plan(ctx, **kw)
                 key = (tuple(m.shape), hash(m.numpy().tobytes()))
@@ -136,19 +162,71 @@ def compute_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict
             out[spec.name] = MetricResult(math.nan, "skipped", str(e))
         except Exception as e:  # recorded, never fatal
             out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
-    if rows:
+    return MetricPlan(ctx, list(names), out, planned, torch.cat(rows) if rows else None)
+
+
+def finish_metrics(plan: MetricPlan, scores: np.ndarray | None) -> dict[str, MetricResult]:
+    """Phase 3: the planned metrics from their rows' scores [R] (raw ranker scores)."""
+    out = dict(plan.out)
+    for spec, kw, a, b in plan.planned:
+        try:
+            out[spec.name] = spec.finish(plan.ctx, scores[a:b], **kw)
+        except Skip as e:
+            out[spec.name] = MetricResult(math.nan, "skipped", str(e))
+        except Exception as e:
+            out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
+    return {n: out[n] for n in plan.names}
+
+
+def compute_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict] | None = None
+                    ) -> dict[str, MetricResult]:
+    """Compute `names` for one sample: plan, score the family's rows in one batched set of model
+    calls, finish. A metric that raises becomes an 'error' result."""
+    plan = plan_metrics(ctx, names, params)
+    scores = None
+    if plan.rows is not None:
         sc = ctx.scorer()
         with torch.no_grad():
-            scores = sc(torch.cat(rows).to(ctx.pair.d_ids.device)).double().cpu().numpy()
+            scores = sc(plan.rows.to(ctx.pair.d_ids.device)).double().cpu().numpy()
         ctx.last_cost = sc.cost
-        for spec, kw, a, b in planned:
-            try:
-                out[spec.name] = spec.finish(ctx, scores[a:b], **kw)
-            except Skip as e:
-                out[spec.name] = MetricResult(math.nan, "skipped", str(e))
-            except Exception as e:
-                out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
-    return {n: out[n] for n in names}
+    return finish_metrics(plan, scores)
+
+
+def compute_metrics_many(ctxs: list[MetricContext], names: list[str], params: dict[str, dict] | None = None,
+                         batch_size: int = 256) -> list[dict[str, MetricResult]]:
+    """`compute_metrics` for several samples of one query, their perturbation rows scored together
+    (`rankers.scorer.score_rows`): cross-pair batches of `batch_size` rows fill the device even when
+    one pair has few rows. Same values as one sample at a time up to float rounding of the batch."""
+    from rankers.scorer import score_rows
+    plans = [plan_metrics(c, names, params) for c in ctxs]
+    jobs = [(i, p) for i, p in enumerate(plans) if p.rows is not None]
+    scores: list[np.ndarray | None] = [None] * len(plans)
+    if jobs:
+        r = ctxs[jobs[0][0]].ranker
+        got = score_rows(r, [(plans[i].ctx.pair.q_ids, plans[i].ctx.pair.d_ids, p.rows) for i, p in jobs],
+                         batch_size)
+        for (i, _), s in zip(jobs, got):
+            scores[i] = s
+    return [finish_metrics(p, s) for p, s in zip(plans, scores)]
+
+
+def compute_query_metrics(qctx: QueryContext, names: list[str], params: dict[str, dict] | None = None
+                          ) -> dict[str, MetricResult]:
+    """The query-scope metrics among `names` for one (query, explainer); errors are recorded."""
+    params = params or {}
+    out = {}
+    for spec in (metric_spec(n) for n in names):
+        if spec.scope != "query":
+            continue
+        try:
+            if len(qctx.explanations) < 2:
+                raise Skip("fewer than two explained documents for this query")
+            out[spec.name] = spec.fn(qctx, **{**spec.defaults, **params.get(spec.name, {})})
+        except Skip as e:
+            out[spec.name] = MetricResult(math.nan, "skipped", str(e))
+        except Exception as e:
+            out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
+    return out
 
 
 def require(cond: bool, why: str) -> None:

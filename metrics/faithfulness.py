@@ -209,10 +209,13 @@ class PairwiseFlip:
 
 
 @register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%",
-                 range=(-1, 1), params={"k_frac": Float(0.2, lo=0.01, hi=1.0, doc="fraction of top tokens deleted"),
-                                        "batch_size": Int(256, lo=1)})
-def listwise_tau_metric(ctx, **_):
-    raise Skip("listwise_tau is computed per query by the suite runner (metrics.faithfulness.listwise_tau)")
+                 range=(-1, 1), scope="query",
+                 params={"k_frac": Float(0.2, lo=0.01, hi=1.0, doc="fraction of top tokens deleted"),
+                         "batch_size": Int(256, lo=1)})
+def listwise_tau_metric(qctx, k_frac: float = 0.2, batch_size: int = 256) -> MetricResult:
+    """Query scope: one value per (query, explainer) from the query's explained documents."""
+    return listwise_tau(qctx.ranker, qctx.query_tokens, [e.doc_tokens for e in qctx.explanations],
+                        qctx.explanations, k_frac, batch_size)
 
 
 def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float = 0.2,

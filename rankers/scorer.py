@@ -17,10 +17,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .base import Ranker
+from .text import PAD_ID
 
 
 @dataclass
@@ -80,6 +82,31 @@ class PairScorer(nn.Module):
         if x.shape[0] <= self.batch_size:
             return self._score(x)
         return torch.cat([self._score(x[s: s + self.batch_size]) for s in range(0, x.shape[0], self.batch_size)])
+
+
+@torch.no_grad()
+def score_rows(ranker: Ranker, jobs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+               batch_size: int = 256) -> list[np.ndarray]:
+    """Cross-pair batching: jobs = [(q_ids [Lq], d_ids [Ld_i], masks [R_i, Ld_i])], pairs of one query
+    (or any pairs with equally long query ids); their rows are scored in batches of `batch_size` rows
+    that may span pairs (documents padded with PAD, masks with 0; every ranker's score ignores
+    padding). Returns raw scores [R_i] per job (float64, CPU)."""
+    if not jobs:
+        return []
+    dev = jobs[0][1].device
+    ld = max(int(d.shape[0]) for _, d, _ in jobs)
+    q = torch.nn.utils.rnn.pad_sequence([q for q, _, _ in jobs], batch_first=True, padding_value=PAD_ID)
+    qs, ds, ms, sizes = [], [], [], []
+    for i, (_, d, m) in enumerate(jobs):
+        n = int(m.shape[0])
+        sizes.append(n)
+        qs.append(q[i][None].expand(n, -1))
+        ds.append(torch.nn.functional.pad(d, (0, ld - d.shape[0]), value=PAD_ID)[None].expand(n, -1))
+        ms.append(torch.nn.functional.pad(m.to(dev).float(), (0, ld - m.shape[1]), value=0.0))
+    q_all, d_all, m_all = torch.cat(qs), torch.cat(ds), torch.cat(ms)
+    out = torch.cat([ranker(q_all[s: s + batch_size], d_all[s: s + batch_size], m_all[s: s + batch_size]).double()
+                     for s in range(0, len(m_all), batch_size)]).cpu().numpy()
+    return list(np.split(out, np.cumsum(sizes)[:-1]))
 
 
 def synchronize(device: torch.device) -> None:

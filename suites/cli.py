@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_int_at_least(1), default=None, help="number of queries (overrides the suite file)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=_int_at_least(1), default=1,
+                   help="worker processes: 1 = this process; N > 1 = a local Dask cluster (rexbench[distributed])")
+    p.add_argument("--address", default=None, help="join an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
 
     p = sub.add_parser("floors", help="measure cost-over-floor ratios (speed) on this device; uses untrained "
                                       "weights (cost does not depend on them), so it never trains a ranker")
@@ -347,7 +350,8 @@ def cmd_run(args) -> int:
         _device(args.device)
     t0 = time.perf_counter()
     out = run_suite(cfg, args.out or f"results/{cfg.name}", resume=args.resume, device=args.device,
-                    limit=args.limit, progress=not args.quiet, data_dir=args.data_dir, overwrite=args.overwrite)
+                    limit=args.limit, progress=not args.quiet, data_dir=args.data_dir, overwrite=args.overwrite,
+                    workers=args.workers, address=args.address)
     print(f"suite {cfg.name}: done in {time.perf_counter() - t0:.1f}s -> {out}/results.sqlite")
     return 0
 

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import math
 import platform
-import resource
 import time
 from pathlib import Path
 
@@ -13,8 +11,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf, make_pair
-from metrics import METRICS, MetricContext, compute_metrics, listwise_tau
 from rankers.errors import BadInput
 from rankers.evaluate import evaluate
 from rankers.registry import ranker_spec
@@ -22,10 +18,10 @@ from rankers.training import build_ranker, get_ranker, rexbench_version
 
 from .collections import load_collection
 from .config import SuiteConfig
+from .engine import SerialEngine, engine
+from .execute import RunSpec, runtime, select_samples  # noqa: F401  (select_samples: re-exported)
 from .rundir import RunLock, check_out_dir, clear_run, first_difference, fingerprint
 from .store import Store
-
-LISTWISE = "listwise_tau"
 
 
 def device_name(device: str) -> str:
@@ -50,25 +46,6 @@ def versions() -> dict:
         out["transformers"] = transformers.__version__
     except ImportError:
         pass
-    return out
-
-
-def _peak_mem_mb(device: str) -> float:
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
-
-
-def select_samples(coll, qid: str, ranking: list[str], top_k: int, relevant: int, contrast_gap: int):
-    """(docid, contrast docid or None) pairs: the ranker's top_k plus up to `relevant` judged-relevant candidates."""
-    rel = set(coll.relevant(qid))
-    chosen = list(ranking[:top_k])
-    chosen += [d for d in ranking if d in rel and d not in chosen][:relevant]
-    out = []
-    for d in chosen:
-        pos = ranking.index(d)
-        c = ranking[min(pos + contrast_gap, len(ranking) - 1)]
-        out.append((d, c if c != d else None))
     return out
 
 
@@ -122,12 +99,17 @@ def _probe(r, rname: str, coll, qid: str) -> None:
 
 def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
               limit: int | None = None, progress: bool = True, data_dir: str | None = None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, workers: int = 1, address: str | None = None) -> Path:
     """Run a suite into `out_dir` (results.sqlite, results.csv, summary.csv); returns out_dir.
 
     Validates inputs and the output directory first; takes the directory's lock; refuses an
-    existing run unless `resume` (same fingerprint) or `overwrite`."""
+    existing run unless `resume` (same fingerprint) or `overwrite`. `workers` > 1 runs shards on
+    a local Dask cluster, `address` on an existing one (`suites.engine`); the values are the same
+    as with one worker, so neither is part of the fingerprint (a run may resume with others)."""
     out = Path(out_dir)
+    if int(workers) < 1:
+        raise BadInput(f"--workers must be at least 1, got {workers}")
+    engine(workers, address)  # the engine is installed (else BadInput), before anything is written
     device = device or cfg.device
     if limit is not None:
         cfg = dataclasses.replace(cfg, queries=int(limit))
@@ -146,32 +128,71 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                                "another --out, or --overwrite to replace it")
         if overwrite:
             clear_run(out)
-        return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir)
+        return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, workers,
+                    address)
 
 
 def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: list[str], fp: dict, progress: bool,
-         data_dir: str | None) -> Path:
+         data_dir: str | None, workers: int = 1, address: str | None = None) -> Path:
+    """Prepare (load or train each ranker once, effectiveness), plan (the shards not yet recorded),
+    execute (here or on Dask workers) and record (this process, the one writer)."""
     store = Store(out / "results.sqlite")
     t_start = time.perf_counter()
+    elapsed_before = _record_start(store, cfg, coll, device, fp, resume)
+    spec = RunSpec(cfg, device, data_dir)
+    loaded = prepare(cfg, coll, store, device, progress)
+    shards = plan(cfg, qids, store.done_shards(cfg.name))
+    failed: list[str] = []
+    with engine(workers, address) as eng:
+        if isinstance(eng, SerialEngine):
+            for rname, ranker in loaded.items():  # the serial worker reuses the rankers loaded here
+                runtime(spec, rname, ranker)
+        loaded.clear()
+        store.set_meta("engine", {"workers": eng.workers, "address": address})
+        bar = tqdm(total=len(shards), desc=f"{cfg.name} ({eng.workers} worker{'s' * (eng.workers > 1)})",
+                   unit="shard", disable=not progress)
+        for res in eng.run(spec, shards):
+            bar.update(1)
+            if isinstance(res, BaseException):
+                failed.append(f"{type(res).__name__}: {res}")
+                continue
+            store.write_shard(cfg.name, res.ranker, res.qid, res.cells, res.seconds)
+            store.set_meta("elapsed", elapsed_before + time.perf_counter() - t_start)  # survives a kill
+        bar.close()
+    if failed:
+        store.close()
+        raise RuntimeError(f"{len(failed)} of {len(shards)} shards failed on every retry (first: {failed[0]}); the "
+                           f"rest is recorded, `rexbench run ... --resume` retries them")
+    store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
+                                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    if cfg.effectiveness:
+        _effectiveness(store, cfg, device, progress, data_dir)
+    export(store, out)
+    store.close()
+    return out
+
+
+def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, resume: bool) -> float:
+    """Write the run's fingerprint, suite and environment; returns the seconds already spent (resume)."""
     store.set_meta("fingerprint", fp)
     store.set_meta("suite", {"name": cfg.name, "path": str(cfg.path) if cfg.path else None,
                              "description": cfg.description, "collection": coll.name, "split": cfg.split,
                              "seed": cfg.seed, "rankers": cfg.rankers, "explainers": cfg.explainers,
                              "metrics": cfg.metrics, "samples": {"queries": cfg.queries, "top_k": cfg.top_k,
-                                                                 "relevant": cfg.relevant}})
+                                                                 "relevant": cfg.relevant,
+                                                                 "run_file": cfg.run_file}})
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     prev = store.meta().get("environment", {}) if resume else {}
     store.set_meta("environment", {"device": device, "device_name": device_name(device), "versions": versions(),
                                    "started": prev.get("started", now),
                                    "resumed": prev.get("resumed", []) + ([now] if prev else [])})
-    elapsed_before = store.meta().get("elapsed", 0.0) if resume else 0.0
-    metric_names = [m for m in cfg.metrics if m != LISTWISE]
-    ref = cfg.metrics.get("explainer_agreement", {}).get("reference", METRICS["explainer_agreement"].defaults[
-        "reference"])
-    explainer_names = sorted(cfg.explainers, key=lambda e: e != ref)  # the agreement reference runs first
-    bm25 = build_ranker("bm25", coll).to(device)
-    done = store.done_cells(cfg.name)
+    return store.meta().get("elapsed", 0.0) if resume else 0.0
 
+
+def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool) -> dict:
+    """Load each ranker once here (training and caching any not yet trained, so workers only load) and
+    record its effectiveness; returns the loaded rankers that will be explained."""
+    loaded = {}
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
         ranker = cfg.objects[rname].to(device).eval() if rname in cfg.objects else get_ranker(
@@ -186,112 +207,21 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
                                                         "best_epoch": log.get("best_epoch"),
                                                         "load_seconds": load_s, "device": device,
                                                         "units": ranker.analyzer})
-        if not rparams.get("explain", True):
+        if rparams.get("explain", True):
+            loaded[rname] = ranker
+    return loaded
+
+
+def plan(cfg: SuiteConfig, qids: list[str], done: set[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (ranker, query) shards still to run, grouped by ranker (a worker loads each ranker once)."""
+    out = []
+    for rname, t in cfg.rankers.items():
+        if not t.get("explain", True):
             continue
-        explainers, build_errors = {}, {}
-        metric_params = {m: {**cfg.metrics[m], **rparams.get("metrics", {}).get(m, {})} for m in cfg.metrics}
-        for ename in explainer_names:
-            params = {**cfg.explainers[ename], **rparams.get("explainers", {}).get(ename, {})}
-            if ename == "idf_match":
-                params.setdefault("idf", collection_idf(coll))
-            ok, why = EXPLAINERS[ename].compatible(ranker)
-            if not ok:
-                build_errors[ename] = ("skipped", why)
-                continue
-            try:
-                explainers[ename] = build_explainer(ename, ranker, seed=cfg.seed, batch_size=cfg.batch_size, **params)
-            except Exception as e:
-                build_errors[ename] = ("error", f"{type(e).__name__}: {e}")
-        cells = []
-        q_units, d_units = coll.units(ranker.analyzer)
-        for q in (qids[: rparams["queries"]] if rparams.get("queries") else qids):
-            cands = coll.candidates(q)
-            scores = ranker.score_tokens(q_units[q], [d_units[d] for d in cands]).double().numpy()
-            ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
-            by_doc = dict(zip(cands, scores))
-            for d, contrast in select_samples(coll, q, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
-                cells.append((q, d, contrast, by_doc))
-        bar = tqdm(total=len(cells) * len(explainer_names), desc=f"{cfg.name}:{rname}", disable=not progress)
-        query_expl: dict[tuple[str, str], dict[str, Explanation]] = {}
-        for i, (q, d, contrast, by_doc) in enumerate(cells):
-            pair = make_pair(ranker, coll.queries[q], coll.docs[d])
-            others = np.array([s for k, s in by_doc.items() if k != d])
-            peers: dict[str, Explanation] = {}
-            for ename in explainer_names:
-                key = (cfg.name, rname, ename, q, d)
-                bar.update(1)
-                base = dict(suite=cfg.name, ranker=rname, explainer=ename, collection=coll.name, qid=q, docid=d,
-                            device=device, seed=cfg.seed)
-                if key in done:
-                    saved = store.explanation(key)
-                    if saved is not None:
-                        peers[ename] = Explanation.from_json(saved)
-                        query_expl.setdefault((q, ename), {})[d] = peers[ename]
-                    continue
-                if ename in build_errors:
-                    status, msg = build_errors[ename]
-                    store.write_cell(key, [{**base, "metric": m, "value": math.nan, "status": status, "message": msg}
-                                           for m in metric_names], None)
-                    continue
-                explainer = explainers[ename]
-                if device.startswith("cuda"):
-                    torch.cuda.reset_peak_memory_stats()
-                try:
-                    ex = explainer.attribute_pair(pair)
-                except Exception as e:  # recorded, the suite goes on
-                    store.write_cell(key, [{**base, "metric": m, "value": math.nan, "status": "error",
-                                            "message": f"{type(e).__name__}: {e}"} for m in metric_names], None)
-                    continue
-                peers[ename] = ex
-                query_expl.setdefault((q, ename), {})[d] = ex
-                ctx = MetricContext(ranker, pair, ex, explainer, others,
-                                    float(by_doc[contrast]) if contrast is not None else None,
-                                    coll.rationales.get((q, d)), bm25, peers, cfg.seed, cfg.batch_size)
-                t_m = time.perf_counter()
-                res = compute_metrics(ctx, metric_names, metric_params)
-                metric_s = time.perf_counter() - t_m
-                common = {**base, "seconds": ex.seconds, "forward_passes": ex.forward_passes,
-                          "backward_passes": ex.backward_passes, "truncated": ex.truncated,
-                          "peak_mem_mb": _peak_mem_mb(device)}
-                rows = [{**common, "metric": m, "value": r.value, "status": r.status, "message": r.message,
-                         "curve": r.curve, "info": {**r.info, "metric_seconds": metric_s}} for m, r in res.items()]
-                store.write_cell(key, rows, _to_json(ex))
-            store.set_meta("elapsed", elapsed_before + time.perf_counter() - t_start)  # survives a kill
-            last_of_query = i + 1 == len(cells) or cells[i + 1][0] != q
-            if LISTWISE in cfg.metrics and last_of_query:
-                _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device,
-                          metric_params.get(LISTWISE, {}))
-        bar.close()
-    store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
-                                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-    if cfg.effectiveness:
-        _effectiveness(store, cfg, device, progress, data_dir)
-    export(store, out)
-    store.close()
+        for q in (qids[: t["queries"]] if t.get("queries") else qids):
+            if (rname, q) not in done:
+                out.append((rname, q))
     return out
-
-
-def _listwise(store, cfg, coll, ranker, rname, q, explainer_names, query_expl, build_errors, done, device, params):
-    for ename in explainer_names:
-        key = (cfg.name, rname, ename, q, "*")
-        if key in done:
-            continue
-        base = dict(suite=cfg.name, ranker=rname, explainer=ename, collection=coll.name, qid=q, docid="*",
-                    metric=LISTWISE, device=device, seed=cfg.seed)
-        exps = query_expl.get((q, ename), {})
-        if ename in build_errors or len(exps) < 2:
-            status, msg = build_errors.get(ename, ("skipped", "fewer than two explained documents for this query"))
-            store.write_cell(key, [{**base, "value": math.nan, "status": status, "message": msg}], None)
-            continue
-        docs = list(exps)
-        try:
-            q_units, d_units = coll.units(ranker.analyzer)
-            r = listwise_tau(ranker, q_units[q], [d_units[d] for d in docs],
-                             [exps[d] for d in docs], **params)
-            row = {**base, "value": r.value, "status": r.status, "message": r.message, "info": r.info}
-        except Exception as e:
-            row = {**base, "value": math.nan, "status": "error", "message": f"{type(e).__name__}: {e}"}
-        store.write_cell(key, [row], None)
 
 
 def _effectiveness(store, cfg, device, progress, data_dir):
@@ -308,14 +238,6 @@ def _effectiveness(store, cfg, device, progress, data_dir):
                                                      "train_seconds": log.get("seconds"),
                                                      "best_epoch": log.get("best_epoch"), "device": device,
                                                      "units": m.analyzer})
-
-
-def _to_json(ex: Explanation) -> dict:
-    d = ex.to_json()
-    return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
-                              "target", "seconds", "forward_passes", "backward_passes", "truncated", "doc_offsets",
-                              "query_offsets")}
-
 
 
 def export(store: Store, out: Path) -> None:

@@ -4,7 +4,9 @@ Tables:
 - results: one row per ranker x explainer x sample x metric (primary key, so a
   resumed run can never duplicate a row);
 - cells: finished (ranker, explainer, qid, docid) cells, written in the same
-  transaction as their rows, which is what `--resume` skips;
+  transaction as their rows;
+- shards: finished (ranker, query) shards, written in the same transaction as all their
+  cells (a shard is recorded whole or not at all), which is what `--resume` skips;
 - explanations: each explanation's attributions (for peers, listwise metrics and figures);
 - rankers: effectiveness per ranker and collection; meta: key -> JSON.
 """
@@ -35,6 +37,8 @@ CREATE TABLE IF NOT EXISTS explanations (suite TEXT, ranker TEXT, explainer TEXT
 CREATE TABLE IF NOT EXISTS rankers (ranker TEXT, collection TEXT, split TEXT, data TEXT,
     PRIMARY KEY (ranker, collection, split));
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS shards (suite TEXT, ranker TEXT, qid TEXT, seconds REAL,
+    PRIMARY KEY (suite, ranker, qid));
 """
 
 
@@ -51,17 +55,26 @@ class Store:
         self.db.close()
 
     # ------------------------------------------------------------------ writes
-    def write_cell(self, key: tuple[str, str, str, str, str], rows: Iterable[dict], explanation: dict | None) -> None:
-        """Rows of one cell, its explanation and its 'done' mark, atomically."""
+    def write_shard(self, suite: str, ranker: str, qid: str, cells: Iterable, seconds: float = 0.0) -> None:
+        """Every cell of one (ranker, query) shard and the shard's 'done' mark, in one transaction.
+        A shard already recorded is refused (one writer; a retried task cannot duplicate rows)."""
         with self.db:
-            self.db.executemany(
-                f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) VALUES "
-                f"({', '.join('?' * len(RESULT_COLUMNS))})",
-                [tuple(_cell(r.get(c)) for c in RESULT_COLUMNS) for r in rows])
-            if explanation is not None:
-                self.db.execute("INSERT OR REPLACE INTO explanations VALUES (?,?,?,?,?,?)",
-                                (*key, json.dumps(explanation)))
-            self.db.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?)", key)
+            if self.db.execute("SELECT 1 FROM shards WHERE suite=? AND ranker=? AND qid=?",
+                               (suite, ranker, qid)).fetchone():
+                raise RuntimeError(f"shard ({ranker}, {qid}) of suite {suite} is already recorded")
+            for c in cells:
+                self._write_cell(c.key, c.rows, c.explanation)
+            self.db.execute("INSERT INTO shards VALUES (?,?,?,?)", (suite, ranker, qid, seconds))
+
+    def _write_cell(self, key, rows, explanation) -> None:
+        self.db.executemany(
+            f"INSERT OR REPLACE INTO results ({', '.join(RESULT_COLUMNS)}) VALUES "
+            f"({', '.join('?' * len(RESULT_COLUMNS))})",
+            [tuple(_cell(r.get(c)) for c in RESULT_COLUMNS) for r in rows])
+        if explanation is not None:
+            self.db.execute("INSERT OR REPLACE INTO explanations VALUES (?,?,?,?,?,?)",
+                            (*key, json.dumps(explanation)))
+        self.db.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?)", key)
 
     def set_meta(self, key: str, value) -> None:
         with self.db:
@@ -75,6 +88,9 @@ class Store:
     # ------------------------------------------------------------------ reads
     def done_cells(self, suite: str) -> set[tuple[str, str, str, str, str]]:
         return set(self.db.execute("SELECT * FROM cells WHERE suite = ?", (suite,)).fetchall())
+
+    def done_shards(self, suite: str) -> set[tuple[str, str]]:
+        return set(self.db.execute("SELECT ranker, qid FROM shards WHERE suite = ?", (suite,)).fetchall())
 
     def has_ranker(self, ranker: str, collection: str) -> bool:
         return self.db.execute("SELECT 1 FROM rankers WHERE ranker=? AND collection=?",

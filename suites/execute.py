@@ -1,0 +1,250 @@
+"""Execute phase: a worker holds loaded rankers and runs shards, one (ranker, query) at a time.
+
+A shard is every cell of one query for one ranker: the ranker re-ranks the query's candidates,
+the samples are chosen from its ranking, each explainer explains each sample, and the metrics
+are computed (pair-scope metrics of all samples batched across pairs, then query-scope metrics
+such as listwise_tau from the query's explanations). `run_shard` is a pure function of the
+`RunSpec` and the shard: it returns the rows and writes nothing, so any worker may run it (a
+retried shard gives the same rows) and one coordinator records them (`suites.runner`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf, make_pair
+from metrics import (METRICS, MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
+                     metric_spec)
+
+from .config import SuiteConfig
+
+
+@dataclass
+class RunSpec:
+    """What a worker needs to rebuild the run's objects (picklable; shipped once per worker)."""
+
+    cfg: SuiteConfig
+    device: str
+    data_dir: str | None = None
+    #: identifies the run in a worker's cache (a long-lived worker may serve several runs)
+    token: str = field(default_factory=lambda: __import__("uuid").uuid4().hex)
+
+
+@dataclass
+class Cell:
+    """One finished cell: its key (suite, ranker, explainer, qid, docid), rows and explanation JSON."""
+
+    key: tuple[str, str, str, str, str]
+    rows: list[dict]
+    explanation: dict | None = None
+
+
+@dataclass
+class ShardResult:
+    ranker: str
+    qid: str
+    cells: list[Cell] = field(default_factory=list)
+    seconds: float = 0.0
+    oom_retries: int = 0
+
+
+def select_samples(coll, qid: str, ranking: list[str], top_k: int, relevant: int, contrast_gap: int):
+    """(docid, contrast docid or None) pairs: the ranker's top_k plus up to `relevant` judged-relevant candidates."""
+    rel = set(coll.relevant(qid))
+    chosen = list(ranking[:top_k])
+    chosen += [d for d in ranking if d in rel and d not in chosen][:relevant]
+    out = []
+    for d in chosen:
+        pos = ranking.index(d)
+        c = ranking[min(pos + contrast_gap, len(ranking) - 1)]
+        out.append((d, c if c != d else None))
+    return out
+
+
+# ----------------------------------------------------------------------------- per-worker state
+_STATE: dict = {}
+
+
+def collection_of(spec: RunSpec):
+    from .collections import load_collection
+    key = ("coll", spec.cfg.collection, spec.data_dir, spec.cfg.seed, spec.cfg.run_file)
+    if key not in _STATE:
+        coll = load_collection(spec.cfg.collection, spec.data_dir, seed=spec.cfg.seed)
+        _STATE[key] = coll.with_run(spec.cfg.run_file) if spec.cfg.run_file else coll
+    return _STATE[key]
+
+
+@dataclass
+class RankerRuntime:
+    """A loaded ranker with its explainers (or why each cannot be built) and metric parameters."""
+
+    name: str
+    ranker: torch.nn.Module
+    explainers: dict
+    build_errors: dict[str, tuple[str, str]]
+    metric_params: dict[str, dict]
+    bm25: torch.nn.Module
+
+
+def explainer_order(cfg: SuiteConfig) -> list[str]:
+    """Explainers in run order: the agreement reference first (its explanation is every other's peer)."""
+    ref = cfg.metrics.get("explainer_agreement", {}).get("reference",
+                                                         METRICS["explainer_agreement"].defaults["reference"])
+    return sorted(cfg.explainers, key=lambda e: e != ref)
+
+
+def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
+    """The worker's runtime for ranker `rname`, built on first use and kept (each worker loads a
+    ranker once). `ranker`: an already loaded instance (the coordinator's, on the serial path)."""
+    key = ("ranker", spec.token, rname)
+    if key in _STATE:
+        return _STATE[key]
+    from rankers.training import build_ranker, get_ranker
+    cfg, coll = spec.cfg, collection_of(spec)
+    t = cfg.rankers[rname]
+    if ranker is None:
+        ranker = cfg.objects[rname].to(spec.device).eval() if rname in cfg.objects else get_ranker(
+            cfg.ranker_type(rname), coll, cfg.seed, t.get("checkpoint"), train_if_missing=t.get("train", True),
+            device=spec.device, progress=False, config=cfg.ranker_config(rname))
+    explainers, errors = {}, {}
+    for ename in explainer_order(cfg):
+        params = {**cfg.explainers[ename], **t.get("explainers", {}).get(ename, {})}
+        if ename == "idf_match":
+            params.setdefault("idf", collection_idf(coll))
+        ok, why = EXPLAINERS[ename].compatible(ranker)
+        if not ok:
+            errors[ename] = ("skipped", why)
+            continue
+        try:
+            explainers[ename] = build_explainer(ename, ranker, seed=cfg.seed, batch_size=cfg.batch_size, **params)
+        except Exception as e:
+            errors[ename] = ("error", f"{type(e).__name__}: {e}")
+    metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
+    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params,
+                                build_ranker("bm25", coll).to(spec.device))
+    return _STATE[key]
+
+
+def release(token: str) -> None:
+    """Forget the loaded rankers of run `token` (end of run)."""
+    for k in [k for k in _STATE if k[0] == "ranker" and k[1] == token]:
+        del _STATE[k]
+
+
+# ----------------------------------------------------------------------------- one shard
+def run_shard(spec: RunSpec, rname: str, qid: str) -> ShardResult:
+    """Every cell of (ranker `rname`, query `qid`); on CUDA out-of-memory the batch size is halved and
+    the shard retried (recorded in `oom_retries` and each row's info)."""
+    retries = 0
+    batch = spec.cfg.batch_size
+    while True:
+        try:
+            return _run_shard(spec, rname, qid, batch, retries)
+        except torch.cuda.OutOfMemoryError:
+            if batch <= 1:
+                raise
+            retries, batch = retries + 1, max(1, batch // 2)
+            torch.cuda.empty_cache()
+
+
+def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries: int) -> ShardResult:
+    t0 = time.perf_counter()
+    cfg, coll, rt = spec.cfg, collection_of(spec), runtime(spec, rname)
+    for e in rt.explainers.values():
+        e.batch_size = batch_size
+    ranker, names = rt.ranker, explainer_order(cfg)
+    pair_metrics = [m for m in cfg.metrics if metric_spec(m).scope == "pair"]
+    q_units, d_units = coll.units(ranker.analyzer)
+    cands = coll.candidates(qid)
+    scores = ranker.score_tokens(q_units[qid], [d_units[d] for d in cands]).double().numpy()
+    ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
+    by_doc = dict(zip(cands, scores))
+    res = ShardResult(rname, qid, oom_retries=oom_retries)
+    base = dict(suite=cfg.name, ranker=rname, collection=coll.name, qid=qid, device=spec.device, seed=cfg.seed)
+    pending, explained = [], {e: [] for e in names}
+    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
+        pair = make_pair(ranker, coll.queries[qid], coll.docs[d])
+        others = np.array([s for k, s in by_doc.items() if k != d])
+        peers: dict[str, Explanation] = {}
+        for ename in names:
+            key, cell_base = (cfg.name, rname, ename, qid, d), {**base, "explainer": ename, "docid": d}
+            if ename in rt.build_errors:
+                status, msg = rt.build_errors[ename]
+                res.cells.append(Cell(key, _failed(cell_base, pair_metrics, status, msg)))
+                continue
+            if spec.device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            try:
+                ex = rt.explainers[ename].attribute_pair(pair)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # recorded, the suite goes on
+                res.cells.append(Cell(key, _failed(cell_base, pair_metrics, "error", f"{type(e).__name__}: {e}")))
+                continue
+            peers[ename] = ex
+            explained[ename].append(ex)
+            ctx = MetricContext(ranker, pair, ex, rt.explainers[ename], others,
+                                float(by_doc[contrast]) if contrast is not None else None,
+                                coll.rationales.get((qid, d)), rt.bm25, peers, cfg.seed, batch_size)
+            pending.append((key, cell_base, ex, ctx, _peak_mem_mb(spec.device)))
+    res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries)
+    res.cells += _query_cells(cfg, base, rt, q_units[qid], explained)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries) -> list[Cell]:
+    """Pair-scope metrics of every explained cell of the shard, perturbation rows batched across pairs."""
+    if not pending:
+        return []
+    t = time.perf_counter()
+    results = compute_metrics_many([p[3] for p in pending], metric_names, metric_params, batch_size)
+    share = (time.perf_counter() - t) / len(pending)  # the shard's metric time, split evenly over its cells
+    out = []
+    for (key, cell_base, ex, _, peak), res in zip(pending, results):
+        common = {**cell_base, "seconds": ex.seconds, "forward_passes": ex.forward_passes,
+                  "backward_passes": ex.backward_passes, "truncated": ex.truncated, "peak_mem_mb": peak}
+        info = {"metric_seconds": share, **({"oom_retries": oom_retries} if oom_retries else {})}
+        rows = [{**common, "metric": m, "value": r.value, "status": r.status, "message": r.message,
+                 "curve": r.curve, "info": {**r.info, **info}} for m, r in res.items()]
+        out.append(Cell(key, rows, explanation_json(ex)))
+    return out
+
+
+def _query_cells(cfg, base, rt, query_units, explained) -> list[Cell]:
+    """Query-scope metrics (docid "*"), one cell per explainer, from the query's explanations."""
+    names = [m for m in cfg.metrics if metric_spec(m).scope == "query"]
+    if not names:
+        return []
+    out = []
+    for ename, exps in explained.items():
+        key, cell_base = (cfg.name, rt.name, ename, base["qid"], "*"), {**base, "explainer": ename, "docid": "*"}
+        if ename in rt.build_errors:
+            out.append(Cell(key, _failed(cell_base, names, *rt.build_errors[ename])))
+            continue
+        res = compute_query_metrics(QueryContext(rt.ranker, list(query_units), exps), names, rt.metric_params)
+        out.append(Cell(key, [{**cell_base, "metric": m, "value": r.value, "status": r.status, "message": r.message,
+                               "info": r.info} for m, r in res.items()]))
+    return out
+
+
+def _failed(base: dict, metrics: list[str], status: str, message: str) -> list[dict]:
+    return [{**base, "metric": m, "value": math.nan, "status": status, "message": message} for m in metrics]
+
+
+def _peak_mem_mb(device: str) -> float:
+    import resource
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
+
+
+def explanation_json(ex: Explanation) -> dict:
+    d = ex.to_json()
+    return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
+                              "target", "seconds", "forward_passes", "backward_passes", "truncated", "doc_offsets",
+                              "query_offsets")}

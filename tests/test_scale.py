@@ -1,0 +1,165 @@
+"""Scale-out: the Dask engine gives the serial path's values, survives a killed worker, and batches
+perturbation rows across the pairs of a query; CUDA out-of-memory halves the batch."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from explainers import build_explainer, make_pair
+from metrics import MetricContext, compute_metrics, compute_metrics_many
+from suites.config import load_suite
+from suites.runner import run_suite
+
+pytest.importorskip("distributed")
+ROOT = Path(__file__).resolve().parents[1]
+
+SUITE = """
+[suite]
+name = "scale"
+collection = "synthetic"
+[samples]
+queries = {queries}
+top_k = 2
+relevant = 1
+[rankers.bm25]
+[rankers.knrm]
+[explainers.feature_ablation]
+[explainers.kernel_shap]
+n_samples = {n_samples}
+[explainers.gradcam]
+[explainers.integrated_gradients]
+n_steps = 8
+[metrics.rank_deletion]
+[metrics.insertion]
+[metrics.explainer_agreement]
+[metrics.listwise_tau]
+[metrics.sanity_randomization]
+max_stages = 1
+"""
+
+KEY = ["ranker", "explainer", "qid", "docid", "metric"]
+
+
+def _suite(tmp_path, queries=3, n_samples=40):
+    p = tmp_path / "scale.toml"
+    p.write_text(SUITE.format(queries=queries, n_samples=n_samples))
+    return p
+
+
+def _rows(d) -> pd.DataFrame:
+    con = sqlite3.connect(Path(d) / "results.sqlite")
+    df = pd.read_sql_query("SELECT ranker, explainer, qid, docid, metric, value, status, message, curve "
+                           "FROM results ORDER BY ranker, explainer, qid, docid, metric", con)
+    con.close()
+    return df
+
+
+def test_workers_give_the_serial_values(tmp_path):
+    p = _suite(tmp_path, queries=2)
+    serial = _rows(run_suite(load_suite(p), tmp_path / "w1", progress=False))  # also trains and caches knrm
+    two = _rows(run_suite(load_suite(p), tmp_path / "w2", progress=False, workers=2))
+    assert len(serial) > 100 and (serial.status == "ok").mean() > 0.7
+    assert not two.duplicated(KEY).any()
+    pd.testing.assert_frame_equal(serial, two)
+    con = sqlite3.connect(tmp_path / "w2" / "results.sqlite")
+    assert '"workers": 2' in con.execute("SELECT value FROM meta WHERE key='engine'").fetchone()[0]
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """Dask worker processes under `pid`: multiprocessing-spawned descendants (not its resource tracker)."""
+    parent, cmd = {}, {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                parent[int(d.name)] = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd[int(d.name)] = (d / "cmdline").read_bytes().decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+
+    def under(p):
+        while p in parent and p != 1:
+            p = parent[p]
+            if p == pid:
+                return True
+        return False
+    return [p for p in parent if under(p) and ("spawn_main" in cmd[p] or "forkserver" in cmd[p])
+            and "resource_tracker" not in cmd[p]]
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(tmp_path):
+    p = _suite(tmp_path, queries=5, n_samples=100)
+    full = _rows(run_suite(load_suite(p), tmp_path / "full", progress=False))
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "suites.cli", "run", str(p), "--out", str(out), "--quiet",
+                             "--workers", "2"], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    # a Dask worker process (spawned by the run's LocalCluster), killed after the first shard is recorded
+    victim, deadline = None, time.time() + 120
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        db = out / "results.sqlite"
+        try:
+            con = sqlite3.connect(db)
+            n = con.execute("SELECT COUNT(*) FROM shards").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            continue
+        if n >= 1:
+            workers = _worker_pids(proc.pid)
+            victim = workers[0] if workers else None
+    assert victim is not None, "no worker found while the run was going"
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    got = _rows(out)
+    assert not got.duplicated(KEY).any()
+    pd.testing.assert_frame_equal(got, full)
+
+
+def test_cross_pair_batching_equals_one_pair_at_a_time(cranfield):
+    from rankers.training import build_ranker
+    r = build_ranker("bm25", cranfield)
+    q = cranfield.split("test")[0]
+    ctxs = []
+    for d in cranfield.candidates(q)[:4]:
+        pair = make_pair(r, cranfield.queries[q], cranfield.docs[d])
+        for e in ("feature_ablation", "random"):
+            ex = build_explainer(e, r).attribute_pair(pair)
+            ctxs.append(MetricContext(r, pair, ex, other_scores=np.linspace(0, 10, 20)))
+    names = ["deletion", "insertion", "rank_deletion", "rank_insertion", "comprehensiveness", "sufficiency"]
+    many = compute_metrics_many(ctxs, names, batch_size=37)   # batches span pairs of unequal length
+    for ctx, got in zip(ctxs, many):
+        one = compute_metrics(ctx, names)
+        for m in names:
+            assert got[m].status == one[m].status
+            assert got[m].value == pytest.approx(one[m].value, abs=1e-9), m
+
+
+def test_cuda_out_of_memory_halves_the_batch(tmp_path, monkeypatch):
+    """Simulated: the first attempt at a shard runs out of memory; the shard is retried at half the
+    batch size and the retry is recorded in its rows."""
+    import suites.execute as ex
+    calls = []
+    real = ex._run_shard
+
+    def flaky(spec, rname, qid, batch_size, oom_retries):
+        calls.append(batch_size)
+        if len(calls) == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(spec, rname, qid, batch_size, oom_retries)
+
+    monkeypatch.setattr(ex, "_run_shard", flaky)
+    p = tmp_path / "s.toml"
+    p.write_text(SUITE.format(queries=1, n_samples=20).replace("[rankers.knrm]\n", ""))
+    d = run_suite(load_suite(p), tmp_path / "r", progress=False)
+    assert calls[:2] == [256, 128]
+    info = pd.read_csv(d / "results.csv")["info"].dropna()
+    assert info.str.contains('"oom_retries": 1').any()
