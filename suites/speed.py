@@ -20,7 +20,7 @@ import statistics
 
 import torch
 
-from explainers import build_explainer, make_pair
+from explainers import EXPLAINERS, build_explainer, make_pair
 from metrics import MetricContext, compute_metrics
 from metrics.faithfulness import Deletion, Insertion
 from rankers.scorer import PairScorer, Timer

@@ -157,7 +157,6 @@ def test_callable_ranker_through_the_api(cranfield):
     j = int(np.argmax(ex.doc_scores))
     without = " ".join(w for i, w in enumerate(words) if i != j)
     assert ex.doc_scores[j] == pytest.approx(bm25_text([q], [d])[0] - bm25_text([q], [without])[0], rel=1e-6)
-    from suites.api import benchmark
     curve_metrics = ["deletion", "insertion", "rank_deletion", "rank_insertion", "comprehensiveness",
                      "sufficiency", "rank_comprehensiveness", "rank_sufficiency"]
     df = benchmark({"mine": r}, explainers={"occlusion": {}, "feature_ablation": {}, "kernel_shap": {"n_samples": 40},

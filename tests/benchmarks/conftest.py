@@ -44,9 +44,9 @@ def bench_rankers(cran):
 
 @pytest.fixture(scope="session")
 def bench_pair(cran):
-    """Cranfield query 1 and its first judged-relevant document."""
+    """Cranfield query 1 and its first judged-relevant document (original text; each ranker splits it)."""
     d = sorted(cran.relevant("1"), key=int)[0]
-    return cran.query_tokens["1"], cran.doc_tokens[d]
+    return cran.queries["1"], cran.docs[d]
 
 
 def run(benchmark, fn, rounds=5):
