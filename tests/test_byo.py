@@ -264,3 +264,17 @@ def test_readme_toml_example_runs(ce_dir, tmp_path, capsys):
     assert set(df[df.status == "skipped"].explainer) == {"integrated_gradients"}
     assert set(df[df.status == "skipped"].ranker) == {"my_fn"}
     assert (df[df.explainer != "integrated_gradients"].status == "ok").all()
+
+
+def test_cli_ranker_definitions_are_validated(tmp_path, capsys):
+    assert main(["rank", "crossencoder", "--ranker-param", "modell=/x"]) == 2
+    assert "--ranker-param: unknown parameter 'modell'" in capsys.readouterr().err
+    assert main(["rank", "bm25", "--ranker-param", "k1=0"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    p = _suite(tmp_path, "[rankers.bm25]\n")
+    assert main(["explain", "--suite", str(p), "--ranker", "nope", "--explainer", "occlusion", "--qid", "1",
+                 "--docid", "184"]) == 2
+    assert "defines no ranker 'nope'; it defines: bm25" in capsys.readouterr().err
+    assert main(["explain", "--suite", str(p), "--ranker", "bm25", "--ranker-param", "k1=2", "--explainer",
+                 "occlusion", "--qid", "1", "--docid", "184"]) == 2
+    assert "drop --ranker-param" in capsys.readouterr().err
