@@ -248,7 +248,7 @@ def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
             rows.append({"rankers": f"{a} ({suite_rankers[a].get('removal', 'pad')}) vs {b} "
                                     f"({suite_rankers[b].get('removal', 'pad')})",
                          "metric": f"{m} {_arrow(m)}", "explainers": len(common), "Kendall tau": _fmt(tau, 2),
-                         f"best under {a}": ma[common].idxmax(), f"best under {b}": mb[common].idxmax()})
+                         "best, first operator": ma[common].idxmax(), "best, second operator": mb[common].idxmax()})
     if not rows:
         return []
     return ["## Removal operators", "",
