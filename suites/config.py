@@ -112,6 +112,19 @@ class SuiteConfig:
         """The ranker's own constructor parameters given in its table."""
         return {k: v for k, v in self.rankers[name].items() if k not in RANKER_KEYS}
 
+    def ranker_def(self, name: str):
+        """The `RankerDef` of the suite's ranker `name` (type, parameters, train, checkpoint)."""
+        from .rankerdef import RankerDef
+        t = self.rankers[name]
+        return RankerDef(name, self.ranker_type(name), self.ranker_config(name), bool(t.get("train", True)),
+                         t.get("checkpoint"))
+
+    def load_ranker(self, name: str, coll, device: str = "cpu", progress: bool = False):
+        """The suite's ranker `name` ready on `device`: its Python object, or loaded/trained by its definition."""
+        if name in self.objects:
+            return self.objects[name].to(device).eval()
+        return self.ranker_def(name).load(coll, self.seed, device, progress)
+
     def resolved(self) -> dict:
         """Every setting after defaults (the run fingerprint's configuration part)."""
         from explainers import explainer_class

@@ -76,10 +76,9 @@ class DaskEngine:
         except (OSError, TimeoutError) as e:
             self.close()
             raise BadInput(f"cannot reach the Dask scheduler {self.address or '(local)'}: {e}") from None
-        threads = max(1, (os.cpu_count() or 1) // max(1, len(self.client.scheduler_info()["workers"])))
-        if not self.address:
-            self.client.run(_worker_threads, threads)
         self.workers = len(self.client.scheduler_info()["workers"])
+        if not self.address:  # our own cluster: share this machine's cores among its workers
+            self.client.run(_worker_threads, max(1, (os.cpu_count() or 1) // max(1, self.workers)))
         return self
 
     def __exit__(self, *exc):

@@ -103,13 +103,10 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
     key = ("ranker", spec.token, rname)
     if key in _STATE:
         return _STATE[key]
-    from rankers.training import build_ranker, get_ranker
     cfg, coll = spec.cfg, collection_of(spec)
     t = cfg.rankers[rname]
     if ranker is None:
-        ranker = cfg.objects[rname].to(spec.device).eval() if rname in cfg.objects else get_ranker(
-            cfg.ranker_type(rname), coll, cfg.seed, t.get("checkpoint"), train_if_missing=t.get("train", True),
-            device=spec.device, progress=False, config=cfg.ranker_config(rname))
+        ranker = cfg.load_ranker(rname, coll, spec.device)
     explainers, errors = {}, {}
     for ename in explainer_order(cfg):
         params = {**cfg.explainers[ename], **t.get("explainers", {}).get(ename, {})}
@@ -124,14 +121,22 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
         except Exception as e:
             errors[ename] = ("error", f"{type(e).__name__}: {e}")
     metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
-    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params,
-                                build_ranker("bm25", coll).to(spec.device))
+    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll))
+    return _STATE[key]
+
+
+def _bm25(spec: RunSpec, coll):
+    """The collection's bm25 (ground-truth metrics), built once per worker and run for all its rankers."""
+    key = ("bm25", spec.token)
+    if key not in _STATE:
+        from rankers.training import build_ranker
+        _STATE[key] = build_ranker("bm25", coll).to(spec.device)
     return _STATE[key]
 
 
 def release(token: str) -> None:
     """Forget the loaded rankers of run `token` (end of run)."""
-    for k in [k for k in _STATE if k[0] == "ranker" and k[1] == token]:
+    for k in [k for k in _STATE if k[0] in ("ranker", "bm25") and k[1] == token]:
         del _STATE[k]
 
 

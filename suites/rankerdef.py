@@ -43,9 +43,7 @@ def from_suite(path: str, name: str) -> RankerDef:
     cfg = load_suite(path)
     if name not in cfg.rankers:
         raise BadInput(f"suite {path} defines no ranker {name!r}; it defines: {', '.join(cfg.rankers)}")
-    t = cfg.rankers[name]
-    return RankerDef(name, cfg.ranker_type(name), cfg.ranker_config(name), bool(t.get("train", True)),
-                     t.get("checkpoint"))
+    return cfg.ranker_def(name)
 
 
 def parse_items(items: list[str], flag: str) -> dict:

@@ -19,7 +19,7 @@ from rankers.training import build_ranker, get_ranker, rexbench_version
 from .collections import load_collection
 from .config import SuiteConfig
 from .engine import SerialEngine, engine
-from .execute import RunSpec, runtime, select_samples  # noqa: F401  (select_samples: re-exported)
+from .execute import RunSpec, runtime
 from .rundir import RunLock, check_out_dir, clear_run, first_difference, fingerprint
 from .store import Store
 
@@ -51,7 +51,8 @@ def versions() -> dict:
 
 def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     """Everything a run reads, checked before anything is written: the device, collection,
-    split, checkpoints and effectiveness collections. Returns (collection, query ids)."""
+    split, checkpoints and effectiveness collections. Returns (collection, query ids, the rankers the
+    checks loaded, by name: the run reuses them instead of loading them again)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
@@ -65,16 +66,16 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
         if lacking:
             raise BadInput(f"run file {cfg.run_file} has no ranking for sampled queries {', '.join(lacking[:5])}"
                            f"{' ...' if len(lacking) > 5 else ''} ({len(lacking)} of {len(qids)})")
-    for rname in cfg.rankers:
-        probe_ranker(cfg, rname, coll, qids[0])
+    probed = {r: m for r in cfg.rankers if (m := probe_ranker(cfg, r, coll, qids[0])) is not None}
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
-    return coll, qids
+    return coll, qids, probed
 
 
-def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str) -> None:
+def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str):
     """Load a ranker that needs no training now (HF models, callables, checkpoints, bm25) and score two
-    candidates, so an unloadable model or a misbehaving function stops the run before it writes."""
+    candidates, so an unloadable model or a misbehaving function stops the run before it writes.
+    Returns the ranker when it is the one the run will use (else None: trained or fine-tuned later)."""
     if rname in cfg.objects:
         return _probe(cfg.objects[rname], rname, coll, qid)
     spec = ranker_spec(cfg.ranker_type(rname))
@@ -83,18 +84,20 @@ def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str) -> None:
         return  # trained on first use (KNRM, MatchPyramid); its parameters were checked with the suite
     if spec.trainable and t.get("train", True) and not t.get("checkpoint"):
         build_ranker(spec.name, coll, cfg.seed, **cfg.ranker_config(rname))  # the weights load
-        return
+        return None
+    # never trains here: as given, a checkpoint or the cache; the same model the run loads
     r = get_ranker(spec.name, coll, cfg.seed, t.get("checkpoint"), train_if_missing=False, progress=False,
                    config=cfg.ranker_config(rname))
-    _probe(r, rname, coll, qid)
+    return _probe(r, rname, coll, qid)
 
 
-def _probe(r, rname: str, coll, qid: str) -> None:
+def _probe(r, rname: str, coll, qid: str):
     q_units, d_units = coll.units(r.analyzer)
     try:
         r.score_tokens(q_units[qid], [d_units[d] for d in coll.candidates(qid)[:2]])
     except (BadInput, FloatingPointError) as e:
         raise BadInput(f"ranker {rname!r}: {e}") from None
+    return r
 
 
 def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
@@ -114,7 +117,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     if limit is not None:
         cfg = dataclasses.replace(cfg, queries=int(limit))
     check_out_dir(out, resume, overwrite)
-    coll, qids = check_inputs(cfg, device, data_dir)
+    coll, qids, probed = check_inputs(cfg, device, data_dir)
     fp = fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
                      {**versions(), "rexbench": rexbench_version()})
     with RunLock(out):
@@ -129,18 +132,18 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
         if overwrite:
             clear_run(out)
         return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, workers,
-                    address)
+                    address, probed)
 
 
 def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: list[str], fp: dict, progress: bool,
-         data_dir: str | None, workers: int = 1, address: str | None = None) -> Path:
+         data_dir: str | None, workers: int = 1, address: str | None = None, probed: dict | None = None) -> Path:
     """Prepare (load or train each ranker once, effectiveness), plan (the shards not yet recorded),
     execute (here or on Dask workers) and record (this process, the one writer)."""
     store = Store(out / "results.sqlite")
     t_start = time.perf_counter()
     elapsed_before = _record_start(store, cfg, coll, device, fp, resume)
     spec = RunSpec(cfg, device, data_dir)
-    loaded = prepare(cfg, coll, store, device, progress)
+    loaded = prepare(cfg, coll, store, device, progress, probed or {})
     shards = plan(cfg, qids, store.done_shards(cfg.name))
     failed: list[str] = []
     with engine(workers, address) as eng:
@@ -189,16 +192,15 @@ def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, r
     return store.meta().get("elapsed", 0.0) if resume else 0.0
 
 
-def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool) -> dict:
-    """Load each ranker once here (training and caching any not yet trained, so workers only load) and
-    record its effectiveness; returns the loaded rankers that will be explained."""
+def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict) -> dict:
+    """Load each ranker once here (training and caching any not yet trained, so workers only load;
+    `probed`: rankers `check_inputs` loaded already) and record its effectiveness; returns the loaded
+    rankers that will be explained."""
     loaded = {}
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
-        ranker = cfg.objects[rname].to(device).eval() if rname in cfg.objects else get_ranker(
-            cfg.ranker_type(rname), coll, cfg.seed, rparams.get("checkpoint"),
-            train_if_missing=rparams.get("train", True), device=device, progress=progress,
-            config=cfg.ranker_config(rname))
+        ranker = (probed[rname].to(device).eval() if rname in probed
+                  else cfg.load_ranker(rname, coll, device, progress))
         load_s = time.perf_counter() - t0
         if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
             eff = evaluate(ranker, coll, "test", empty=True)
