@@ -52,6 +52,8 @@ class Ranker(nn.Module):
     #: what the ranker offers explainers (`rankers.capabilities.CAPABILITIES`); the one source of
     #: compatibility for `rexbench list`, `Explainer.compatible` and the runner
     capabilities: tuple[str, ...] = ("mask_gradient",)
+    #: rows per model call on a CPU when a suite says `batch_size = "auto"` (`rankers.scorer.default_batch_size`)
+    cpu_batch_size: int = 128
     #: user-settable constructor parameters (suite `[rankers.NAME]` tables, `rexbench list --json`)
     params: dict[str, Param] = {}
     #: parameters that change how the ranker is applied, not its weights: set on a loaded model,

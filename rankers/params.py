@@ -77,6 +77,21 @@ def Int(default: int | None, lo: int | None = None, hi: int | None = None, nulla
     return Param((int,), default, lo, hi, nullable=nullable, doc=doc)
 
 
+@dataclass(frozen=True)
+class IntOrAuto(Param):
+    """An int in [lo, hi], or the string "auto" (resolved later, e.g. per device)."""
+
+    def check(self, where: str, value: Any) -> Any:
+        if value == "auto":
+            return value
+        if isinstance(value, str):
+            raise BadInput(f"{where}: expected int or 'auto', got {value!r}")
+        return Param.check(self, where, value)
+
+    def type_name(self) -> str:
+        return "int or 'auto'"
+
+
 def Float(default: float | None, lo: float | None = None, hi: float | None = None, doc: str = "") -> Param:
     return Param((float,), default, lo, hi, doc=doc)
 

@@ -84,29 +84,71 @@ class PairScorer(nn.Module):
         return torch.cat([self._score(x[s: s + self.batch_size]) for s in range(0, x.shape[0], self.batch_size)])
 
 
+def default_batch_size(device: str | torch.device, ranker: Ranker | None = None) -> int:
+    """Rows per model call when a suite says `batch_size = "auto"` (the default).
+
+    CPU: the ranker's `cpu_batch_size` (16 for transformers, 128 for the others, 64 without a ranker).
+    Measured on the 2-core development machine (Cranfield, the perturbation metrics of 8 pairs, seconds
+    at 16/32/64/128/256 rows per call): cross-encoder 6.0/6.0/6.6/6.6/7.1, bi-encoder 8.7/10.0/11.0/13.0/
+    13.8, KNRM 0.15/0.12/0.11/0.12/0.13, MatchPyramid 0.20/0.14/0.11/0.10/0.12: on a CPU large calls
+    only help small models (per-call overhead); transformers lose up to 1.6x (caches).
+    CUDA: 512 with >= 32 GiB of device memory, 256 with >= 12 GiB, else 128 (a GPU needs large calls to
+    fill; not measured on a GPU here; a shard that runs out of memory is retried at half the batch)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return int(getattr(ranker, "cpu_batch_size", 64)) if ranker is not None else 64
+    gib = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
+    return 512 if gib >= 32 else 256 if gib >= 12 else 128
+
+
+def resolve_batch_size(batch_size: int | str, device: str | torch.device, ranker: Ranker | None = None) -> int:
+    """`batch_size` as given, or the default of `device` (and `ranker`) for "auto"."""
+    return default_batch_size(device, ranker) if batch_size == "auto" else int(batch_size)
+
+
 @torch.no_grad()
 def score_rows(ranker: Ranker, jobs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                batch_size: int = 256) -> list[np.ndarray]:
-    """Cross-pair batching: jobs = [(q_ids [Lq], d_ids [Ld_i], masks [R_i, Ld_i])], pairs of one query
-    (or any pairs with equally long query ids); their rows are scored in batches of `batch_size` rows
-    that may span pairs (documents padded with PAD, masks with 0; every ranker's score ignores
-    padding). Returns raw scores [R_i] per job (float64, CPU)."""
-    if not jobs:
-        return []
-    dev = jobs[0][1].device
-    ld = max(int(d.shape[0]) for _, d, _ in jobs)
-    q = torch.nn.utils.rnn.pad_sequence([q for q, _, _ in jobs], batch_first=True, padding_value=PAD_ID)
-    qs, ds, ms, sizes = [], [], [], []
-    for i, (_, d, m) in enumerate(jobs):
-        n = int(m.shape[0])
-        sizes.append(n)
-        qs.append(q[i][None].expand(n, -1))
-        ds.append(torch.nn.functional.pad(d, (0, ld - d.shape[0]), value=PAD_ID)[None].expand(n, -1))
-        ms.append(torch.nn.functional.pad(m.to(dev).float(), (0, ld - m.shape[1]), value=0.0))
-    q_all, d_all, m_all = torch.cat(qs), torch.cat(ds), torch.cat(ms)
-    out = torch.cat([ranker(q_all[s: s + batch_size], d_all[s: s + batch_size], m_all[s: s + batch_size]).double()
-                     for s in range(0, len(m_all), batch_size)]).cpu().numpy()
-    return list(np.split(out, np.cumsum(sizes)[:-1]))
+    """Cross-pair batching: jobs = [(q_ids [Lq_i], d_ids [Ld_i], masks [R_i, Ld_i])], e.g. the pairs of one
+    query; their rows are scored in model calls of up to `batch_size` rows that may span pairs. Pairs
+    are taken shortest document first, so a call holds documents of similar length, and each call is
+    padded (PAD ids, mask 0) only to its own longest query and document; every ranker's score ignores
+    padding. Returns raw scores [R_i] per job (float64, CPU), in the order of `jobs`."""
+    out = [np.empty(int(m.shape[0])) for _, _, m in jobs]
+    order = sorted(range(len(jobs)), key=lambda i: (int(jobs[i][1].shape[0]), i))
+    batch: list[tuple[int, int, int]] = []  # (job, first row, end row)
+    filled = 0
+    for i in order:
+        n, start = int(jobs[i][2].shape[0]), 0
+        while start < n:
+            take = min(n - start, batch_size - filled)
+            batch.append((i, start, start + take))
+            filled, start = filled + take, start + take
+            if filled == batch_size:
+                _score_batch(ranker, jobs, batch, out)
+                batch, filled = [], 0
+    if batch:
+        _score_batch(ranker, jobs, batch, out)
+    return out
+
+
+def _score_batch(ranker: Ranker, jobs, batch: list[tuple[int, int, int]], out: list[np.ndarray]) -> None:
+    """One model call over row ranges of several jobs, padded to the call's longest query and document."""
+    lq = max(int(jobs[i][0].shape[0]) for i, _, _ in batch)
+    ld = max(int(jobs[i][1].shape[0]) for i, _, _ in batch)
+    dev = jobs[batch[0][0]][1].device
+    pad = torch.nn.functional.pad
+    qs, ds, ms = [], [], []
+    for i, a, b in batch:
+        q, d, m = jobs[i]
+        qs.append(pad(q, (0, lq - q.shape[0]), value=PAD_ID)[None].expand(b - a, -1))
+        ds.append(pad(d, (0, ld - d.shape[0]), value=PAD_ID)[None].expand(b - a, -1))
+        ms.append(pad(m[a:b].to(dev).float(), (0, ld - m.shape[1]), value=0.0))
+    scores = ranker(torch.cat(qs), torch.cat(ds), torch.cat(ms)).double().cpu().numpy()
+    k = 0
+    for i, a, b in batch:
+        out[i][a:b] = scores[k: k + b - a]
+        k += b - a
 
 
 def synchronize(device: torch.device) -> None:

@@ -53,6 +53,7 @@ class _HFRanker(Ranker):
     capabilities = ("mask_gradient", "token_states", "attention", "randomisable")
     #: usable without training: `train = false` uses the weights as given
     pretrained = True
+    cpu_batch_size = 16  # measured: larger CPU calls are slower for transformers (rankers.scorer)
     train_defaults: dict = {}
     runtime_params = ("removal",)
     params = {"model": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),

@@ -65,7 +65,7 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
               explainers: Sequence[str] | Mapping[str, dict], metrics: Sequence[str] | Mapping[str, dict],
               collection: str = "cranfield", *, split: str = "test", queries: int = 8, top_k: int = 2,
               relevant: int = 1, contrast_gap: int = 5, run_file: str | None = None, seed: int = 0,
-              device: str = "cpu", batch_size: int = 256, name: str = "api", out: str | Path | None = None,
+              device: str = "cpu", batch_size: int | str = "auto", name: str = "api", out: str | Path | None = None,
               resume: bool = False, overwrite: bool = False, progress: bool = False,
               data_dir: str | None = None) -> pd.DataFrame:
     """Run explainers x metrics over `queries` of `collection` for each ranker; returns the result rows

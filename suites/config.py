@@ -6,7 +6,7 @@ name = "quick"            # an identifier (letters, digits, _ and -); rows are k
 collection = "synthetic"  # cranfield | synthetic | irds:<id>
 seed = 0
 device = "cpu"            # cpu | cuda (the CLI's --device overrides)
-batch_size = 256          # rows per model call in explainers and metrics
+batch_size = "auto"       # rows per model call; auto: per device and ranker (CPU 16 transformers, 128 others; CUDA 128-512)
 
 [samples]
 split = "test"            # queries come from this split, in order
@@ -51,14 +51,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankers.errors import BadInput
-from rankers.params import Bool, Choice, Int, Param, Str, check_params, resolved
+from rankers.params import Bool, Choice, Int, IntOrAuto, Param, Str, check_params, resolved
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 SUITE_KEYS = {"name": Str(None, doc="identifier: letters, digits, _ and -"),
               "collection": Str(None, doc="cranfield | synthetic | irds:<id>"),
               "seed": Int(0, lo=0, hi=2 ** 32 - 1), "device": Choice("cpu", ("cpu", "cuda")),
-              "batch_size": Int(256, lo=1, doc="rows per model call in explainers and metrics"),
+              "batch_size": IntOrAuto((int, str), "auto", lo=1, doc="rows per model call in explainers and metrics; "
+                                     "auto: per device and ranker (rankers.scorer.default_batch_size: CPU 16 for "
+                                     "transformers, 128 others; CUDA 128-512 by memory)"),
               "description": Str("")}
 SAMPLE_KEYS = {"split": Choice("test", ("train", "dev", "test", "all")),
                "queries": Int(8, lo=0, doc="queries from the split (0 = all)"),
@@ -86,7 +88,7 @@ class SuiteConfig:
     path: Path | None = None
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = 256
+    batch_size: int | str = "auto"
     description: str = ""
     split: str = "test"
     queries: int = 8

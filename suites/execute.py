@@ -20,6 +20,8 @@ from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf,
 from metrics import (METRICS, MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
                      metric_spec)
 
+from rankers.scorer import resolve_batch_size
+
 from .config import SuiteConfig
 
 
@@ -88,6 +90,8 @@ class RankerRuntime:
     build_errors: dict[str, tuple[str, str]]
     metric_params: dict[str, dict]
     bm25: torch.nn.Module
+    #: rows per model call (the suite's, or "auto" resolved for this device and ranker)
+    batch_size: int = 256
 
 
 def explainer_order(cfg: SuiteConfig) -> list[str]:
@@ -108,6 +112,7 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
     if ranker is None:
         ranker = cfg.load_ranker(rname, coll, spec.device)
     explainers, errors = {}, {}
+    batch_size = resolve_batch_size(cfg.batch_size, spec.device, ranker)
     for ename in explainer_order(cfg):
         params = {**cfg.explainers[ename], **t.get("explainers", {}).get(ename, {})}
         if ename == "idf_match":
@@ -117,11 +122,11 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
             errors[ename] = ("skipped", why)
             continue
         try:
-            explainers[ename] = build_explainer(ename, ranker, seed=cfg.seed, batch_size=cfg.batch_size, **params)
+            explainers[ename] = build_explainer(ename, ranker, seed=cfg.seed, batch_size=batch_size, **params)
         except Exception as e:
             errors[ename] = ("error", f"{type(e).__name__}: {e}")
     metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
-    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll))
+    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll), batch_size)
     return _STATE[key]
 
 
@@ -145,7 +150,7 @@ def run_shard(spec: RunSpec, rname: str, qid: str) -> ShardResult:
     """Every cell of (ranker `rname`, query `qid`); on CUDA out-of-memory the batch size is halved and
     the shard retried (recorded in `oom_retries` and each row's info)."""
     retries = 0
-    batch = spec.cfg.batch_size
+    batch = runtime(spec, rname).batch_size
     while True:
         try:
             return _run_shard(spec, rname, qid, batch, retries)

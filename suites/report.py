@@ -57,7 +57,7 @@ def curve_figure(df: pd.DataFrame, ranker: str, path: Path) -> bool:
                      fontsize=10)
         ax.set_xlabel(f"fraction of document tokens {'removed' if 'deletion' in metric else 'inserted'}")
         ax.grid(alpha=0.3)
-        if drawn:
+        if ax.get_legend_handles_labels()[0]:  # this panel has curves (a run may have one of the two metrics)
             ax.legend(fontsize=7, ncol=2)
     axes[0].set_ylabel("standing among the candidates, 1 - (rank - 1) / n_others" if rank else
                        "normalised score (s - s_empty) / (s_full - s_empty)")
@@ -300,6 +300,16 @@ def ig_completeness_section(df: pd.DataFrame, exps: list[dict]) -> list[str]:
             "", _table(t), ""]
 
 
+def _batch_text(rankers: pd.DataFrame) -> str:
+    """Rows per model call of each ranker (`batch_size = "auto"` is resolved per device and ranker)."""
+    if rankers.empty or "batch_size" not in rankers:
+        return ""
+    sizes = {r: int(b) for r, b in zip(rankers.ranker, rankers.batch_size) if pd.notna(b)}
+    if len(set(sizes.values())) == 1:
+        return f"; {next(iter(sizes.values()))} rows per model call"
+    return "; rows per model call: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) if sizes else ""
+
+
 def _engine_line(meta: dict, exps: list, fin: dict) -> str:
     eng = meta.get("engine", {})
     n, wall = len(exps), fin.get("wall_seconds") or meta.get("elapsed")
@@ -364,7 +374,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
           f"- collection: `{suite.get('collection')}`, split `{suite.get('split')}`, samples per query: the ranker's "
           f"top {suite.get('samples', {}).get('top_k')} plus up to {suite.get('samples', {}).get('relevant')} judged "
           f"relevant, over {df.qid.nunique() if not df.empty else 0} queries; seed {suite.get('seed')}",
-          f"- device: `{env.get('device')}` ({env.get('device_name')})",
+          f"- device: `{env.get('device')}` ({env.get('device_name')})" + _batch_text(rankers),
           "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
           f"- started {env.get('started')}, finished {fin.get('finished')}, wall time "
           f"{_fmt(fin.get('wall_seconds'), 1)} s (including training any ranker not yet cached"

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from rankers.errors import BadInput
 from rankers.evaluate import evaluate
 from rankers.registry import ranker_spec
+from rankers.scorer import resolve_batch_size
 from rankers.training import build_ranker, get_ranker, rexbench_version
 
 from .collections import load_collection
@@ -208,7 +209,9 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
                                                         "best_epoch": log.get("best_epoch"),
                                                         "load_seconds": load_s, "device": device,
-                                                        "units": ranker.analyzer})
+                                                        "units": ranker.analyzer,
+                                                        "batch_size": resolve_batch_size(cfg.batch_size, device,
+                                                                                         ranker)})
         if rparams.get("explain", True):
             loaded[rname] = ranker
     return loaded

@@ -48,10 +48,11 @@ def summarize(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
             "direction"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    qv = query_values(df)
+    by_cell = dict(tuple(query_values(df).groupby(["ranker", "explainer", "metric"], sort=False)))
+    none = pd.DataFrame({"value": [], "pairs": []})
     rows = []
     for (r, e, m), g in df.groupby(["ranker", "explainer", "metric"], sort=True):
-        q = qv[(qv.ranker == r) & (qv.explainer == e) & (qv.metric == m)]
+        q = by_cell.get((r, e, m), none)
         mean, lo, hi = mean_ci(q.value.to_numpy(), seed) if len(q) else (np.nan, np.nan, np.nan)
         rows.append({"ranker": r, "explainer": e, "metric": m, "queries": len(q), "n": int(q.pairs.sum()),
                      "errors": int((g.status == "error").sum()), "skipped": int((g.status == "skipped").sum()),

@@ -143,6 +143,31 @@ def test_cross_pair_batching_equals_one_pair_at_a_time(cranfield):
             assert got[m].value == pytest.approx(one[m].value, abs=1e-9), m
 
 
+@pytest.mark.parametrize("name", ["bm25", "knrm"])
+def test_score_rows_returns_each_jobs_rows_in_order(cranfield, name):
+    """Jobs of unequal query and document lengths, rows straddling calls: every job gets exactly its own
+    rows' scores (as scoring it alone), in ceil(rows / batch_size) model calls."""
+    from rankers.scorer import score_rows
+    from rankers.training import build_ranker
+    torch.manual_seed(0)
+    r = build_ranker(name, cranfield, seed=0).eval()
+    q_units, d_units = cranfield.units(r.analyzer)
+    g = torch.Generator().manual_seed(1)
+    jobs = []
+    for q, d, n in [("1", "184", 7), ("2", "12", 1), ("1", "29", 12), ("3", "30", 0), ("2", "51", 5)]:
+        pair = make_pair(r, cranfield.queries[q], cranfield.docs[d])
+        jobs.append((pair.q_ids, pair.d_ids, (torch.rand(n, len(pair.d_ids), generator=g) > 0.4).float()))
+    calls = []
+    r.register_forward_hook(lambda _m, inp, _o: calls.append(inp[0].shape[0]))
+    got = score_rows(r, jobs, batch_size=4)
+    assert calls == [4, 4, 4, 4, 4, 4, 1]  # 25 rows
+    with torch.no_grad():
+        for (q, d, m), s in zip(jobs, got):
+            want = r(q[None].expand(len(m), -1), d[None].expand(len(m), -1), m).double().numpy()
+            np.testing.assert_allclose(s, want, rtol=1e-5, atol=1e-6)
+            assert s.shape == (len(m),)
+
+
 def test_cuda_out_of_memory_halves_the_batch(tmp_path, monkeypatch):
     """Simulated: the first attempt at a shard runs out of memory; the shard is retried at half the
     batch size and the retry is recorded in its rows."""
@@ -160,6 +185,52 @@ def test_cuda_out_of_memory_halves_the_batch(tmp_path, monkeypatch):
     p = tmp_path / "s.toml"
     p.write_text(SUITE.format(queries=1, n_samples=20).replace("[rankers.knrm]\n", ""))
     d = run_suite(load_suite(p), tmp_path / "r", progress=False)
-    assert calls[:2] == [256, 128]
+    assert calls[:2] == [128, 64]  # "auto" on CPU: bm25's 128 rows per call
     info = pd.read_csv(d / "results.csv")["info"].dropna()
     assert info.str.contains('"oom_retries": 1').any()
+
+
+def test_batch_size_auto_is_resolved_per_device_and_ranker(tmp_path, monkeypatch):
+    """`batch_size = "auto"` (the default) becomes rows per model call for the device and ranker (CPU: the
+    ranker's `cpu_batch_size`; CUDA: by device memory), recorded per ranker and used by its shards; a number
+    is kept for every ranker; anything else is a one-line error naming the key."""
+    from rankers.errors import BadInput
+    from rankers.scorer import default_batch_size, resolve_batch_size
+    from rankers.training import build_ranker
+    import suites.execute as ex
+    from suites.store import Store
+
+    knrm = build_ranker("knrm", load_suite_collection())
+    assert default_batch_size("cpu", knrm) == knrm.cpu_batch_size == resolve_batch_size("auto", "cpu", knrm) == 128
+    assert resolve_batch_size(7, "cpu", knrm) == 7 and default_batch_size("cpu") == 64
+    for gib, want in [(141, 512), (16, 256), (8, 128)]:
+        props = type("P", (), {"total_memory": gib * 2 ** 30})
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _d, p=props: p)
+        assert default_batch_size("cuda:0", knrm) == want
+    monkeypatch.undo()
+    for bad, msg in [('"big"', "expected int or 'auto'"), ("0", "out of range")]:
+        p = tmp_path / f"bad{bad.strip(chr(34))}.toml"
+        p.write_text(SUITE.format(queries=1, n_samples=20).replace('collection = "synthetic"',
+                                                                   f'collection = "synthetic"\nbatch_size = {bad}'))
+        with pytest.raises(BadInput, match=rf"\[suite\]\.batch_size: .*{msg}"):
+            load_suite(p)
+    seen = {}
+    real = ex._run_shard
+    monkeypatch.setattr(ex, "_run_shard", lambda spec, r, q, b, o: seen.setdefault(r, b) and real(spec, r, q, b, o))
+    monkeypatch.setattr(type(knrm), "cpu_batch_size", 8)  # a ranker of its own preference (transformers: 16)
+    p = tmp_path / "auto.toml"
+    p.write_text(SUITE.format(queries=1, n_samples=20))
+    cfg = load_suite(p)
+    assert cfg.batch_size == "auto"
+    d = run_suite(cfg, tmp_path / "r", progress=False)
+    store = Store(d / "results.sqlite")
+    recorded = dict(zip(store.rankers().ranker, store.rankers().batch_size))
+    store.close()
+    assert seen == recorded == {"bm25": 128, "knrm": 8}
+    assert "rows per model call: bm25 128, knrm 8" in open(
+        __import__("suites.report", fromlist=["x"]).write_report(d, tmp_path / "R.md")).read()
+
+
+def load_suite_collection():
+    from suites.collections import load_collection
+    return load_collection("synthetic")

@@ -39,14 +39,17 @@ def test_quick_suite_workers(benchmark, workers, quick_suite, tmp_path):
 
 @pytest.fixture(scope="module")
 def query_contexts(bench_rankers, cran):
-    """The cross-encoder, Cranfield test query 1's top-4 BM25 candidates, a saliency explanation each."""
+    """The cross-encoder, Cranfield test query 1's top-4 BM25 candidates, a saliency explanation each;
+    both modes use the device's rows per model call (`batch_size = "auto"`: 16 on CPU, 128-512 on CUDA)."""
+    from rankers.scorer import default_batch_size
     r = bench_rankers["crossencoder"]
     q = cran.split("test")[0]
     ctxs = []
     for d in cran.candidates(q)[:4]:
         pair = make_pair(r, cran.queries[q], cran.docs[d])
         ex = build_explainer("saliency", r).attribute_pair(pair)
-        ctxs.append(MetricContext(r, pair, ex, other_scores=np.linspace(-1, 1, 99)))
+        ctxs.append(MetricContext(r, pair, ex, other_scores=np.linspace(-1, 1, 99),
+                                  batch_size=default_batch_size(DEVICE, r)))
     return ctxs
 
 
@@ -55,9 +58,10 @@ CURVES = ["deletion", "insertion", "rank_deletion", "rank_insertion", "comprehen
 
 @pytest.mark.parametrize("mode", ["one_pair", "cross_pair"])
 def test_cross_pair_batching(benchmark, mode, query_contexts):
-    benchmark.extra_info.update(mode=mode, ranker="crossencoder", pairs=len(query_contexts))
+    bs = query_contexts[0].batch_size
+    benchmark.extra_info.update(mode=mode, ranker="crossencoder", pairs=len(query_contexts), batch_size=bs)
     if mode == "cross_pair":
-        res = run(benchmark, lambda: compute_metrics_many(query_contexts, CURVES, batch_size=256), rounds=2)
+        res = run(benchmark, lambda: compute_metrics_many(query_contexts, CURVES, batch_size=bs), rounds=2)
     else:
         res = run(benchmark, lambda: [compute_metrics(c, CURVES) for c in query_contexts], rounds=2)
     assert all(v.status == "ok" for r in res for v in r.values())
