@@ -1,8 +1,9 @@
 """Where shards run: in this process (serial), or on a Dask distributed cluster.
 
 `--workers 1` (default) runs shards here, one after another. `--workers N` starts a local Dask
-cluster (`distributed.LocalCluster`, N worker processes, each with cores/N torch threads);
-`--address tcp://HOST:8786` joins an existing Dask scheduler. Each task is one shard
+cluster (`distributed.LocalCluster`, N worker processes, each with cores/N torch threads, forked
+on Linux for CPU runs and spawned otherwise: `start_method`; Dask's task profiler off:
+`WORKER_CONFIG`); `--address tcp://HOST:8786` joins an existing Dask scheduler. Each task is one shard
 (`suites.execute.run_shard`), a pure function: a worker that dies mid-shard has its task
 rescheduled on another worker (Dask's `allowed-failures`, default 3), and the coordinator
 records each shard's rows once, when its result arrives. Rankers are loaded once per worker
@@ -21,6 +22,8 @@ scheduler` + `dask worker` by hand).
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from typing import Iterator
 
 from rankers.errors import BadInput
@@ -33,11 +36,17 @@ class SerialEngine:
 
     workers = 1
 
+    def start(self) -> "SerialEngine":
+        return self
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         return False
+
+    def close(self, wait: bool = True) -> None:
+        pass
 
     def run(self, spec: RunSpec, shards: list[tuple[str, str]]) -> Iterator[ShardResult | BaseException]:
         try:
@@ -47,45 +56,100 @@ class SerialEngine:
             release(spec.token)
 
 
-def _worker_threads(n: int) -> None:
-    """Worker start-up: share the machine's cores among the workers (no oversubscription)."""
+def _worker_setup(n_threads: int) -> None:
+    """Worker start-up: share the machine's cores among the workers (no oversubscription) and import
+    what shards need while the coordinator prepares."""
     import torch
-    torch.set_num_threads(n)
+    torch.set_num_threads(n_threads)
+    import suites.execute  # noqa: F401  (explainers, metrics, captum)
+
+
+#: Dask settings for the workers of our own LocalCluster. The statistical profiler samples every task's
+#: Python stack every 10 ms; measured on the quick suite (2 workers, 2 CPU cores) it made shards 30-40%
+#: slower, so it is off (set DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False on your own workers too).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
+def start_method(device: str, address: str | None) -> str:
+    """How our LocalCluster starts its worker processes. "fork" on Linux for CPU runs: a worker is a copy
+    of the coordinator with torch and rexbench already imported, up in well under a second instead of
+    ~3 s of imports per worker ("spawn", Dask's default); the coordinator forks before it opens the run's
+    files or starts work of its own. "spawn" for CUDA (a forked child cannot use CUDA once the parent
+    has) and off Linux (fork is unsafe on macOS)."""
+    if address is None and sys.platform.startswith("linux") and not str(device).startswith("cuda"):
+        return "fork"
+    return "spawn"
 
 
 class DaskEngine:
-    """Shards as Dask tasks on a LocalCluster of `workers` processes, or on the scheduler at `address`."""
+    """Shards as Dask tasks on a LocalCluster of `workers` processes, or on the scheduler at `address`.
 
-    def __init__(self, workers: int | None = None, address: str | None = None):
+    `start()` brings the cluster up: forked workers at once, spawned ones in a background thread (they
+    import torch and rexbench while the coordinator loads and trains rankers); entering waits for it.
+    `close(wait=False)` shuts it down in the background (the coordinator exports meanwhile); leaving the
+    block waits for that."""
+
+    def __init__(self, workers: int | None = None, address: str | None = None, device: str = "cpu"):
         try:
             import distributed  # noqa: F401
         except ImportError:
             raise BadInput("--workers > 1 and --address need Dask: pip install 'rexbench[distributed]'") from None
-        self.n, self.address = workers, address
+        self.n, self.address, self.method = workers, address, start_method(device, address)
         self.cluster = self.client = None
+        self.workers = 0
+        self._starting: threading.Thread | None = None
+        self._closing: threading.Thread | None = None
+        self._error: BaseException | None = None
 
-    def __enter__(self):
+    def start(self) -> "DaskEngine":
+        if self._starting is None:
+            self._starting = threading.Thread(target=self._connect, name="rexbench-dask-start", daemon=True)
+            self._starting.start()
+            if self.method == "fork":  # fork while this process does nothing else
+                self._starting.join()
+        return self
+
+    def _connect(self) -> None:
+        import dask
         from distributed import Client, LocalCluster
         try:
             if self.address:
                 self.client = Client(self.address, timeout="20s")
             else:
-                self.cluster = LocalCluster(n_workers=self.n, threads_per_worker=1, processes=True,
-                                            dashboard_address=None, silence_logs=40)
+                with dask.config.set({**WORKER_CONFIG, "distributed.worker.multiprocessing-method": self.method}):
+                    self.cluster = LocalCluster(n_workers=self.n, threads_per_worker=1, processes=True,
+                                                dashboard_address=None, silence_logs=40)
                 self.client = Client(self.cluster)
+            self.workers = len(self.client.scheduler_info()["workers"])
+            if not self.address:  # our own cluster: share this machine's cores among its workers
+                self.client.run(_worker_setup, max(1, (os.cpu_count() or 1) // max(1, self.workers)))
         except (OSError, TimeoutError) as e:
+            self._error = BadInput(f"cannot reach the Dask scheduler {self.address or '(local)'}: {e}")
+        except BaseException as e:  # re-raised in the coordinator's thread
+            self._error = e
+
+    def __enter__(self):
+        self.start()._starting.join()
+        if self._error is not None:
             self.close()
-            raise BadInput(f"cannot reach the Dask scheduler {self.address or '(local)'}: {e}") from None
-        self.workers = len(self.client.scheduler_info()["workers"])
-        if not self.address:  # our own cluster: share this machine's cores among its workers
-            self.client.run(_worker_threads, max(1, (os.cpu_count() or 1) // max(1, self.workers)))
+            raise self._error
         return self
 
     def __exit__(self, *exc):
         self.close()
         return False
 
-    def close(self):
+    def close(self, wait: bool = True) -> None:
+        """Shut the client (and our cluster) down; `wait=False` returns at once (a later close waits)."""
+        if self._starting is not None:
+            self._starting.join()
+        if self._closing is None:
+            self._closing = threading.Thread(target=self._shutdown, name="rexbench-dask-close", daemon=True)
+            self._closing.start()
+        if wait:
+            self._closing.join()
+
+    def _shutdown(self) -> None:
         for x in (self.client, self.cluster):
             if x is not None:
                 try:
@@ -94,7 +158,8 @@ class DaskEngine:
                     pass
 
     def run(self, spec: RunSpec, shards: list[tuple[str, str]]) -> Iterator[ShardResult | BaseException]:
-        """Results as they complete; a shard that failed on every retry yields its exception."""
+        """Results as they complete; a shard that failed on every retry yields its exception. Shards are
+        submitted in the given order, which is the order Dask starts them in."""
         from distributed import as_completed
         remote = self.client.scatter(spec, broadcast=True)
         futures = [self.client.submit(run_shard, remote, r, q, pure=False, retries=2, key=f"shard-{spec.token}-{i}")
@@ -111,8 +176,8 @@ class DaskEngine:
                 self.client.run(release, spec.token)
 
 
-def engine(workers: int = 1, address: str | None = None):
+def engine(workers: int = 1, address: str | None = None, device: str = "cpu"):
     """The engine for `--workers`/`--address`: serial for one worker without an address."""
     if address or workers > 1:
-        return DaskEngine(workers, address)
+        return DaskEngine(workers, address, device)
     return SerialEngine()

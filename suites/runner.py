@@ -113,7 +113,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     out = Path(out_dir)
     if int(workers) < 1:
         raise BadInput(f"--workers must be at least 1, got {workers}")
-    engine(workers, address)  # the engine is installed (else BadInput), before anything is written
+    engine(workers, address, device)  # the engine is installed (else BadInput), before anything is written
     device = device or cfg.device
     if limit is not None:
         cfg = dataclasses.replace(cfg, queries=int(limit))
@@ -121,59 +121,75 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     coll, qids, probed = check_inputs(cfg, device, data_dir)
     fp = fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
                      {**versions(), "rexbench": rexbench_version()})
-    with RunLock(out):
-        stored = check_out_dir(out, resume, overwrite)  # again, under the lock
-        if stored is not None:
-            why = ("it has no fingerprint (written by an older rexbench)" if "fingerprint" not in stored
-                   else None)
-            diff = why or first_difference(stored["fingerprint"], fp)
-            if diff:
-                raise BadInput(f"--resume refused: {out} holds a different run; first difference: {diff}. Use "
-                               "another --out, or --overwrite to replace it")
-        if overwrite:
-            clear_run(out)
-        return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, workers,
-                    address, probed)
+    # workers start now: before this process opens the run's files (forked workers inherit no descriptor)
+    # and, spawned, while it loads and trains rankers
+    eng = engine(workers, address, device).start()
+    try:
+        with RunLock(out):
+            stored = check_out_dir(out, resume, overwrite)  # again, under the lock
+            if stored is not None:
+                why = ("it has no fingerprint (written by an older rexbench)" if "fingerprint" not in stored
+                       else None)
+                diff = why or first_difference(stored["fingerprint"], fp)
+                if diff:
+                    raise BadInput(f"--resume refused: {out} holds a different run; first difference: {diff}. "
+                                   "Use another --out, or --overwrite to replace it")
+            if overwrite:
+                clear_run(out)
+            return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, eng,
+                        address, probed)
+    finally:
+        eng.close()
 
 
 def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: list[str], fp: dict, progress: bool,
-         data_dir: str | None, workers: int = 1, address: str | None = None, probed: dict | None = None) -> Path:
+         data_dir: str | None, eng, address: str | None = None, probed: dict | None = None) -> Path:
     """Prepare (load or train each ranker once, effectiveness), plan (the shards not yet recorded),
-    execute (here or on Dask workers) and record (this process, the one writer)."""
+    execute (here or on Dask workers, engine `eng` started) and record (this process, the one writer)."""
     store = Store(out / "results.sqlite")
     t_start = time.perf_counter()
     elapsed_before = _record_start(store, cfg, coll, device, fp, resume)
     spec = RunSpec(cfg, device, data_dir)
-    loaded = prepare(cfg, coll, store, device, progress, probed or {})
-    shards = plan(cfg, qids, store.done_shards(cfg.name))
-    failed: list[str] = []
-    with engine(workers, address) as eng:
-        if isinstance(eng, SerialEngine):
-            for rname, ranker in loaded.items():  # the serial worker reuses the rankers loaded here
-                runtime(spec, rname, ranker)
-        loaded.clear()
-        store.set_meta("engine", {"workers": eng.workers, "address": address})
-        bar = tqdm(total=len(shards), desc=f"{cfg.name} ({eng.workers} worker{'s' * (eng.workers > 1)})",
-                   unit="shard", disable=not progress)
-        for res in eng.run(spec, shards):
-            bar.update(1)
-            if isinstance(res, BaseException):
-                failed.append(f"{type(res).__name__}: {res}")
-                continue
-            store.write_shard(cfg.name, res.ranker, res.qid, res.cells, res.seconds)
-            store.set_meta("elapsed", elapsed_before + time.perf_counter() - t_start)  # survives a kill
-        bar.close()
-    if failed:
+    try:
+        loaded, cost = prepare(cfg, coll, store, device, progress, probed or {}, qids[0])
+        shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
+        with eng:
+            _execute(eng, spec, shards, loaded, store, cfg, address, progress,
+                     lambda: elapsed_before + time.perf_counter() - t_start)
+            eng.close(wait=False)  # the cluster shuts down while the coordinator exports
+            store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
+                                        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+            if cfg.effectiveness:
+                _effectiveness(store, cfg, device, progress, data_dir)
+            export(store, out)
+    finally:
+        eng.close()
         store.close()
+    return out
+
+
+def _execute(eng, spec: RunSpec, shards: list[tuple[str, str]], loaded: dict, store: Store, cfg: SuiteConfig,
+             address: str | None, progress: bool, elapsed) -> None:
+    """Run the shards on the engine and record each one's rows as it arrives (this process: the one writer)."""
+    if isinstance(eng, SerialEngine):
+        for rname, ranker in loaded.items():  # the serial worker reuses the rankers loaded here
+            runtime(spec, rname, ranker)
+    loaded.clear()
+    store.set_meta("engine", {"workers": eng.workers, "address": address})
+    failed: list[str] = []
+    bar = tqdm(total=len(shards), desc=f"{cfg.name} ({eng.workers} worker{'s' * (eng.workers > 1)})",
+               unit="shard", disable=not progress)
+    for res in eng.run(spec, shards):
+        bar.update(1)
+        if isinstance(res, BaseException):
+            failed.append(f"{type(res).__name__}: {res}")
+            continue
+        store.write_shard(cfg.name, res.ranker, res.qid, res.cells, res.seconds)
+        store.set_meta("elapsed", elapsed())  # survives a kill
+    bar.close()
+    if failed:
         raise RuntimeError(f"{len(failed)} of {len(shards)} shards failed on every retry (first: {failed[0]}); the "
                            f"rest is recorded, `rexbench run ... --resume` retries them")
-    store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
-                                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-    if cfg.effectiveness:
-        _effectiveness(store, cfg, device, progress, data_dir)
-    export(store, out)
-    store.close()
-    return out
 
 
 def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, resume: bool) -> float:
@@ -193,11 +209,13 @@ def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, r
     return store.meta().get("elapsed", 0.0) if resume else 0.0
 
 
-def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict) -> dict:
+def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict, qid: str
+            ) -> tuple[dict, dict[str, float]]:
     """Load each ranker once here (training and caching any not yet trained, so workers only load;
-    `probed`: rankers `check_inputs` loaded already) and record its effectiveness; returns the loaded
-    rankers that will be explained."""
-    loaded = {}
+    `probed`: rankers `check_inputs` loaded already) and record its effectiveness. Returns the loaded
+    rankers that will be explained, and each one's seconds to score query `qid`'s candidates (the
+    planner's estimate of what its shards cost)."""
+    loaded, cost = {}, {}
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
         ranker = (probed[rname].to(device).eval() if rname in probed
@@ -214,13 +232,28 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                                                                                          ranker)})
         if rparams.get("explain", True):
             loaded[rname] = ranker
-    return loaded
+            cost[rname] = _scoring_seconds(ranker, coll, qid)
+    return loaded, cost
 
 
-def plan(cfg: SuiteConfig, qids: list[str], done: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The (ranker, query) shards still to run, grouped by ranker (a worker loads each ranker once)."""
+def _scoring_seconds(ranker, coll, qid: str) -> float:
+    """Seconds to score one query's candidates (after evaluation: caches warm): a ranker's relative cost."""
+    q_units, d_units = coll.units(ranker.analyzer)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        ranker.score_tokens(q_units[qid], [d_units[d] for d in coll.candidates(qid)])
+    return time.perf_counter() - t0
+
+
+def plan(cfg: SuiteConfig, qids: list[str], done: set[tuple[str, str]], cost: dict[str, float] | None = None
+         ) -> list[tuple[str, str]]:
+    """The (ranker, query) shards still to run, grouped by ranker (a worker loads each ranker once), the
+    costliest rankers first (`cost`: seconds per ranker; engines start shards in this order, so the
+    run's last shards are short ones and workers finish together)."""
+    cost = cost or {}
     out = []
-    for rname, t in cfg.rankers.items():
+    for rname in sorted(cfg.rankers, key=lambda r: -cost.get(r, 0.0)):  # stable: suite order among equals
+        t = cfg.rankers[rname]
         if not t.get("explain", True):
             continue
         for q in (qids[: t["queries"]] if t.get("queries") else qids):

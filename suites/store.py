@@ -93,8 +93,13 @@ class Store:
         return set(self.db.execute("SELECT ranker, qid FROM shards WHERE suite = ?", (suite,)).fetchall())
 
     def has_ranker(self, ranker: str, collection: str) -> bool:
-        return self.db.execute("SELECT 1 FROM rankers WHERE ranker=? AND collection=?",
-                               (ranker, collection)).fetchone() is not None
+        return self.ranker(ranker, collection) is not None
+
+    def ranker(self, ranker: str, collection: str) -> dict | None:
+        """The stored record (effectiveness, timings) of `ranker` on `collection`, or None."""
+        row = self.db.execute("SELECT data FROM rankers WHERE ranker=? AND collection=?",
+                              (ranker, collection)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def explanation(self, key) -> dict | None:
         row = self.db.execute("SELECT data FROM explanations WHERE suite=? AND ranker=? AND explainer=? AND qid=? "

@@ -62,19 +62,27 @@ def _rows(d) -> pd.DataFrame:
     return df
 
 
-def test_workers_give_the_serial_values(tmp_path):
+def test_workers_give_the_serial_values(tmp_path, monkeypatch):
+    """Serial, 2 forked workers (Linux CPU default) and 2 spawned workers (CUDA and macOS) give the same rows."""
+    import suites.engine as eng
+    assert eng.start_method("cpu", None) == ("fork" if sys.platform.startswith("linux") else "spawn")
+    assert eng.start_method("cuda", None) == "spawn"
     p = _suite(tmp_path, queries=2)
     serial = _rows(run_suite(load_suite(p), tmp_path / "w1", progress=False))  # also trains and caches knrm
-    two = _rows(run_suite(load_suite(p), tmp_path / "w2", progress=False, workers=2))
     assert len(serial) > 100 and (serial.status == "ok").mean() > 0.7
-    assert not two.duplicated(KEY).any()
-    pd.testing.assert_frame_equal(serial, two)
-    con = sqlite3.connect(tmp_path / "w2" / "results.sqlite")
-    assert '"workers": 2' in con.execute("SELECT value FROM meta WHERE key='engine'").fetchone()[0]
+    for method in ("fork", "spawn"):
+        monkeypatch.setattr(eng, "start_method", lambda _device, _address, m=method: m)
+        two = _rows(run_suite(load_suite(p), tmp_path / method, progress=False, workers=2))
+        assert not two.duplicated(KEY).any()
+        pd.testing.assert_frame_equal(serial, two)
+        con = sqlite3.connect(tmp_path / method / "results.sqlite")
+        assert '"workers": 2' in con.execute("SELECT value FROM meta WHERE key='engine'").fetchone()[0]
+        con.close()
 
 
 def _worker_pids(pid: int) -> list[int]:
-    """Dask worker processes under `pid`: multiprocessing-spawned descendants (not its resource tracker)."""
+    """Dask worker processes under `pid`: its forked or spawned descendants (not multiprocessing's resource
+    tracker)."""
     parent, cmd = {}, {}
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
@@ -90,8 +98,7 @@ def _worker_pids(pid: int) -> list[int]:
             if p == pid:
                 return True
         return False
-    return [p for p in parent if under(p) and ("spawn_main" in cmd[p] or "forkserver" in cmd[p])
-            and "resource_tracker" not in cmd[p]]
+    return [p for p in parent if under(p) and "resource_tracker" not in cmd[p]]
 
 
 def test_a_killed_worker_loses_and_duplicates_nothing(tmp_path):
@@ -101,7 +108,7 @@ def test_a_killed_worker_loses_and_duplicates_nothing(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "suites.cli", "run", str(p), "--out", str(out), "--quiet",
                              "--workers", "2"], cwd=ROOT, env=os.environ.copy(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    # a Dask worker process (spawned by the run's LocalCluster), killed after the first shard is recorded
+    # a Dask worker process (forked by the run's LocalCluster), killed after the first shard is recorded
     victim, deadline = None, time.time() + 120
     while victim is None and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
