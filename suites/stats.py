@@ -31,6 +31,26 @@ def mean_ci(values: np.ndarray, seed: int = 0, confidence: float = 0.95) -> tupl
     return m, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def mean_cis(groups: list[np.ndarray], seed: int = 0, confidence: float = 0.95) -> list[tuple[float, float, float]]:
+    """`mean_ci` of each array in `groups`, equal to calling it on each (same seed, same resamples): arrays
+    of one length are bootstrapped together in one vectorised scipy call (rows along the last axis)."""
+    out: list[tuple[float, float, float]] = []
+    by_len: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        v = np.asarray(g, dtype=np.float64)
+        m = float(v.mean()) if len(v) else float("nan")
+        out.append((m, m, m))
+        if len(v) >= 2 and np.ptp(v) > 0:
+            by_len.setdefault(len(v), []).append(i)
+    for idx in by_len.values():
+        res = bootstrap((np.stack([np.asarray(groups[i], dtype=np.float64) for i in idx]),), np.mean, axis=-1,
+                        confidence_level=confidence, n_resamples=2000, method="percentile",
+                        random_state=np.random.default_rng(seed))
+        for k, i in enumerate(idx):
+            out[i] = (out[i][0], float(res.confidence_interval.low[k]), float(res.confidence_interval.high[k]))
+    return out
+
+
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df.status == "ok") & np.isfinite(df.value.astype(float))]
 
@@ -50,14 +70,15 @@ def summarize(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     by_cell = dict(tuple(query_values(df).groupby(["ranker", "explainer", "metric"], sort=False)))
     none = pd.DataFrame({"value": [], "pairs": []})
-    rows = []
+    rows, values = [], []
     for (r, e, m), g in df.groupby(["ranker", "explainer", "metric"], sort=True):
         q = by_cell.get((r, e, m), none)
-        mean, lo, hi = mean_ci(q.value.to_numpy(), seed) if len(q) else (np.nan, np.nan, np.nan)
+        values.append(q.value.to_numpy())
         rows.append({"ranker": r, "explainer": e, "metric": m, "queries": len(q), "n": int(q.pairs.sum()),
                      "errors": int((g.status == "error").sum()), "skipped": int((g.status == "skipped").sum()),
-                     "mean": mean, "ci_low": lo, "ci_high": hi,
                      "direction": METRICS[m].direction if m in METRICS else ""})
+    for row, (mean, lo, hi) in zip(rows, mean_cis(values, seed)):
+        row.update(mean=mean, ci_low=lo, ci_high=hi)
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -145,3 +145,15 @@ n_steps = 8
             assert (g.status == "skipped").all() and (g.message == listed[e][r]).all(), (r, e)
         else:
             assert not g.message.fillna("").str.startswith(f"{e} needs").any(), (r, e)
+
+
+def test_mean_cis_equal_one_bootstrap_per_group():
+    """The vectorised bootstrap of `summarize` gives exactly `mean_ci` of each group (same resamples)."""
+    from suites.stats import mean_ci, mean_cis
+    rng = np.random.default_rng(3)
+    groups = [rng.normal(size=n) for n in (6, 6, 3, 45, 6, 1)] + [np.full(4, 2.0), np.array([])]
+    got = mean_cis(groups, seed=7)
+    for g, (m, lo, hi) in zip(groups[:-1], got):
+        assert (m, lo, hi) == mean_ci(g, seed=7)
+        assert lo <= m <= hi
+    assert math.isnan(got[-1][0])

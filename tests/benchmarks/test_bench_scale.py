@@ -33,7 +33,7 @@ def test_quick_suite_workers(benchmark, workers, quick_suite, tmp_path):
     from suites.runner import run_suite
     benchmark.extra_info.update(workers=workers, suite="quick")
     out = benchmark.pedantic(lambda: run_suite(quick_suite, tmp_path / f"run{next(_count)}", progress=False,
-                                               workers=workers, device=DEVICE), rounds=1, iterations=1)
+                                               workers=workers, device=DEVICE), rounds=3, iterations=1)
     assert (out / "results.csv").exists()
 
 
