@@ -8,7 +8,7 @@ STAMP := $(VENV)/.rexbench-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-slow bench bench-baseline bench-compare bench-scale suite clean
+.PHONY: install demo test test-slow bench bench-baseline bench-compare bench-scale bench-transformers suite clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,17 @@ bench-baseline: $(STAMP)
 SCALE_OUT ?= results/cranfield/scaling_$(BENCH_DEVICE).json
 bench-scale: $(STAMP)
 	$(BENCH) -k "workers or cross_pair" --benchmark-json=$(SCALE_OUT)
+
+# Full-size transformer shards (issue 12): suites/cranfield_gpu.toml (IG 50 steps, Shapley 25, KernelSHAP/LIME
+# 200) on TQUERIES queries with WORKERS workers; its shard timings -> RESULTS.md "Scaling" (with projections).
+# The run directory is scratch (replaced on every call).
+WORKERS ?= 2
+TQUERIES ?= 1
+TRUN := results/bench_transformers_$(BENCH_DEVICE)
+bench-transformers: $(STAMP)
+	$(VENV)/bin/rexbench run suites/cranfield_gpu.toml --device $(BENCH_DEVICE) --workers $(WORKERS) \
+		--limit $(TQUERIES) --out $(TRUN) --overwrite --quiet
+	$(PY) -m suites.scaling $(TRUN) --out results/cranfield/scaling_transformers_$(BENCH_DEVICE).json
 
 bench-compare: $(STAMP)
 	$(BENCH) --benchmark-compare=0001 --benchmark-compare-fail=$(BENCH_FAIL)

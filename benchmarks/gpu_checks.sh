@@ -17,4 +17,10 @@ cp /tmp/quick_cuda/summary.csv "$OUT/quick_cuda_summary.csv" 2>/dev/null
 echo "== benchmarks (cuda)"
 REXBENCH_BENCH_DEVICE=cuda timeout 200 python3 -m pytest tests/benchmarks -q -o addopts="" -p no:cacheprovider \
   --benchmark-only --benchmark-json="$OUT/bench_cuda.json" --benchmark-columns=median,rounds 2>&1 | tail -15
+echo "== scaling (cuda): cross-pair batching on the cross-encoder; full-size transformer shards (issue 12)"
+REXBENCH_BENCH_DEVICE=cuda timeout 150 python3 -m pytest tests/benchmarks/test_bench_scale.py -k cross_pair -q \
+  -o addopts="" -p no:cacheprovider --benchmark-only --benchmark-json="$OUT/scaling_cuda.json" 2>&1 | tail -6
+timeout 300 python3 -m suites.cli run suites/cranfield_gpu.toml --device cuda --limit 1 --out /tmp/tr_cuda --quiet \
+  --overwrite 2>&1 | tail -3
+python3 -m suites.scaling /tmp/tr_cuda --out "$OUT/scaling_transformers_cuda.json"
 echo "== done"

@@ -324,14 +324,22 @@ def scaling_section(files: list[Path]) -> list[str]:
     md = []
     for f in files:
         data = json.loads(f.read_text())
+        if data.get("kind") == "shards":
+            md += shard_scaling(f.name, data)
+            continue
         mi = data.get("machine_info", {})
         med = {(b.get("extra_info", {}).get("workers") or b.get("extra_info", {}).get("mode")): b["stats"]["median"]
                for b in data.get("benchmarks", [])}
+        info = next((b.get("extra_info", {}) for b in data.get("benchmarks", [])
+                     if b.get("extra_info", {}).get("suite")), {})
+        rounds = {b.get("extra_info", {}).get("workers"): b["stats"]["rounds"] for b in data.get("benchmarks", [])}
         dev = next((b.get("extra_info", {}).get("device") for b in data.get("benchmarks", [])
                     if b.get("extra_info", {}).get("device")), "cpu")
         rows = []
         if 1 in med and 2 in med:
-            rows.append({"measurement": "quick suite (synthetic, 3 rankers, 14 explainers), wall time",
+            what = ", ".join(f"{info[k]} {k}" for k in ("queries", "rankers", "explainers") if k in info)
+            rows.append({"measurement": f"{info.get('suite', '?')} suite ({what}), wall time, median of "
+                                        f"{min(rounds[1], rounds[2])} runs",
                          "baseline": f"1 worker {med[1]:.1f} s", "scaled": f"2 workers {med[2]:.1f} s",
                          "ratio": f"{med[1] / med[2]:.2f}x"})
         if "one_pair" in med and "cross_pair" in med:
@@ -345,6 +353,38 @@ def scaling_section(files: list[Path]) -> list[str]:
                    f"({mi.get('cpu', {}).get('count', '?')} cores), device `{dev}`, {data.get('datetime', '')[:10]}.", "",
                    _table(pd.DataFrame(rows)), ""]
     return md
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.1f} h"
+
+
+def shard_scaling(name: str, data: dict, workers: tuple[int, ...] = (1, 2, 8, 32)) -> list[str]:
+    """Measured seconds per shard and explanations/s per worker of a (partial) run (`suites.scaling`), and
+    the whole suite's wall time projected from them for several worker counts."""
+    rows, total = [], 0.0
+    for r, d in data.get("rankers", {}).items():
+        sec = float(np.mean(d["seconds"]))
+        planned = d.get("planned_queries") or d["shards"]
+        total += planned * sec
+        rows.append({"ranker": r, "shards measured": d["shards"], "seconds per shard": f"{sec:.0f}",
+                     "explanations/s per worker": f"{d['explanations'] / sum(d['seconds']):.3g}",
+                     "queries in the suite": planned,
+                     **{f"projected, {w} worker{'s' * (w > 1)}": _duration(planned * sec / w) for w in workers}})
+    if not rows:
+        return []
+    rows.append({"ranker": "**all**", "shards measured": sum(d["shards"] for d in data["rankers"].values()),
+                 "seconds per shard": "", "explanations/s per worker": "", "queries in the suite": "",
+                 **{f"projected, {w} worker{'s' * (w > 1)}": _duration(total / w) for w in workers}})
+    wall = data.get("wall_seconds")
+    return [f"## Scaling ({name})", "",
+            f"Shard timings of suite `{data.get('suite')}` ({data.get('suite_path')}) measured on `{data.get('device')}` "
+            f"({data.get('device_name')}) with {data.get('workers')} worker(s), each shard on one worker; the run "
+            f"{'finished' if data.get('complete') else 'was stopped (partial: the shards recorded)'} after "
+            f"{_duration(wall) if wall else '?'} of wall time. The projected columns are not measured: queries in "
+            "the suite x seconds per shard / workers, assuming workers as fast as these and no start-up.", "",
+            _table(pd.DataFrame(rows)), ""]
 
 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:

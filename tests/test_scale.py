@@ -241,3 +241,29 @@ def test_batch_size_auto_is_resolved_per_device_and_ranker(tmp_path, monkeypatch
 def load_suite_collection():
     from suites.collections import load_collection
     return load_collection("synthetic")
+
+
+def test_shard_timings_and_their_projection(tmp_path, capsys):
+    """`python -m suites.scaling` summarises a run's shards (a --limit run measures fewer queries than the
+    suite file plans); the report projects the whole suite from them and says it is a projection."""
+    from suites.report import shard_scaling, write_report
+    from suites.scaling import main, shard_timings
+    p = _suite(tmp_path, queries=3, n_samples=20)
+    d = run_suite(load_suite(p), tmp_path / "r", progress=False, limit=2)
+    got = shard_timings(d)
+    con = sqlite3.connect(d / "results.sqlite")
+    want = dict(con.execute("SELECT ranker, SUM(seconds) FROM shards GROUP BY ranker").fetchall())
+    n_exp = dict(con.execute("SELECT ranker, COUNT(*) FROM explanations GROUP BY ranker").fetchall())
+    con.close()
+    assert got["complete"] and got["workers"] == 1 and set(got["rankers"]) == {"bm25", "knrm"}
+    for r, v in got["rankers"].items():
+        assert v["shards"] == 2 and v["planned_queries"] == 3 and v["explanations"] == n_exp[r]
+        assert sum(v["seconds"]) == pytest.approx(want[r])
+    md = "\n".join(shard_scaling("scaling_x.json", got, workers=(1, 3)))
+    bm = got["rankers"]["bm25"]
+    assert f"| bm25 | 2 | {np.mean(bm['seconds']):.0f} | {n_exp['bm25'] / sum(bm['seconds']):.3g} | 3 | " in md
+    assert f"{3 * np.mean(bm['seconds']) / 3:.0f} s |" in md and "not measured" in md
+    assert main([str(d), "--out", str(d / "scaling_x.json")]) == 0
+    assert "## Scaling (scaling_x.json)" in write_report(d, tmp_path / "R.md").read_text()
+    assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

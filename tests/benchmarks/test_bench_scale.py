@@ -31,7 +31,8 @@ def quick_suite():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_quick_suite_workers(benchmark, workers, quick_suite, tmp_path):
     from suites.runner import run_suite
-    benchmark.extra_info.update(workers=workers, suite="quick")
+    benchmark.extra_info.update(workers=workers, suite="quick", rankers=len(quick_suite.rankers),
+                                explainers=len(quick_suite.explainers), queries=quick_suite.queries)
     out = benchmark.pedantic(lambda: run_suite(quick_suite, tmp_path / f"run{next(_count)}", progress=False,
                                                workers=workers, device=DEVICE), rounds=3, iterations=1)
     assert (out / "results.csv").exists()
