@@ -374,7 +374,8 @@ def shard_scaling(name: str, data: dict, workers: tuple[int, ...] = (1, 2, 8, 32
                      **{f"projected, {w} worker{'s' * (w > 1)}": _duration(planned * sec / w) for w in workers}})
     if not rows:
         return []
-    rows.append({"ranker": "**all**", "shards measured": sum(d["shards"] for d in data["rankers"].values()),
+    missing = data.get("unmeasured") or []
+    rows.append({"ranker": "**measured rankers**" if missing else "**all**", "shards measured": sum(d["shards"] for d in data["rankers"].values()),
                  "seconds per shard": "", "explanations/s per worker": "", "queries in the suite": "",
                  **{f"projected, {w} worker{'s' * (w > 1)}": _duration(total / w) for w in workers}})
     wall = data.get("wall_seconds")
@@ -383,7 +384,9 @@ def shard_scaling(name: str, data: dict, workers: tuple[int, ...] = (1, 2, 8, 32
             f"({data.get('device_name')}) with {data.get('workers')} worker(s), each shard on one worker; the run "
             f"{'finished' if data.get('complete') else 'was stopped (partial: the shards recorded)'} after "
             f"{_duration(wall) if wall else '?'} of wall time. The projected columns are not measured: queries in "
-            "the suite x seconds per shard / workers, assuming workers as fast as these and no start-up.", "",
+            "the suite x seconds per shard / workers, assuming workers as fast as these and no start-up."
+            + (f" Rankers of the suite without a finished shard (not in the projection): {', '.join(missing)}."
+               if missing else ""), "",
             _table(pd.DataFrame(rows)), ""]
 
 

@@ -20,8 +20,9 @@ from .store import Store
 
 
 def shard_timings(run_dir: str | Path) -> dict:
-    """{suite, device, device_name, workers, wall_seconds, rankers: {name: {shards, seconds: [...],
-    explanations, planned_queries}}} of the run in `run_dir`."""
+    """{suite, device, device_name, workers, wall_seconds, complete, rankers: {name: {shards, seconds: [...],
+    explanations, planned_queries}}, unmeasured: [explained rankers of the suite file without a shard]}
+    of the run in `run_dir`."""
     db = Path(run_dir) / "results.sqlite"
     if not db.exists():
         raise BadInput(f"{run_dir} holds no results.sqlite")
@@ -41,11 +42,12 @@ def shard_timings(run_dir: str | Path) -> dict:
     planned = _planned_queries(suite)
     for r, d in rankers.items():
         d["planned_queries"] = planned.get(r)
+    unmeasured = [r for r in planned if r not in rankers]
     return {"kind": "shards", "suite": suite.get("name"), "suite_path": suite.get("path"),
             "device": env.get("device"), "device_name": env.get("device_name"),
             "workers": meta.get("engine", {}).get("workers", 1),
             "wall_seconds": (meta.get("finished") or {}).get("wall_seconds") or meta.get("elapsed"),
-            "complete": "finished" in meta, "rankers": rankers}
+            "complete": "finished" in meta, "rankers": rankers, "unmeasured": unmeasured}
 
 
 def _planned_queries(suite: dict) -> dict[str, int]:
@@ -58,7 +60,8 @@ def _planned_queries(suite: dict) -> dict[str, int]:
     cfg = load_suite(path)
     n = len(load_collection(cfg.collection, seed=cfg.seed).split(cfg.split))
     n = min(n, cfg.queries) if cfg.queries else n
-    return {r: min(n, t["queries"]) if t.get("queries") else n for r, t in cfg.rankers.items()}
+    return {r: min(n, t["queries"]) if t.get("queries") else n for r, t in cfg.rankers.items()
+            if t.get("explain", True)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -256,6 +256,7 @@ def test_shard_timings_and_their_projection(tmp_path, capsys):
     n_exp = dict(con.execute("SELECT ranker, COUNT(*) FROM explanations GROUP BY ranker").fetchall())
     con.close()
     assert got["complete"] and got["workers"] == 1 and set(got["rankers"]) == {"bm25", "knrm"}
+    assert got["unmeasured"] == []
     for r, v in got["rankers"].items():
         assert v["shards"] == 2 and v["planned_queries"] == 3 and v["explanations"] == n_exp[r]
         assert sum(v["seconds"]) == pytest.approx(want[r])
@@ -263,6 +264,9 @@ def test_shard_timings_and_their_projection(tmp_path, capsys):
     bm = got["rankers"]["bm25"]
     assert f"| bm25 | 2 | {np.mean(bm['seconds']):.0f} | {n_exp['bm25'] / sum(bm['seconds']):.3g} | 3 | " in md
     assert f"{3 * np.mean(bm['seconds']) / 3:.0f} s |" in md and "not measured" in md
+    partial = {**got, "rankers": {"bm25": bm}, "unmeasured": ["knrm"], "complete": False}
+    md = "\n".join(shard_scaling("scaling_x.json", partial))
+    assert "**measured rankers**" in md and "(not in the projection): knrm" in md and "stopped (partial" in md
     assert main([str(d), "--out", str(d / "scaling_x.json")]) == 0
     assert "## Scaling (scaling_x.json)" in write_report(d, tmp_path / "R.md").read_text()
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")]) == 2
