@@ -8,6 +8,9 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --tar
 export PYTHONPATH=/tmp/site:$PWD REXBENCH_DATA=$PWD/.gpu/data REXBENCH_MINILM=$PWD/.gpu/minilm REXBENCH_HOME=/tmp/rxh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/nvidia_smi.txt"
 python3 -c "import torch, transformers, captum; print(torch.__version__, transformers.__version__, captum.__version__)"
+# `bash benchmarks/gpu_checks.sh scaling` runs only the issue-12 checks (fits one 600 s call); default: all.
+MODE=${1:-all}
+if [ "$MODE" = all ]; then
 echo "== floors (cuda)"
 timeout 200 python3 -m suites.cli floors --device cuda --out "$OUT/floors_cuda.json" --pairs 3 2>&1 | tail -20
 echo "== end to end: quick suite on cuda (2 queries)"
@@ -17,10 +20,11 @@ cp /tmp/quick_cuda/summary.csv "$OUT/quick_cuda_summary.csv" 2>/dev/null
 echo "== benchmarks (cuda)"
 REXBENCH_BENCH_DEVICE=cuda timeout 200 python3 -m pytest tests/benchmarks -q -o addopts="" -p no:cacheprovider \
   --benchmark-only --benchmark-json="$OUT/bench_cuda.json" --benchmark-columns=median,rounds 2>&1 | tail -15
+fi
 echo "== scaling (cuda): cross-pair batching on the cross-encoder; full-size transformer shards (issue 12)"
 REXBENCH_BENCH_DEVICE=cuda timeout 150 python3 -m pytest tests/benchmarks/test_bench_scale.py -k cross_pair -q \
   -o addopts="" -p no:cacheprovider --benchmark-only --benchmark-json="$OUT/scaling_cuda.json" 2>&1 | tail -6
-timeout 300 python3 -m suites.cli run suites/cranfield_gpu.toml --device cuda --limit 1 --out /tmp/tr_cuda --quiet \
+timeout 400 python3 -m suites.cli run suites/cranfield_gpu.toml --device cuda --limit 1 --out /tmp/tr_cuda --quiet \
   --overwrite 2>&1 | tail -3
 python3 -m suites.scaling /tmp/tr_cuda --out "$OUT/scaling_transformers_cuda.json"
 echo "== done"
