@@ -151,7 +151,9 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
     elapsed_before = _record_start(store, cfg, coll, device, fp, resume)
     spec = RunSpec(cfg, device, data_dir)
     try:
-        loaded, cost = prepare(cfg, coll, store, device, progress, probed or {}, qids[0])
+        # shard order matters only when shards run side by side
+        loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
+                               None if isinstance(eng, SerialEngine) else qids[0])
         shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
         with eng:
             _execute(eng, spec, shards, loaded, store, cfg, address, progress,
@@ -162,8 +164,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
             if cfg.effectiveness:
                 _effectiveness(store, cfg, device, progress, data_dir)
             export(store, out)
-    finally:
-        eng.close()
+    finally:  # the engine is closed by `with eng` (or by run_suite when preparing failed)
         store.close()
     return out
 
@@ -209,12 +210,12 @@ def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, r
     return store.meta().get("elapsed", 0.0) if resume else 0.0
 
 
-def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict, qid: str
-            ) -> tuple[dict, dict[str, float]]:
+def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict,
+            qid: str | None = None) -> tuple[dict, dict[str, float]]:
     """Load each ranker once here (training and caching any not yet trained, so workers only load;
     `probed`: rankers `check_inputs` loaded already) and record its effectiveness. Returns the loaded
-    rankers that will be explained, and each one's seconds to score query `qid`'s candidates (the
-    planner's estimate of what its shards cost)."""
+    rankers that will be explained, and (with `qid`) each one's seconds to score that query's
+    candidates: the planner's estimate of what its shards cost."""
     loaded, cost = {}, {}
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
@@ -232,7 +233,8 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                                                                                          ranker)})
         if rparams.get("explain", True):
             loaded[rname] = ranker
-            cost[rname] = _scoring_seconds(ranker, coll, qid)
+            if qid is not None:
+                cost[rname] = _scoring_seconds(ranker, coll, qid)
     return loaded, cost
 
 

@@ -271,3 +271,13 @@ def test_shard_timings_and_their_projection(tmp_path, capsys):
     assert "## Scaling (scaling_x.json)" in write_report(d, tmp_path / "R.md").read_text()
     assert main([str(tmp_path / "nothing"), "--out", str(tmp_path / "x.json")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_plan_starts_the_costliest_rankers_and_skips_recorded_shards():
+    from suites.config import SuiteConfig
+    from suites.runner import plan
+    cfg = SuiteConfig(name="s", collection="synthetic", rankers={"a": {}, "b": {"queries": 1}, "c": {},
+                                                                 "d": {"explain": False}})
+    shards = plan(cfg, ["q1", "q2"], {("c", "q1")}, {"a": 0.1, "b": 2.0, "c": 0.5})
+    assert shards == [("b", "q1"), ("c", "q2"), ("a", "q1"), ("a", "q2")]
+    assert plan(cfg, ["q1", "q2"], set()) == [("a", "q1"), ("a", "q2"), ("b", "q1"), ("c", "q1"), ("c", "q2")]
