@@ -67,11 +67,13 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
               relevant: int = 1, contrast_gap: int = 5, run_file: str | None = None, seed: int = 0,
               device: str = "cpu", batch_size: int | str = "auto", name: str = "api", out: str | Path | None = None,
               resume: bool = False, overwrite: bool = False, progress: bool = False,
-              data_dir: str | None = None) -> pd.DataFrame:
+              data_dir: str | None = None, workers: int = 1, address: str | None = None) -> pd.DataFrame:
     """Run explainers x metrics over `queries` of `collection` for each ranker; returns the result rows
     (columns as `results.csv`: suite, ranker, explainer, collection, qid, docid, metric, value, status,
     message, seconds, forward_passes, ...). Incompatible explainers appear as status "skipped" with the
-    reason, crashes as "error"; bad input raises `BadInput` before anything runs."""
+    reason, crashes as "error"; bad input raises `BadInput` before anything runs. `workers` > 1 or
+    `address` run the shards on Dask as `rexbench run` does; ranker objects then travel to the workers
+    (cloudpickle: module-level functions, lambdas and torch modules do; open files, locks, sockets don't)."""
     from explainers import explainer_class
     from metrics import metric_spec
     from rankers.params import check_params
@@ -98,9 +100,33 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
                       split=split, queries=queries, top_k=top_k, relevant=relevant, contrast_gap=contrast_gap,
                       run_file=str(Path(run_file).resolve()) if run_file else None, rankers=tables, explainers=exp,
                       metrics=met, objects=objects)
+    if workers > 1 or address:
+        _check_shippable(objects)
     if out is not None:
-        run_suite(cfg, out, resume=resume, overwrite=overwrite, progress=progress, data_dir=data_dir)
+        run_suite(cfg, out, resume=resume, overwrite=overwrite, progress=progress, data_dir=data_dir,
+                  workers=workers, address=address)
         return pd.read_csv(Path(out) / "results.csv", dtype={"qid": str, "docid": str})
     with tempfile.TemporaryDirectory(prefix="rexbench-") as tmp:
-        run_suite(cfg, Path(tmp) / "run", progress=progress, data_dir=data_dir)
+        run_suite(cfg, Path(tmp) / "run", progress=progress, data_dir=data_dir, workers=workers, address=address)
         return pd.read_csv(Path(tmp) / "run" / "results.csv", dtype={"qid": str, "docid": str})
+
+
+def _check_shippable(objects: dict) -> None:
+    """Ranker objects must make the round trip to Dask workers; one that cannot is a one-line BadInput."""
+    import logging
+    try:
+        from distributed.protocol.pickle import dumps, loads
+    except ImportError:
+        raise BadInput("workers > 1 and address need Dask: pip install 'rexbench[distributed]'") from None
+    log = logging.getLogger("distributed.protocol.pickle")  # it logs each failed attempt with a traceback
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        for name, obj in objects.items():
+            try:
+                loads(dumps(obj))  # what a worker would do with it
+            except Exception as e:
+                raise BadInput(f"ranker {name!r} cannot be sent to Dask workers ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); use workers=1") from None
+    finally:
+        log.setLevel(level)

@@ -278,3 +278,30 @@ def test_cli_ranker_definitions_are_validated(tmp_path, capsys):
     assert main(["explain", "--suite", str(p), "--ranker", "bm25", "--ranker-param", "k1=2", "--explainer",
                  "occlusion", "--qid", "1", "--docid", "184"]) == 2
     assert "drop --ranker-param" in capsys.readouterr().err
+
+
+def test_api_benchmark_on_workers_equals_serial(tmp_path):
+    """Ranker objects travel to Dask workers (a module-level function and a lambda) and give the serial
+    rows; one that cannot be serialised is a one-line error before anything runs."""
+    pytest.importorskip("distributed")
+    import threading
+
+    from byo_rankers import bm25_text
+
+    from rankers import CallableRanker
+    from rankers.errors import BadInput
+    from suites.api import benchmark
+    rankers = {"fn": CallableRanker(bm25_text, name="text_bm25"),
+               "lam": CallableRanker(lambda qs, ds: bm25_text(qs, ds), name="lam")}
+    kw = dict(explainers={"occlusion": {}, "kernel_shap": {"n_samples": 20}}, metrics=["deletion", "rank_insertion"],
+              queries=2, top_k=1, relevant=0)
+    key = ["ranker", "explainer", "qid", "docid", "metric"]
+    serial = benchmark(rankers, **kw).sort_values(key).reset_index(drop=True)
+    two = benchmark(rankers, workers=2, **kw).sort_values(key).reset_index(drop=True)
+    assert len(serial) == 16 and (serial.status == "ok").all()
+    pd.testing.assert_frame_equal(serial[key + ["value", "status"]], two[key + ["value", "status"]])
+    lock = threading.Lock()
+    with pytest.raises(BadInput, match=r"ranker 'locked' cannot be sent to Dask workers .*use workers=1"):
+        benchmark({"locked": CallableRanker(lambda qs, ds, _l=lock: bm25_text(qs, ds), name="locked")}, workers=2,
+                  out=tmp_path / "never", **kw)
+    assert not (tmp_path / "never").exists()
