@@ -79,6 +79,7 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
     from rankers.params import check_params
 
     from .config import SAMPLE_KEYS, SUITE_KEYS
+    from .engine import engine
     from .runner import run_suite
 
     tables, objects = _rankers(rankers)
@@ -101,6 +102,7 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
                       run_file=str(Path(run_file).resolve()) if run_file else None, rankers=tables, explainers=exp,
                       metrics=met, objects=objects)
     if workers > 1 or address:
+        engine(workers, address, device)  # Dask is installed (else BadInput)
         _check_shippable(objects)
     if out is not None:
         run_suite(cfg, out, resume=resume, overwrite=overwrite, progress=progress, data_dir=data_dir,
@@ -112,12 +114,11 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
 
 
 def _check_shippable(objects: dict) -> None:
-    """Ranker objects must make the round trip to Dask workers; one that cannot is a one-line BadInput."""
+    """Ranker objects must make the round trip to Dask workers (installed); one that cannot is a one-line
+    BadInput."""
     import logging
-    try:
-        from distributed.protocol.pickle import dumps, loads
-    except ImportError:
-        raise BadInput("workers > 1 and address need Dask: pip install 'rexbench[distributed]'") from None
+
+    from distributed.protocol.pickle import dumps, loads
     log = logging.getLogger("distributed.protocol.pickle")  # it logs each failed attempt with a traceback
     level = log.level
     log.setLevel(logging.CRITICAL)

@@ -91,7 +91,7 @@ class RankerRuntime:
     metric_params: dict[str, dict]
     bm25: torch.nn.Module
     #: rows per model call (the suite's, or "auto" resolved for this device and ranker)
-    batch_size: int = 256
+    batch_size: int
 
 
 def explainer_order(cfg: SuiteConfig) -> list[str]:

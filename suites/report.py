@@ -305,9 +305,11 @@ def _batch_text(rankers: pd.DataFrame) -> str:
     if rankers.empty or "batch_size" not in rankers:
         return ""
     sizes = {r: int(b) for r, b in zip(rankers.ranker, rankers.batch_size) if pd.notna(b)}
+    if not sizes:
+        return ""
     if len(set(sizes.values())) == 1:
         return f"; {next(iter(sizes.values()))} rows per model call"
-    return "; rows per model call: " + ", ".join(f"{k} {v}" for k, v in sizes.items()) if sizes else ""
+    return "; rows per model call: " + ", ".join(f"{k} {v}" for k, v in sizes.items())
 
 
 def _engine_line(meta: dict, exps: list, fin: dict) -> str:
@@ -375,7 +377,8 @@ def shard_scaling(name: str, data: dict, workers: tuple[int, ...] = (1, 2, 8, 32
     if not rows:
         return []
     missing = data.get("unmeasured") or []
-    rows.append({"ranker": "**measured rankers**" if missing else "**all**", "shards measured": sum(d["shards"] for d in data["rankers"].values()),
+    rows.append({"ranker": "**measured rankers**" if missing else "**all**",
+                 "shards measured": sum(d["shards"] for d in data["rankers"].values()),
                  "seconds per shard": "", "explanations/s per worker": "", "queries in the suite": "",
                  **{f"projected, {w} worker{'s' * (w > 1)}": _duration(total / w) for w in workers}})
     wall = data.get("wall_seconds")

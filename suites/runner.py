@@ -57,10 +57,9 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
-    qids = coll.split(cfg.split)
+    qids = sampled_queries(cfg, coll)
     if not qids:
         raise BadInput(f"split {cfg.split!r} of {coll.name} has no queries")
-    qids = qids[: cfg.queries] if cfg.queries else qids
     if cfg.run_file:
         coll = coll.with_run(cfg.run_file)
         lacking = [q for q in qids if q not in coll.run]
@@ -71,6 +70,12 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
     return coll, qids, probed
+
+
+def sampled_queries(cfg: SuiteConfig, coll) -> list[str]:
+    """The suite's queries: the first `queries` of its split (all with 0)."""
+    qids = coll.split(cfg.split)
+    return qids[: cfg.queries] if cfg.queries else qids
 
 
 def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str):

@@ -51,17 +51,18 @@ def shard_timings(run_dir: str | Path) -> dict:
 
 
 def _planned_queries(suite: dict) -> dict[str, int]:
-    """Queries per ranker in the suite file as written (a run with --limit measures fewer)."""
+    """Shards (queries) per explained ranker in the suite file as written (a run with --limit measures fewer)."""
+    from collections import Counter
+
     from .collections import load_collection
     from .config import load_suite
+    from .runner import plan, sampled_queries
     path = suite.get("path")
     if not path or not Path(path).is_file():
         return {}
     cfg = load_suite(path)
-    n = len(load_collection(cfg.collection, seed=cfg.seed).split(cfg.split))
-    n = min(n, cfg.queries) if cfg.queries else n
-    return {r: min(n, t["queries"]) if t.get("queries") else n for r, t in cfg.rankers.items()
-            if t.get("explain", True)}
+    qids = sampled_queries(cfg, load_collection(cfg.collection, seed=cfg.seed))
+    return dict(Counter(r for r, _ in plan(cfg, qids, set())))
 
 
 def main(argv: list[str] | None = None) -> int:
