@@ -133,8 +133,8 @@ class Explainer:
     requires: tuple = ()
     stochastic = False
     #: user-settable constructor parameters (suite tables, `--param`, `rexbench list --json`)
-    params: dict[str, Param] = {"seed": Int(0, lo=0, doc="RNG seed (stochastic explainers)"),
-                                "batch_size": Int(256, lo=1, doc="rows per model call")}
+    params: dict[str, Param] = {"seed": Int(0, lo=0, hi=2 ** 32 - 1, doc="RNG seed (stochastic explainers)"),
+                                "batch_size": Int(256, lo=1, hi=65536, doc="rows per model call")}
 
     def __init__(self, ranker: Ranker, seed: int = 0, batch_size: int = 256):
         ok, why = self.compatible(ranker)

@@ -69,8 +69,8 @@ class IntegratedGradientsExplainer(_Gradient):
     matrix; embedding inputs from the zero baseline, where the matrix is 0),
     giving a term-pair map."""
 
-    params = {**_Gradient.params, "n_steps": Int(50, lo=1, doc="Riemann steps"),
-              "internal_batch_size": Int(64, lo=1), "pair_map": Bool(False, "also layer IG on the cosine matrix")}
+    params = {**_Gradient.params, "n_steps": Int(50, lo=1, hi=10000, doc="Riemann steps"),
+              "internal_batch_size": Int(64, lo=1, hi=65536), "pair_map": Bool(False, "also layer IG on the cosine matrix")}
 
     def __init__(self, ranker, n_steps: int = 50, internal_batch_size: int = 64, pair_map: bool = False,
                  input: str = "mask", seed: int = 0, batch_size: int = 256):
@@ -127,7 +127,7 @@ class GradientShapExplainer(_Gradient):
     """GradientSHAP with baselines {zero, the input scaled by 0.5} and Gaussian noise `stdevs`."""
 
     stochastic = True
-    params = {**_Gradient.params, "n_samples": Int(32, lo=1), "stdevs": Float(0.0, lo=0.0)}
+    params = {**_Gradient.params, "n_samples": Int(32, lo=1, hi=100000), "stdevs": Float(0.0, lo=0.0)}
 
     def __init__(self, ranker, n_samples: int = 32, stdevs: float = 0.0, input: str = "mask", seed: int = 0,
                  batch_size: int = 256):
@@ -140,7 +140,7 @@ class GradientShapExplainer(_Gradient):
 
 
 class _Perturbation(Explainer):
-    params = {**Explainer.params, "perturbations_per_eval": Int(64, lo=1, doc="perturbed rows per model call")}
+    params = {**Explainer.params, "perturbations_per_eval": Int(64, lo=1, hi=65536, doc="perturbed rows per model call")}
 
     def __init__(self, ranker, perturbations_per_eval: int = 64, seed: int = 0, batch_size: int = 256):
         super().__init__(ranker, seed=seed, batch_size=batch_size)
@@ -170,7 +170,7 @@ class OcclusionExplainer(_Perturbation):
     """Sliding windows of `window` tokens (stride 1) set to 0; each token gets
     the mean drop of the windows covering it. window=1 is leave-one-out."""
 
-    params = {**_Perturbation.params, "window": Int(3, lo=1, doc="tokens per occluded window")}
+    params = {**_Perturbation.params, "window": Int(3, lo=1, hi=10000, doc="tokens per occluded window")}
 
     def __init__(self, ranker, window: int = 3, perturbations_per_eval: int = 64, seed: int = 0,
                  batch_size: int = 256):
@@ -185,7 +185,7 @@ class OcclusionExplainer(_Perturbation):
 
 class _Sampling(_Perturbation):
     stochastic = True
-    params = {**_Perturbation.params, "n_samples": Int(200, lo=1, doc="sampled coalitions")}
+    params = {**_Perturbation.params, "n_samples": Int(200, lo=1, hi=100000, doc="sampled coalitions")}
 
     def __init__(self, ranker, n_samples: int = 200, perturbations_per_eval: int = 64, seed: int = 0,
                  batch_size: int = 256):
@@ -197,7 +197,7 @@ class _Sampling(_Perturbation):
 class ShapleySamplingExplainer(_Sampling):
     """Shapley value sampling over `n_samples` random token permutations."""
 
-    params = {**_Sampling.params, "n_samples": Int(25, lo=1, doc="sampled permutations")}
+    params = {**_Sampling.params, "n_samples": Int(25, lo=1, hi=100000, doc="sampled permutations")}
 
     def __init__(self, ranker, n_samples: int = 25, perturbations_per_eval: int = 64, seed: int = 0,
                  batch_size: int = 256):

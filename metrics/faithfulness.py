@@ -46,7 +46,7 @@ from .curves import (EMPTY_NOT_BELOW, attribution_orders, auc, curve_masks, norm
 
 ERASER_BINS = (1, 5, 10, 20, 50)
 _BINS = Param((list,), list(ERASER_BINS), each=Float(None, lo=0.01, hi=100.0), doc="top-k% bins, each in (0, 100]")
-_STEPS = Int(20, lo=1, doc="curve steps (fewer when the document is shorter)")
+_STEPS = Int(20, lo=1, hi=10000, doc="curve steps (fewer when the document is shorter)")
 _TIES = Int(8, lo=1, hi=256, doc="random orders of tied tokens averaged (only when attributions tie)")
 
 
@@ -187,7 +187,7 @@ class RankSufficiency(_Eraser):
 
 
 @register_metric("pairwise_flip", "lower", "fraction of d+ tokens deleted before s(q,d+) < s(q,d-)",
-                 range=(0, 1), params={"max_steps": Int(None, lo=1, nullable=True, doc="null: one token at a time")})
+                 range=(0, 1), params={"max_steps": Int(None, lo=1, hi=10000, nullable=True, doc="null: one token at a time")})
 class PairwiseFlip:
     @staticmethod
     def plan(ctx, max_steps=None):
@@ -211,7 +211,7 @@ class PairwiseFlip:
 @register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%",
                  range=(-1, 1), scope="query",
                  params={"k_frac": Float(0.2, lo=0.01, hi=1.0, doc="fraction of top tokens deleted"),
-                         "batch_size": Int(256, lo=1)})
+                         "batch_size": Int(256, lo=1, hi=65536)})
 def listwise_tau_metric(qctx, k_frac: float = 0.2, batch_size: int = 256) -> MetricResult:
     """Query scope: one value per (query, explainer) from the query's explained documents."""
     return listwise_tau(qctx.ranker, qctx.query_tokens, [e.doc_tokens for e in qctx.explanations],

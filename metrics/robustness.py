@@ -57,7 +57,7 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
 
 
 @register_metric("sanity_randomization", "lower", "|Spearman rho|, explanation of trained vs fully randomised ranker",
-                 range=(0, 1), params={"max_stages": Int(None, lo=1, nullable=True, doc="null: every stage")})
+                 range=(0, 1), params={"max_stages": Int(None, lo=1, hi=1000, nullable=True, doc="null: every stage")})
 def sanity_randomization(ctx, max_stages=None):
     require(ctx.explainer is not None, "needs the explainer to rerun")
     stages = randomisation_stages(ctx.ranker, max_stages)
@@ -91,7 +91,7 @@ def sanity_randomization(ctx, max_stages=None):
 
 @register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", range=(-1, 1),
                  params={"reference": Str("feature_ablation", doc="reference explainer (runs first)"),
-                         "k": Int(5, lo=1, doc="top-k for the Jaccard overlap in info")})
+                         "k": Int(5, lo=1, hi=10000, doc="top-k for the Jaccard overlap in info")})
 def explainer_agreement(ctx, reference="feature_ablation", k=5):
     require(reference in ctx.peers, f"reference explainer {reference!r} not run on this pair")
     a = np.asarray(ctx.explanation.doc_scores)
@@ -105,7 +105,7 @@ def explainer_agreement(ctx, reference="feature_ablation", k=5):
 
 
 @register_metric("infidelity", "lower", "Captum infidelity (normalised), random token removal", range=(0, None),
-                 params={"n_perturb_samples": Int(32, lo=1), "p_remove": Float(0.2, lo=0.01, hi=1.0)})
+                 params={"n_perturb_samples": Int(32, lo=1, hi=10000), "p_remove": Float(0.2, lo=0.01, hi=1.0)})
 def infidelity_metric(ctx, n_perturb_samples=32, p_remove=0.2):
     from captum.metrics import infidelity
     sc = ctx.scorer()
@@ -124,7 +124,7 @@ def infidelity_metric(ctx, n_perturb_samples=32, p_remove=0.2):
 
 
 @register_metric("sensitivity_max", "lower", "Captum sensitivity_max, mask noise radius 0.02", range=(0, None),
-                 params={"n_perturb_samples": Int(5, lo=1), "radius": Float(0.02, lo=0.0, hi=1.0)})
+                 params={"n_perturb_samples": Int(5, lo=1, hi=10000), "radius": Float(0.02, lo=0.0, hi=1.0)})
 def sensitivity_max_metric(ctx, n_perturb_samples=5, radius=0.02):
     from captum.metrics import sensitivity_max
     require(ctx.explainer is not None, "needs the explainer to rerun")

@@ -72,7 +72,7 @@ class BM25(Ranker):
     capabilities = ("mask_gradient", "single_use_modules", "exact_contributions")
 
     params = {"k1": Float(1.2, lo=0.001, hi=100.0, doc="term-frequency saturation"), "b": Float(0.75, lo=0.0, hi=1.0,
-              doc="length normalisation"), "max_doc_len": Int(512, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
+              doc="length normalisation"), "max_doc_len": Int(512, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)")}
 
     def __init__(self, vocab: Vocab, idf: torch.Tensor | None = None, avgdl: float = 1.0,
                  k1: float = 1.2, b: float = 0.75, max_doc_len: int = 512):

@@ -58,9 +58,9 @@ class _HFRanker(Ranker):
     runtime_params = ("removal",)
     params = {"model": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),
               "max_length": Int(256, lo=8, hi=8192, doc="pieces per encoded sequence"),
-              "max_doc_len": Int(256, lo=1, doc="document words kept"),
-              "max_query_len": Int(32, lo=1, doc="query words kept"),
-              "layer": Int(-1, doc="encoder layer Grad-CAM reads (-1: last)"),
+              "max_doc_len": Int(256, lo=1, hi=100000, doc="document words kept"),
+              "max_query_len": Int(32, lo=1, hi=10000, doc="query words kept"),
+              "layer": Int(-1, lo=-1000, hi=1000, doc="encoder layer Grad-CAM reads (-1: last)"),
               "removal": Choice("pad", ("pad", "delete"), doc="removal operator of a word: pad = its pieces' "
                                 "embeddings move to the PAD embedding (differentiable); delete = its pieces leave "
                                 "the sequence (later pieces move up) wherever the mask is exactly 0"),

@@ -62,11 +62,13 @@ SUITE_KEYS = {"name": Str(None, doc="identifier: letters, digits, _ and -"),
                                      "auto: per device and ranker (rankers.scorer.default_batch_size: CPU 16 for "
                                      "transformers, 128 others; CUDA 128-512 by memory)"),
               "description": Str("")}
+#: suite keys that do not change what a run computes (editing them does not refuse --resume)
+NOT_FINGERPRINTED = ("description",)
 SAMPLE_KEYS = {"split": Choice("test", ("train", "dev", "test", "all")),
-               "queries": Int(8, lo=0, doc="queries from the split (0 = all)"),
-               "top_k": Int(2, lo=0, doc="the ranker's top-k candidates per query"),
-               "relevant": Int(1, lo=0, doc="plus up to this many judged-relevant candidates"),
-               "contrast_gap": Int(5, lo=1, doc="d- for pairwise metrics: this many ranks below d+"),
+               "queries": Int(8, lo=0, hi=100000, doc="queries from the split (0 = all)"),
+               "top_k": Int(2, lo=0, hi=1000, doc="the ranker's top-k candidates per query"),
+               "relevant": Int(1, lo=0, hi=1000, doc="plus up to this many judged-relevant candidates"),
+               "contrast_gap": Int(5, lo=1, hi=1000, doc="d- for pairwise metrics: this many ranks below d+"),
                "run_file": Str(None, nullable=True, doc="TREC run file (qid Q0 docid rank score tag, path relative to "
                                "the suite file) giving the candidates of every sampled query (default: BM25 top-100)")}
 #: keys of a `[rankers.NAME]` table besides the ranker's own constructor parameters
@@ -74,7 +76,7 @@ RANKER_KEYS = {"type": Str(None, nullable=True, doc="registered ranker type (def
                "checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
                "train": Bool(True, "train (or fine-tune) on first use when no checkpoint is cached; false: never train "
                              "(HF models are used as given; others need a checkpoint)"),
-               "queries": Int(0, lo=0, doc="fewer queries for this ranker (0 = the suite's)"),
+               "queries": Int(0, lo=0, hi=100000, doc="fewer queries for this ranker (0 = the suite's)"),
                "explain": Bool(True, "explain this ranker; false: effectiveness only (e.g. a variant to compare)"),
                "explainers": Param((dict,), {}, doc="per-ranker explainer parameter overrides"),
                "metrics": Param((dict,), {}, doc="per-ranker metric parameter overrides")}
@@ -144,7 +146,7 @@ class SuiteConfig:
                                      {k: v for k, v in t.items() if k in RANKER_KEYS}),
                           "type": self.ranker_type(r), "params": own, "explainers": t.get("explainers", {}),
                           "metrics": t.get("metrics", {})}
-        return {"suite": {k: getattr(self, k) for k in SUITE_KEYS},
+        return {"suite": {k: getattr(self, k) for k in SUITE_KEYS if k not in NOT_FINGERPRINTED},
                 "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
                 "rankers": rankers,
                 "explainers": {e: resolved(explainer_class(e).params, p) for e, p in self.explainers.items()},
