@@ -11,7 +11,7 @@ from .params import Int
 #: KNRM's margin of every negative over its empty version (chosen on dev nDCG@10, see KNRM)
 EMPTY_MARGIN = 0.1
 from .registry import register_ranker
-from .text import PAD_ID, Vocab
+from .text import PAD_ID, UNK_ID, Vocab
 
 
 class _Tap(nn.Identity):
@@ -20,7 +20,7 @@ class _Tap(nn.Identity):
 
 class _EmbeddingRanker(Ranker):
     capabilities = ("mask_gradient", "embedding", "interaction_layer", "single_use_modules", "randomisable")
-    params = {"dim": Int(64, lo=2, doc="embedding size (PPMI-SVD initialised)"), "max_doc_len": Int(256, lo=1, doc="document tokens kept (longer ones are truncated and recorded)"), "max_query_len": Int(32, lo=1, doc="query tokens kept")}
+    params = {"dim": Int(64, lo=2, hi=4096, doc="embedding size (PPMI-SVD initialised)"), "max_doc_len": Int(256, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)"), "max_query_len": Int(32, lo=1, hi=10000, doc="query tokens kept")}
     def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
         self.dim = dim
@@ -56,12 +56,20 @@ class _EmbeddingRanker(Ranker):
         d_m = (d_ids != PAD_ID).float() if d_ids is not None else torch.ones(d_emb.shape[:2], device=d_emb.device)
         if d_mask is not None:
             d_m = d_m * d_mask
-        if shared_rows(q_ids, d_emb):
+        shared = shared_rows(q_ids, d_emb)
+        if shared:
             q_ids, d_emb = q_ids[:1], d_emb[:1]
         q = F.normalize(self.embedding(q_ids), dim=-1, eps=1e-6)
         d = F.normalize(d_emb, dim=-1, eps=1e-6)
-        sim = self.interaction_layer(q @ d.transpose(1, 2))
-        return sim, q_m, d_m
+        sim = q @ d.transpose(1, 2)
+        # an unknown word (<unk>, free text only: a collection's own words are all in its vocabulary) is
+        # unrelated to every word, another unknown one included: cosine 0, never the exact-match kernel
+        unk = (q_ids == UNK_ID)[:, :, None]
+        if d_ids is not None:
+            unk = unk | (d_ids[:1] if shared else d_ids)[:, None, :].eq(UNK_ID)
+        if bool(unk.any()):
+            sim = sim.masked_fill(unk, 0.0)
+        return self.interaction_layer(sim), q_m, d_m
 
 
 @register_ranker("knrm", kind="interaction")
@@ -92,7 +100,7 @@ class KNRM(_EmbeddingRanker):
     train_defaults = {"empty_margin": EMPTY_MARGIN}
 
     capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
-    params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, doc="RBF kernels (the last is exact match)")}
+    params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, hi=101, doc="RBF kernels (the last is exact match)")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
                  max_query_len: int = 32):
@@ -129,8 +137,8 @@ class MatchPyramid(_EmbeddingRanker):
     """
 
     capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
-    params = {**_EmbeddingRanker.params, "channels": Int(8, lo=1, doc="conv feature maps"),
-              "hidden": Int(32, lo=1, doc="MLP hidden units")}
+    params = {**_EmbeddingRanker.params, "channels": Int(8, lo=1, hi=1024, doc="conv feature maps"),
+              "hidden": Int(32, lo=1, hi=4096, doc="MLP hidden units")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, channels: int = 8, pool: tuple[int, int] = (3, 10),
                  hidden: int = 32, max_doc_len: int = 256, max_query_len: int = 32):
@@ -180,7 +188,7 @@ class RandomRanker(_EmbeddingRanker):
     """
 
     capabilities = ("mask_gradient", "embedding", "single_use_modules", "randomisable")
-    params = {"dim": Int(16, lo=1), "max_doc_len": Int(256, lo=1, doc="document tokens kept (longer ones are truncated and recorded)")}
+    params = {"dim": Int(16, lo=1, hi=4096), "max_doc_len": Int(256, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)")}
 
     def __init__(self, vocab: Vocab, dim: int = 16, seed: int = 0, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, dim, max_doc_len, max_query_len)
