@@ -20,7 +20,7 @@ import torch
 
 from .base import Ranker
 from .errors import BadInput
-from .params import Int, Str
+from .params import Float, Int, Str
 from .registry import register_ranker
 from .text import PAD_ID, GrowingVocab, Vocab
 
@@ -60,12 +60,14 @@ class CallableRanker(Ranker):
     capabilities = ()
     pretrained = True
     params = {"function": Str(None, doc="'module:attr' naming fn(queries: list[str], docs: list[str]) -> scores"),
-              "batch_size": Int(256, lo=1, doc="pairs per call of the function"),
-              "max_doc_len": Int(512, lo=1, doc="document words kept"),
-              "max_query_len": Int(64, lo=1, doc="query words kept")}
+              "batch_size": Int(256, lo=1, hi=65536, doc="pairs per call of the function"),
+              "max_doc_len": Int(512, lo=1, hi=100000, doc="document words kept"),
+              "max_query_len": Int(64, lo=1, hi=10000, doc="query words kept"),
+              "timeout_s": Float(0.0, lo=0.0, hi=86400.0, doc="seconds one call of the function may take (0: no "
+                                 "limit); a call over it is an error for that pair (the suite goes on)")}
 
     def __init__(self, function: str | ScoreFn | None = None, vocab: Vocab | None = None, batch_size: int = 256,
-                 max_doc_len: int = 512, max_query_len: int = 64, name: str | None = None):
+                 max_doc_len: int = 512, max_query_len: int = 64, name: str | None = None, timeout_s: float = 0.0):
         super().__init__(GrowingVocab(list(vocab.itos)) if vocab is not None else GrowingVocab(),
                          max_doc_len=max_doc_len, max_query_len=max_query_len)
         if function is None:
@@ -75,6 +77,10 @@ class CallableRanker(Ranker):
         if not callable(self.fn):
             raise BadInput(f"callable ranker: {function!r} is not callable")
         self.batch_size = int(batch_size)
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s <= 86400:
+            raise BadInput(f"callable ranker: timeout_s must be seconds in [0, 86400], got {timeout_s!r}")
+        self.timeout_s = float(timeout_s)
+        self._pool = None
         if name is not None:
             self.name = name
         self.calls = 0  # calls of fn so far (cost accounting)
@@ -85,7 +91,27 @@ class CallableRanker(Ranker):
 
     def config(self) -> dict:
         return {"function": self.function, "batch_size": self.batch_size, "max_doc_len": self.max_doc_len,
-                "max_query_len": self.max_query_len}
+                "max_query_len": self.max_query_len, **({"timeout_s": self.timeout_s} if self.timeout_s else {})}
+
+    def __getstate__(self):  # the timeout's thread pool stays behind (Dask ships rankers to workers)
+        return {**self.__dict__, "_pool": None}
+
+    def _timed(self, queries: list[str], docs: list[str]):
+        """fn(queries, docs), bounded by `timeout_s`: the call runs in a helper thread; one that is late is
+        abandoned (Python cannot stop it; it finishes in the background) and reported as a BadInput."""
+        from concurrent.futures import ThreadPoolExecutor, TimeoutError as Late
+        if not self.timeout_s:
+            return self.fn(queries, docs)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rexbench-callable")
+        fut = self._pool.submit(self.fn, queries, docs)
+        try:
+            return fut.result(timeout=self.timeout_s)
+        except Late:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+            raise BadInput(f"ranker {self.name!r}: the function {self.function} did not return within "
+                           f"{self.timeout_s:g} s (timeout_s) on {len(docs)} pairs") from None
 
     def _text(self, row: torch.Tensor, keep: torch.Tensor | None = None) -> str:
         ids = row.tolist()
@@ -108,7 +134,7 @@ class CallableRanker(Ranker):
 
     def _call(self, queries: list[str], docs: list[str]) -> list[float]:
         try:
-            got = self.fn(queries, docs)
+            got = self._timed(queries, docs)
             scores = [float(x) for x in got]
         except BadInput:
             raise

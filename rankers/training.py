@@ -238,6 +238,14 @@ def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Rank
     return model.eval()
 
 
+def cached_checkpoint(name: str, collection, seed: int = 0, config: dict | None = None) -> Path:
+    """Where `get_ranker` caches (and looks for) the trained ranker `name` with constructor `config`."""
+    spec = ranker_spec(name)
+    config = {k: v for k, v in check_params(f"ranker {name}", spec.cls.params, config or {}).items()
+              if k not in spec.cls.runtime_params}
+    return checkpoint_dir(collection.name, name, seed, config)
+
+
 def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = None, train_if_missing: bool = True,
                device: str = "cpu", progress: bool = True, config: dict | None = None) -> Ranker:
     """A ready ranker: from `checkpoint`, the cache, or trained now (and cached).

@@ -43,11 +43,18 @@ def _rankers(rankers: Any) -> tuple[dict[str, dict], dict[str, Ranker]]:
     """-> (suite ranker tables, name -> object) for objects, functions and registered names."""
     if isinstance(rankers, (Ranker, str)) or callable(rankers) and not isinstance(rankers, Mapping):
         rankers = [rankers]
+    if not isinstance(rankers, (Mapping, list, tuple)):
+        raise BadInput(f"rankers: expected a Ranker, a function, a registered name, or a list or mapping of them, "
+                       f"not {type(rankers).__name__}")
+    if not rankers:
+        raise BadInput("rankers: give at least one ranker")
     if not isinstance(rankers, Mapping):
         rankers = {(r if isinstance(r, str) else getattr(r, "name", None) or getattr(r, "__name__", "ranker")): r
                    for r in rankers}
     tables, objects = {}, {}
     for name, r in rankers.items():
+        if not isinstance(name, str):
+            raise BadInput(f"ranker names must be strings, not {type(name).__name__} {name!r}")
         check_name(name, "ranker name")
         if isinstance(r, str):
             tables[name] = {"type": r}
@@ -66,14 +73,16 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
               collection: str = "cranfield", *, split: str = "test", queries: int = 8, top_k: int = 2,
               relevant: int = 1, contrast_gap: int = 5, run_file: str | None = None, seed: int = 0,
               device: str = "cpu", batch_size: int | str = "auto", name: str = "api", out: str | Path | None = None,
-              resume: bool = False, overwrite: bool = False, progress: bool = False,
+              resume: bool = False, overwrite: bool = False, progress: bool | None = None,
               data_dir: str | None = None, workers: int = 1, address: str | None = None) -> pd.DataFrame:
     """Run explainers x metrics over `queries` of `collection` for each ranker; returns the result rows
     (columns as `results.csv`: suite, ranker, explainer, collection, qid, docid, metric, value, status,
     message, seconds, forward_passes, ...). Incompatible explainers appear as status "skipped" with the
     reason, crashes as "error"; bad input raises `BadInput` before anything runs. `workers` > 1 or
     `address` run the shards on Dask as `rexbench run` does; ranker objects then travel to the workers
-    (cloudpickle: module-level functions, lambdas and torch modules do; open files, locks, sockets don't)."""
+    (cloudpickle: module-level functions, lambdas and torch modules do; open files, locks, sockets don't).
+    `progress`: progress bars on stderr (default: when stderr is a terminal; True forces them, e.g. in a
+    notebook). A callable ranker can be bounded per call: `CallableRanker(fn, timeout_s=60)`."""
     from explainers import explainer_class
     from metrics import metric_spec
     from rankers.params import check_params
@@ -82,6 +91,19 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
     from .engine import engine
     from .runner import run_suite
 
+    import sys
+    for flag, v in (("resume", resume), ("overwrite", overwrite)):
+        if not isinstance(v, bool):
+            raise BadInput(f"benchmark({flag}=...): expected True or False, got {v!r}")
+    if resume and out is None:
+        raise BadInput("benchmark(resume=True) needs out=DIR: the run to continue")
+    if out is not None and not isinstance(out, (str, Path)):
+        raise BadInput(f"benchmark(out=...): expected a directory path, got {type(out).__name__}")
+    if address is not None and not isinstance(address, str):
+        raise BadInput(f"benchmark(address=...): expected 'HOST:PORT' or 'tcp://HOST:PORT', got {address!r}")
+    engine(workers, address, device if isinstance(device, str) else "cpu")  # workers/address checked, nothing started
+    if progress is None:
+        progress = sys.stderr.isatty()
     tables, objects = _rankers(rankers)
     exp, met = _as_table(explainers, "explainers"), _as_table(metrics, "metrics")
     for e, p in exp.items():
@@ -102,7 +124,6 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
                       run_file=str(Path(run_file).resolve()) if run_file else None, rankers=tables, explainers=exp,
                       metrics=met, objects=objects)
     if workers > 1 or address:
-        engine(workers, address, device)  # Dask is installed (else BadInput)
         _check_shippable(objects)
     if out is not None:
         run_suite(cfg, out, resume=resume, overwrite=overwrite, progress=progress, data_dir=data_dir,

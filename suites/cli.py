@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from rankers.errors import BadInput
+from rankers.errors import BadInput, RunFault
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="", help="comma-separated metric names")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="explainer parameter (repeatable), e.g. --param window=1")
-    p.add_argument("--snippet", type=int, default=0, metavar="W", help="also print the best W-word snippet")
+    p.add_argument("--snippet", type=_int_at_least(0), default=0, metavar="W",
+                   help="also print the best W-word snippet (0: none)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--out", default=None, help="FILE.png (query x document heatmap) or FILE.html (highlights)")
     _common(p)
@@ -120,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--workers", type=_int_at_least(1), default=1,
                    help="worker processes: 1 = this process; N > 1 = a local Dask cluster (rexbench[distributed])")
-    p.add_argument("--address", default=None, help="join an existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    p.add_argument("--address", default=None,
+                   help="join an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (it must answer within 20 s; "
+                        "$REXBENCH_CONNECT_TIMEOUT); excludes --workers")
 
     p = sub.add_parser("floors", help="measure cost-over-floor ratios (speed) on this device; uses untrained "
                                       "weights (cost does not depend on them), so it never trains a ranker")
@@ -245,6 +248,8 @@ def cmd_explain(args) -> int:
     free = args.query is not None or args.doc is not None
     if free == (args.qid is not None or args.docid is not None):
         raise BadInput("give either --query and --doc, or --qid and --docid (with --collection)")
+    if not free and (args.qid is None or args.docid is None):
+        raise BadInput("--qid and --docid go together: give both (a query id and a document id of --collection)")
     metric_names = [m for m in args.metrics.split(",") if m]
     for m in metric_names:
         metric_spec(m)
@@ -277,7 +282,7 @@ def cmd_explain(args) -> int:
         contrast = coll.docs[contrast_id]
     if args.explainer == "idf_match":
         params.setdefault("idf", collection_idf(coll))
-    explainer = build_explainer(args.explainer, ranker, seed=args.seed, **params)
+    explainer = build_explainer(args.explainer, ranker, **{"seed": args.seed, **params})  # --param seed=N wins
     pair = make_pair(ranker, q_text, d_text, contrast, contrast_id)
     _warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
     ex = explainer.attribute_pair(pair)
@@ -373,10 +378,22 @@ def cmd_floors(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from pathlib import Path
+
     from suites.report import write_report
+    if args.out is not None:
+        if Path(args.out).is_dir():
+            raise BadInput(f"--out {args.out} is a directory; give the report's file name, e.g. {args.out}/RESULTS.md")
+        _writable_file(args.out, "--out")
     path = write_report(args.dir, args.out)
     print(f"wrote {path}")
     return 0
+
+
+def argv_cmd(argv: list[str] | None) -> str | None:
+    """The subcommand of a command line (None when there is none)."""
+    args = sys.argv[1:] if argv is None else argv
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "rank": cmd_rank, "explain": cmd_explain, "run": cmd_run,
@@ -391,7 +408,13 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(e).split())  # one line, whatever the user's input held
         print(f"rexbench: error: {msg}", file=sys.stderr)
         return 2
+    except RunFault as e:  # not the user's input: one line with the next step
+        print(f"rexbench: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
+        what = ("; the finished shards are kept: the same command with --resume continues"
+                if argv_cmd(argv) == "run" else "")
+        print(f"rexbench: interrupted{what}", file=sys.stderr)
         return 130
     except SystemExit as e:  # --help / --version
         return e.code if isinstance(e.code, int) else 0

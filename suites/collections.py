@@ -138,6 +138,8 @@ def read_run(path: str | os.PathLike, coll: "Collection") -> dict[str, list[str]
             key = (-float(score), int(rank), d)
         except ValueError:
             raise BadInput(f"run file {path} line {n}: rank must be an integer and score a number") from None
+        if not np.isfinite(key[0]):
+            raise BadInput(f"run file {path} line {n}: score {score!r} is not a finite number")
         if q not in coll.queries:
             raise BadInput(f"run file {path} line {n}: query {q!r} is not in collection {coll.name!r}")
         if d not in coll.docs:
@@ -321,9 +323,25 @@ def make_synthetic(seed: int = 0, n_topics: int = 8, queries_per_topic: int = 10
 _CACHE: dict[tuple, Collection] = {}
 
 
+def _files_state(name: str, data_dir) -> tuple:
+    """(size, mtime) of a file collection's files: an edited data directory is read again, never served
+    from this process's cache (a long-lived Dask worker or a Python session)."""
+    if name != "cranfield":
+        return ()
+    root = _data_dir(data_dir) / "cranfield"
+    out = []
+    for f in ("cran.all.1400", "cran.qry", "cranqrel"):
+        try:
+            st = (root / f).stat()
+            out.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
 def load_collection(name: str, data_dir: str | os.PathLike | None = None, seed: int = 0) -> Collection:
-    """Load a collection by name (cached per process)."""
-    key = (name, str(_data_dir(data_dir)), seed)
+    """Load a collection by name (cached per process, keyed by its files' size and mtime)."""
+    key = (name, str(_data_dir(data_dir)), seed, _files_state(name, data_dir))
     if key not in _CACHE:
         if name == "cranfield":
             _CACHE[key] = load_cranfield(data_dir)

@@ -26,9 +26,57 @@ import sys
 import threading
 from typing import Iterator
 
-from rankers.errors import BadInput
+from rankers.errors import BadInput, RunFault
 
 from .execute import RunSpec, ShardResult, release, run_shard
+
+
+#: seconds to wait for a Dask scheduler to answer at --address ($REXBENCH_CONNECT_TIMEOUT overrides)
+CONNECT_TIMEOUT_S = 20.0
+
+
+def connect_timeout() -> float:
+    raw = os.environ.get("REXBENCH_CONNECT_TIMEOUT")
+    if raw is None:
+        return CONNECT_TIMEOUT_S
+    try:
+        t = float(raw)
+    except ValueError:
+        t = -1.0
+    if not 0 < t <= 3600:
+        raise BadInput(f"REXBENCH_CONNECT_TIMEOUT={raw!r}: expected seconds in (0, 3600]")
+    return t
+
+
+def parse_address(address) -> str:
+    """`--address` as Dask's `PROTOCOL://HOST:PORT` (tcp:// added to a bare HOST:PORT); anything else
+    is a one-line BadInput. Only tcp:// and tls:// are supported (rexbench installs no UCX)."""
+    if not isinstance(address, str) or not address.strip():
+        raise BadInput(f"--address: expected HOST:PORT or tcp://HOST:PORT, got {address!r}")
+    text = address.strip()
+    proto, sep, rest = text.partition("://")
+    if not sep:
+        proto, rest = "tcp", text
+    if proto not in ("tcp", "tls"):
+        raise BadInput(f"--address {text!r}: protocol {proto!r} is not supported; use tcp://HOST:PORT or "
+                       "tls://HOST:PORT")
+    host, colon, port = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]:port
+    if not colon or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BadInput(f"--address {text!r}: expected HOST:PORT or {proto}://HOST:PORT with a port in 1-65535")
+    return f"{proto}://{rest}"
+
+
+def _listening(address: str) -> None:
+    """Fail at once (not after Dask's connect timeout of retries) when nothing listens at `address`."""
+    import socket
+    host, _, port = address.partition("://")[2].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, connect_timeout())):
+            pass
+    except OSError as e:
+        raise BadInput(f"cannot reach the Dask scheduler {address}: "
+                       f"{e.strerror or type(e).__name__} (is `dask scheduler` running there?)") from None
 
 
 class SerialEngine:
@@ -94,6 +142,13 @@ class DaskEngine:
             import distributed  # noqa: F401
         except ImportError:
             raise BadInput("--workers > 1 and --address need Dask: pip install 'rexbench[distributed]'") from None
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise BadInput(f"workers: expected an integer >= 1, got {workers!r}")
+        if address is not None:
+            address = parse_address(address)
+            if workers not in (None, 1):
+                raise BadInput("--workers N starts a local cluster and --address joins an existing one; give one "
+                               "of them (the scheduler's workers are the ones it has)")
         self.n, self.address, self.method = workers, address, start_method(device, address)
         self.cluster = self.client = None
         self.workers = 0
@@ -104,8 +159,17 @@ class DaskEngine:
     def start(self) -> "DaskEngine":
         if self._starting is None:
             self._starting = threading.Thread(target=self._connect, name="rexbench-dask-start", daemon=True)
+            if self.address:
+                _listening(self.address)
             self._starting.start()
-            if self.method == "fork":  # fork while this process does nothing else
+            if self.address:  # the scheduler must answer before the run writes anything
+                self._starting.join(connect_timeout() + 5)
+                if self._starting.is_alive():
+                    raise BadInput(f"no Dask scheduler answered at {self.address} within {connect_timeout():g} s "
+                                   "(is a Dask scheduler listening there? $REXBENCH_CONNECT_TIMEOUT sets the wait)")
+                if self._error is not None:
+                    raise self._error
+            elif self.method == "fork":  # fork while this process does nothing else
                 self._starting.join()
         return self
 
@@ -114,17 +178,21 @@ class DaskEngine:
         from distributed import Client, LocalCluster
         try:
             if self.address:
-                self.client = Client(self.address, timeout="20s")
+                self.client = Client(self.address, timeout=f"{connect_timeout():g}s")
             else:
                 with dask.config.set({**WORKER_CONFIG, "distributed.worker.multiprocessing-method": self.method}):
                     self.cluster = LocalCluster(n_workers=self.n, threads_per_worker=1, processes=True,
                                                 dashboard_address=None, silence_logs=40)
                 self.client = Client(self.cluster)
             self.workers = len(self.client.scheduler_info()["workers"])
+            if self.address and not self.workers:
+                raise BadInput(f"the Dask scheduler at {self.address} has no workers; start some with "
+                               f"`dask worker {self.address}`")
             if not self.address:  # our own cluster: share this machine's cores among its workers
                 self.client.run(_worker_setup, max(1, (os.cpu_count() or 1) // max(1, self.workers)))
         except (OSError, TimeoutError) as e:
-            self._error = BadInput(f"cannot reach the Dask scheduler {self.address or '(local)'}: {e}")
+            self._error = BadInput(f"cannot reach the Dask scheduler {self.address or '(local)'}: "
+                                   f"{' '.join(str(e).split()) or type(e).__name__}")
         except BaseException as e:  # re-raised in the coordinator's thread
             self._error = e
 
@@ -150,34 +218,64 @@ class DaskEngine:
             self._closing.join()
 
     def _shutdown(self) -> None:
-        for x in (self.client, self.cluster):
-            if x is not None:
-                try:
-                    x.close()
-                except Exception:
-                    pass
+        import logging
+        quiet = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
+        levels = [lg.level for lg in quiet]
+        for lg in quiet:  # a lost scheduler makes the client log tracebacks while it closes
+            lg.setLevel(logging.CRITICAL)
+        try:
+            for x in (self.client, self.cluster):
+                if x is not None:
+                    try:
+                        x.close(timeout=10)
+                    except BaseException:
+                        pass
+        finally:
+            for lg, lv in zip(quiet, levels):
+                lg.setLevel(lv)
 
     def run(self, spec: RunSpec, shards: list[tuple[str, str]]) -> Iterator[ShardResult | BaseException]:
         """Results as they complete; a shard that failed on every retry yields its exception. Shards are
         submitted in the given order, which is the order Dask starts them in."""
         from distributed import as_completed
-        remote = self.client.scatter(spec, broadcast=True)
-        futures = [self.client.submit(run_shard, remote, r, q, pure=False, retries=2, key=f"shard-{spec.token}-{i}")
-                   for i, (r, q) in enumerate(shards)]
         try:
-            for fut in as_completed(futures):
+            remote = self.client.scatter(spec, broadcast=True)
+            futures = [self.client.submit(run_shard, remote, r, q, pure=False, retries=2,
+                                          key=f"shard-{spec.token}-{i}") for i, (r, q) in enumerate(shards)]
+            pending = as_completed(futures)
+        except Exception as e:
+            raise self._lost(e) from None
+        try:
+            while True:
+                try:
+                    fut = next(pending)
+                except StopIteration:
+                    break
+                except Exception as e:  # the scheduler went away
+                    raise self._lost(e) from None
                 try:
                     yield fut.result()
+                except (OSError, TimeoutError) as e:  # connection lost while fetching the result
+                    raise self._lost(e) from None
                 except Exception as e:  # the shard's own failure, or KilledWorker after repeated deaths
                     yield e
                 fut.release()
         finally:
             if self.address:
-                self.client.run(release, spec.token)
+                try:
+                    self.client.run(release, spec.token)
+                except Exception:
+                    pass  # a lost scheduler: nothing to release
+
+    def _lost(self, e: BaseException) -> RunFault:
+        where = self.address or "the local Dask cluster"
+        return RunFault(f"lost the connection to {where} ({type(e).__name__}: {' '.join(str(e).split())[:200]})")
 
 
 def engine(workers: int = 1, address: str | None = None, device: str = "cpu"):
     """The engine for `--workers`/`--address`: serial for one worker without an address."""
-    if address or workers > 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise BadInput(f"workers: expected an integer >= 1, got {workers!r}")
+    if address is not None or workers > 1:
         return DaskEngine(workers, address, device)
     return SerialEngine()

@@ -19,6 +19,7 @@ import torch
 from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf, make_pair
 from metrics import (METRICS, MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
                      metric_spec)
+from metrics.base import MetricResult
 
 from rankers.scorer import resolve_batch_size
 
@@ -32,6 +33,9 @@ class RunSpec:
     cfg: SuiteConfig
     device: str
     data_dir: str | None = None
+    #: the coordinator's collection digest (documents, queries, judgments, run file): a worker computes
+    #: only on a collection with this digest (`collection_of`)
+    digest: str | None = None
     #: identifies the run in a worker's cache (a long-lived worker may serve several runs)
     token: str = field(default_factory=lambda: __import__("uuid").uuid4().hex)
 
@@ -72,11 +76,28 @@ _STATE: dict = {}
 
 
 def collection_of(spec: RunSpec):
-    from .collections import load_collection
-    key = ("coll", spec.cfg.collection, spec.data_dir, spec.cfg.seed, spec.cfg.run_file)
+    """The run's collection on this worker, keyed by its content digest: a long-lived worker that holds
+    an older copy of the same path (a run file or data directory edited since) reloads it from disk, and
+    a worker whose files differ from the coordinator's refuses the shard instead of computing on them."""
+    from rankers.errors import BadInput
+
+    from .collections import _CACHE, load_collection
+    key = ("coll", spec.cfg.collection, spec.data_dir, spec.cfg.seed, spec.cfg.run_file, spec.digest)
     if key not in _STATE:
-        coll = load_collection(spec.cfg.collection, spec.data_dir, seed=spec.cfg.seed)
-        _STATE[key] = coll.with_run(spec.cfg.run_file) if spec.cfg.run_file else coll
+        def load():
+            coll = load_collection(spec.cfg.collection, spec.data_dir, seed=spec.cfg.seed)
+            return coll.with_run(spec.cfg.run_file) if spec.cfg.run_file else coll
+        coll = load()
+        if spec.digest is not None and coll.digest != spec.digest:
+            _CACHE.clear()  # this process's copy is stale: read the files again
+            coll = load()
+        if spec.digest is not None and coll.digest != spec.digest:
+            raise BadInput(f"this worker reads collection {spec.cfg.collection!r} (data dir {spec.data_dir}, run file "
+                           f"{spec.cfg.run_file}) with digest {coll.digest}, the coordinator {spec.digest}: the "
+                           "workers must see the same files as the coordinator")
+        for k in [k for k in _STATE if k[0] == "coll" and k[1:5] == key[1:5]]:
+            del _STATE[k]  # older copies of this path
+        _STATE[key] = coll
     return _STATE[key]
 
 
@@ -92,6 +113,8 @@ class RankerRuntime:
     bm25: torch.nn.Module
     #: rows per model call (the suite's, or "auto" resolved for this device and ranker)
     batch_size: int
+    #: explainers whose table sets its own batch_size
+    fixed_batch: dict[str, int] = field(default_factory=dict)
 
 
 def explainer_order(cfg: SuiteConfig) -> list[str]:
@@ -111,7 +134,7 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
     t = cfg.rankers[rname]
     if ranker is None:
         ranker = cfg.load_ranker(rname, coll, spec.device)
-    explainers, errors = {}, {}
+    explainers, errors, fixed = {}, {}, {}
     batch_size = resolve_batch_size(cfg.batch_size, spec.device, ranker)
     for ename in explainer_order(cfg):
         params = {**cfg.explainers[ename], **t.get("explainers", {}).get(ename, {})}
@@ -121,12 +144,16 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
         if not ok:
             errors[ename] = ("skipped", why)
             continue
-        try:
-            explainers[ename] = build_explainer(ename, ranker, seed=cfg.seed, batch_size=batch_size, **params)
+        if "batch_size" in params:  # the explainer's own rows per call (halved too on CUDA out-of-memory)
+            fixed[ename] = params["batch_size"]
+        try:  # the suite's seed and batch size unless the explainer's table sets its own
+            explainers[ename] = build_explainer(ename, ranker, **{"seed": cfg.seed, "batch_size": batch_size,
+                                                                   **params})
         except Exception as e:
             errors[ename] = ("error", f"{type(e).__name__}: {e}")
     metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
-    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll), batch_size)
+    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll), batch_size,
+                                fixed)
     return _STATE[key]
 
 
@@ -164,17 +191,25 @@ def run_shard(spec: RunSpec, rname: str, qid: str) -> ShardResult:
 def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries: int) -> ShardResult:
     t0 = time.perf_counter()
     cfg, coll, rt = spec.cfg, collection_of(spec), runtime(spec, rname)
-    for e in rt.explainers.values():
-        e.batch_size = batch_size
+    halved = batch_size < rt.batch_size
+    for ename, e in rt.explainers.items():
+        own = rt.fixed_batch.get(ename)
+        e.batch_size = batch_size if own is None else (min(own, batch_size) if halved else own)
     ranker, names = rt.ranker, explainer_order(cfg)
     pair_metrics = [m for m in cfg.metrics if metric_spec(m).scope == "pair"]
     q_units, d_units = coll.units(ranker.analyzer)
     cands = coll.candidates(qid)
-    scores = ranker.score_tokens(q_units[qid], [d_units[d] for d in cands]).double().numpy()
-    ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
-    by_doc = dict(zip(cands, scores))
     res = ShardResult(rname, qid, oom_retries=oom_retries)
     base = dict(suite=cfg.name, ranker=rname, collection=coll.name, qid=qid, device=spec.device, seed=cfg.seed)
+    try:
+        scores = ranker.score_tokens(q_units[qid], [d_units[d] for d in cands]).double().numpy()
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception as e:  # the ranker cannot score this query's candidates: the shard's cells are errors
+        return _failed_shard(cfg, res, base, rt, pair_metrics,
+                             f"{ranker_message(rname, e)} (while scoring the query's candidates)", t0)
+    ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
+    by_doc = dict(zip(cands, scores))
     pending, explained = [], {e: [] for e in names}
     for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
         pair = make_pair(ranker, coll.queries[qid], coll.docs[d])
@@ -193,7 +228,7 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as e:  # recorded, the suite goes on
-                res.cells.append(Cell(key, _failed(cell_base, pair_metrics, "error", f"{type(e).__name__}: {e}")))
+                res.cells.append(Cell(key, _failed(cell_base, pair_metrics, "error", _error_text(rname, e))))
                 continue
             peers[ename] = ex
             explained[ename].append(ex)
@@ -201,18 +236,60 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
                                 float(by_doc[contrast]) if contrast is not None else None,
                                 coll.rationales.get((qid, d)), rt.bm25, peers, cfg.seed, batch_size)
             pending.append((key, cell_base, ex, ctx, _peak_mem_mb(spec.device)))
-    res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries)
+    res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries, rname)
     res.cells += _query_cells(cfg, base, rt, q_units[qid], explained)
     res.seconds = time.perf_counter() - t0
     return res
 
 
-def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries) -> list[Cell]:
-    """Pair-scope metrics of every explained cell of the shard, perturbation rows batched across pairs."""
+def ranker_message(rname: str, e: BaseException) -> str:
+    from rankers.errors import about_ranker
+    return about_ranker(rname, e)
+
+
+def _error_text(rname: str, e: BaseException) -> str:
+    """An explainer's or metric's failure as a row message; a ranker's own complaint names the suite's ranker."""
+    from rankers.errors import BadInput
+    msg = " ".join(str(e).split())
+    if isinstance(e, BadInput) and msg.startswith("ranker "):
+        return ranker_message(rname, e)
+    return f"{type(e).__name__}: {msg}"
+
+
+def _failed_shard(cfg, res: ShardResult, base: dict, rt, pair_metrics: list[str], message: str,
+                  t0: float) -> ShardResult:
+    """Every cell of a shard whose ranker failed before any explanation, as error rows."""
+    query_metrics = [m for m in cfg.metrics if metric_spec(m).scope == "query"]
+    for ename in explainer_order(cfg):
+        status, msg = rt.build_errors.get(ename, ("error", message))
+        cell_base = {**base, "explainer": ename, "docid": "*"}
+        rows = _failed(cell_base, pair_metrics + query_metrics, status, msg)
+        res.cells.append(Cell((cfg.name, rt.name, ename, base["qid"], "*"), rows))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries, rname: str = "") -> list[Cell]:
+    """Pair-scope metrics of every explained cell of the shard, perturbation rows batched across pairs. When
+    the ranker fails on the batch, each cell is retried alone; a cell whose ranker still fails gets error rows
+    (the suite goes on)."""
     if not pending:
         return []
     t = time.perf_counter()
-    results = compute_metrics_many([p[3] for p in pending], metric_names, metric_params, batch_size)
+    try:
+        results = compute_metrics_many([p[3] for p in pending], metric_names, metric_params, batch_size)
+    except torch.cuda.OutOfMemoryError:
+        raise
+    except Exception:
+        results = []
+        for p in pending:
+            try:
+                results.append(compute_metrics_many([p[3]], metric_names, metric_params, batch_size)[0])
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:
+                msg = f"{ranker_message(rname, e)} (while scoring the metrics' perturbed documents)"
+                results.append({m: MetricResult(math.nan, "error", msg) for m in metric_names})
     share = (time.perf_counter() - t) / len(pending)  # the shard's metric time, split evenly over its cells
     out = []
     for (key, cell_base, ex, _, peak), res in zip(pending, results):

@@ -393,24 +393,67 @@ def shard_scaling(name: str, data: dict, workers: tuple[int, ...] = (1, 2, 8, 32
             _table(pd.DataFrame(rows)), ""]
 
 
+def _live_writer(lock: Path) -> str | None:
+    """Who holds the run's lock ("pid N on HOST"), when a run is writing it now; else None."""
+    import fcntl
+    import json
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    except OSError:
+        try:
+            who = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+            return f"pid {who.get('pid')} on {who.get('host')}"
+        except ValueError:
+            return "another process"
+    finally:
+        os.close(fd)
+
+
+def _read_run(run_dir: Path, db: Path):
+    """(meta, results, rankers, explanations) of a run, read without writing to it: read-only, or from a
+    private copy when the run directory is read-only (SQLite cannot open a WAL database read-only there)."""
+    import shutil
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="rexbench-report-") as tmp:
+        src = db
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            src = Path(tmp) / db.name
+            shutil.copyfile(db, src)
+            if db.with_name(db.name + "-wal").exists():
+                shutil.copyfile(db.with_name(db.name + "-wal"), src.with_name(src.name + "-wal"))
+        store = Store(src, readonly=src == db)
+        try:
+            return store.meta(), store.results(), store.rankers(), store.explanations()
+        finally:
+            store.close()
+
+
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     db = run_dir / "results.sqlite"
     if not db.exists():
         from rankers.errors import BadInput
         raise BadInput(f"{run_dir} holds no results.sqlite (run `rexbench run SUITE.toml --out {run_dir}` first)")
-    from .rundir import stored_meta
-    stored_meta(run_dir)  # a damaged database is a BadInput, not a traceback
+    from rankers.errors import BadInput
+
+    from .rundir import LOCK, check_database
+    check_database(db)  # a damaged database is a BadInput (checked on a copy: neither it nor its WAL is touched)
     out = Path(out) if out else run_dir / "RESULTS.md"
-    for target in (out.parent, run_dir):
-        if not os.access(target, os.W_OK | os.X_OK):
-            from rankers.errors import BadInput
-            raise BadInput(f"cannot write the report: {target} is not a writable directory")
-    store = Store(db)
-    meta, df, rankers, exps = store.meta(), store.results(), store.rankers(), store.explanations()
-    store.close()
-    figs = run_dir / "figures"
-    figs.mkdir(exist_ok=True)
+    if out.is_dir():
+        raise BadInput(f"cannot write the report: {out} is a directory")
+    if not os.access(out.parent if out.parent.exists() else Path.cwd(), os.W_OK | os.X_OK):
+        raise BadInput(f"cannot write the report: {out.parent} is not a writable directory")
+    live = _live_writer(run_dir / LOCK)
+    meta, df, rankers, exps = _read_run(run_dir, db)
+    # figures beside the run (the committed layout); beside the report when the run directory is read-only
+    figs = run_dir / "figures" if os.access(run_dir, os.W_OK | os.X_OK) else out.parent / "figures"
+    figs.mkdir(parents=True, exist_ok=True)
     rel = lambda p: os.path.relpath(p, out.parent)  # noqa: E731
     suite, env, fin = meta.get("suite", {}), meta.get("environment", {}), meta.get("finished", {})
     md = ["# rexbench results", "",
@@ -432,8 +475,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not fin:
         planned = [r for r, t in suite.get("rankers", {}).items() if t.get("explain", True)]
         done = set(df.ranker) if not df.empty else set()
-        md[2:2] = [f"**Incomplete run**: it was stopped before it finished (`rexbench run {suite.get('path')} --out "
-                   f"{run_dir} --resume` continues it). Rankers with results: {', '.join(r for r in planned if r in done)}"
+        state = (f"it is still running ({live}); this report shows the shards recorded so far" if live else
+                 f"it was stopped before it finished (`rexbench run {suite.get('path')} --out {run_dir} --resume` "
+                 "continues it)")
+        md[2:2] = [f"**Incomplete run**: {state}. Rankers with results: {', '.join(r for r in planned if r in done)}"
                    f"; without: {', '.join(r for r in planned if r not in done) or 'none'}. The last ranker with "
                    "results may be partial (see its n queries / pairs).", ""]
     if not rankers.empty:
@@ -509,5 +554,6 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
         from .speed import floors_markdown
         md += floors_markdown([json.loads(f.read_text()) for f in floors])
     md += scaling_section(sorted(run_dir.glob("scaling*.json")))
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md) + "\n")
     return out

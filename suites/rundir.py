@@ -7,6 +7,10 @@ and a fingerprint so `--resume` never mixes two different runs.
   kernel when the process dies; a second writer gets a BadInput naming the holder.
 - `fingerprint` / `first_difference`: the resolved suite configuration, collection
   digest and code/library versions stored with the run and compared on `--resume`.
+- `stored_meta`: an existing database is checked (SQLite header, `PRAGMA quick_check`, the
+  expected tables) on a private copy, so neither it nor its WAL is touched by the check.
+- `Staging`: `--overwrite` writes the new run beside the old one and swaps it in only once
+  the new run has recorded its first shard; a failure before that leaves the old run whole.
 """
 from __future__ import annotations
 
@@ -14,8 +18,10 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import socket
 import sqlite3
+import tempfile
 from pathlib import Path
 
 from rankers.errors import BadInput
@@ -24,6 +30,11 @@ DB = "results.sqlite"
 LOCK = ".rexbench.lock"
 #: files a run writes (removed by --overwrite; other files in the directory are left alone)
 RUN_FILES = (DB, DB + "-wal", DB + "-shm", "results.csv", "summary.csv", "RESULTS.md")
+#: where `--overwrite` writes the new run until it replaces the old one (`Staging`)
+STAGING = ".rexbench-overwrite"
+#: the tables of a rexbench results database (suites.store.SCHEMA)
+TABLES = {"results", "cells", "explanations", "rankers", "meta", "shards"}
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def writable_ancestor(path: Path, what: str = "output path") -> None:
@@ -39,21 +50,57 @@ def writable_ancestor(path: Path, what: str = "output path") -> None:
 
 
 def stored_meta(out: Path) -> dict | None:
-    """The meta table of an existing run in `out`, or None when there is none; a file that is
-    not a rexbench results database is a BadInput (never overwritten implicitly)."""
+    """The meta table of an existing run in `out`, or None when there is none. The database is
+    checked first (`check_database`); a damaged one is a BadInput and is never written to."""
     db = out / DB
     if not db.exists():
         return None
+    return check_database(db)
+
+
+def check_database(db: Path) -> dict:
+    """Check a results database without touching it or its WAL: the SQLite header, then
+    `PRAGMA quick_check` and the expected tables on a private copy of the file and its WAL (a
+    read-only check that opened the original could still replay or remove the WAL). Returns
+    its meta table; anything else is a BadInput naming the file."""
+    db = Path(db)
+
+    def bad(why: str) -> BadInput:
+        return BadInput(f"{db} is not a usable rexbench results database ({why}; it was left as it is: move it "
+                        "away, use another --out, or `rexbench run --overwrite` to replace it)")
+    if not db.is_file():
+        raise bad("not a file")
     try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        with open(db, "rb") as fh:
+            head = fh.read(len(_SQLITE_HEADER))
+    except OSError as e:
+        raise bad(f"cannot read: {e.strerror or e}") from None
+    if head != _SQLITE_HEADER:
+        raise bad("empty file" if not head else "no SQLite header")
+    with tempfile.TemporaryDirectory(prefix="rexbench-check-") as tmp:
+        copy = Path(tmp) / DB
         try:
-            rows = con.execute("SELECT key, value FROM meta").fetchall()
-        finally:
-            con.close()
-        return {k: json.loads(v) for k, v in rows}
-    except (sqlite3.Error, ValueError) as e:
-        raise BadInput(f"{db} is not a readable rexbench results database ({type(e).__name__}: {e}); "
-                       "move it away or pass --overwrite") from None
+            shutil.copyfile(db, copy)
+            wal = db.with_name(db.name + "-wal")
+            if wal.exists():
+                shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+        except OSError as e:
+            raise bad(f"cannot read: {e.strerror or e}") from None
+        try:
+            con = sqlite3.connect(copy, timeout=30)
+            try:
+                check = con.execute("PRAGMA quick_check").fetchall()
+                if check != [("ok",)]:
+                    raise bad(f"integrity check failed: {check[0][0]}")
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if not TABLES <= tables:
+                    raise bad(f"missing tables: {', '.join(sorted(TABLES - tables))}")
+                rows = con.execute("SELECT key, value FROM meta").fetchall()
+            finally:
+                con.close()
+            return {k: json.loads(v) for k, v in rows}
+        except (sqlite3.Error, ValueError) as e:
+            raise bad(f"{type(e).__name__}: {e}") from None
 
 
 def check_out_dir(out: Path, resume: bool, overwrite: bool) -> dict | None:
@@ -63,6 +110,14 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> dict | None:
     if out.exists() and not out.is_dir():
         raise BadInput(f"output path {out} is a file, not a directory")
     writable_ancestor(out, f"output path {out}")
+    for name in RUN_FILES[3:] + ("figures",):
+        p = out / name
+        if p.exists() and (p.is_dir() != (name == "figures") or not os.access(p, os.W_OK)):
+            raise BadInput(f"{p} is in the way of the run's exports ("
+                           f"{'not writable' if p.is_dir() == (name == 'figures') else 'a directory' if p.is_dir() else 'a file'}); "
+                           "move it away first")
+    if (out / DB).exists() and not os.access(out / DB, os.W_OK):
+        raise BadInput(f"{out / DB} is not writable (read-only or immutable file)")
     meta = None if overwrite else stored_meta(out)
     if meta is not None and not resume:
         suite = meta.get("suite", {}).get("name", "?")
@@ -77,15 +132,19 @@ class RunLock:
     def __init__(self, out: Path):
         self.path = out / LOCK
         self.fd: int | None = None
+        self._made: list[Path] = []  # what taking the lock created (removed again if the run wrote nothing)
 
     def __enter__(self) -> "RunLock":
+        missing = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._made = [self.path] * (not self.path.exists()) + missing
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
+            self._made = []
             raise BadInput(f"{self.path.parent} is in use by another rexbench run ({holder}); one writer per run "
                            "directory") from None
         os.ftruncate(fd, 0)
@@ -97,6 +156,12 @@ class RunLock:
     def __exit__(self, *exc) -> None:
         if self.fd is not None:
             os.ftruncate(self.fd, 0)
+            if not (self.path.parent / DB).exists():  # nothing was written: leave the directory as it was
+                for p in self._made:
+                    try:
+                        p.unlink() if p == self.path else p.rmdir()
+                    except OSError:
+                        break
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
@@ -112,6 +177,32 @@ def clear_run(out: Path) -> None:
             f.unlink()
 
 
+class Staging:
+    """`--overwrite` without losing the old run: the new database is written in `DIR/.rexbench-overwrite/`
+    and `swap(store)` moves it into place (removing the old run's files) once the new run has recorded
+    its first shard. `discard()` (the run failed before that) removes the staging directory only."""
+
+    def __init__(self, out: Path):
+        self.out, self.dir = out, out / STAGING
+        self.swapped = False
+
+    def db_path(self) -> Path:
+        shutil.rmtree(self.dir, ignore_errors=True)  # left by a run killed before its swap
+        self.dir.mkdir(parents=True)
+        return self.dir / DB
+
+    def swap(self, store) -> None:
+        if self.swapped:
+            return
+        store.move(self.out / DB, before=lambda: clear_run(self.out))
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.swapped = True
+
+    def discard(self) -> None:
+        if not self.swapped:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def _flat(d, prefix=""):
     if isinstance(d, dict):
         for k in d:
@@ -122,7 +213,8 @@ def _flat(d, prefix=""):
 
 def first_difference(stored: dict, now: dict) -> str | None:
     """The first dotted key whose value differs between two fingerprints, with both values."""
-    a, b = dict(_flat(stored)), dict(_flat(now))
+    ignore = {"config.suite.description"}  # older runs stored it; it changes nothing computed
+    a, b = ({k: v for k, v in _flat(x) if k not in ignore} for x in (stored, now))
     for k in list(b) + [k for k in a if k not in b]:
         if a.get(k, "<absent>") != b.get(k, "<absent>"):
             return f"{k} (stored {a.get(k, '<absent>')!r}, now {b.get(k, '<absent>')!r})"

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import errno
 import platform
+import sqlite3
 import time
 from pathlib import Path
 
@@ -11,17 +13,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rankers.errors import BadInput
+from rankers.errors import BadInput, RunFault, about_ranker
 from rankers.evaluate import evaluate
 from rankers.registry import ranker_spec
 from rankers.scorer import resolve_batch_size
-from rankers.training import build_ranker, get_ranker, rexbench_version
+from rankers.training import build_ranker, cached_checkpoint, get_ranker, rexbench_version
 
 from .collections import load_collection
 from .config import SuiteConfig
 from .engine import SerialEngine, engine
 from .execute import RunSpec, runtime
-from .rundir import RunLock, check_out_dir, clear_run, first_difference, fingerprint
+from .rundir import DB, RunLock, Staging, check_out_dir, first_difference, fingerprint, writable_ancestor
 from .store import Store
 
 
@@ -56,6 +58,10 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     checks loaded, by name: the run reuses them instead of loading them again)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
+    if cfg.top_k == 0 and cfg.relevant == 0:
+        raise BadInput("[samples] top_k = 0 and relevant = 0 select no document to explain; set one above 0")
+    if not any(t.get("explain", True) for t in cfg.rankers.values()):
+        raise BadInput("no ranker of the suite is explained (every [rankers] table has explain = false)")
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
     qids = sampled_queries(cfg, coll)
     if not qids:
@@ -79,30 +85,47 @@ def sampled_queries(cfg: SuiteConfig, coll) -> list[str]:
 
 
 def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str):
-    """Load a ranker that needs no training now (HF models, callables, checkpoints, bm25) and score two
-    candidates, so an unloadable model or a misbehaving function stops the run before it writes.
-    Returns the ranker when it is the one the run will use (else None: trained or fine-tuned later)."""
+    """Load every ranker that needs no training now (HF models, callables, checkpoints, cached trained
+    models, bm25) and score two candidates and the empty document, so an unloadable model, a damaged
+    cached checkpoint or a misbehaving function stops the run before it writes. A ranker still to
+    be trained needs a writable cache ($REXBENCH_HOME), checked here. Returns the ranker when it is
+    the one the run will use (else None: trained or fine-tuned later)."""
     if rname in cfg.objects:
         return _probe(cfg.objects[rname], rname, coll, qid)
     spec = ranker_spec(cfg.ranker_type(rname))
     t = cfg.rankers[rname]
-    if spec.trainable and t.get("train", True) and not t.get("checkpoint") and not spec.cls.pretrained:
-        return  # trained on first use (KNRM, MatchPyramid); its parameters were checked with the suite
+    cached = False
     if spec.trainable and t.get("train", True) and not t.get("checkpoint"):
-        build_ranker(spec.name, coll, cfg.seed, **cfg.ranker_config(rname))  # the weights load
-        return None
+        cache = cached_checkpoint(spec.name, coll, cfg.seed, cfg.ranker_config(rname))
+        if not (cache / "config.json").exists():  # trained on first use (KNRM, MatchPyramid, fine-tuned models)
+            writable_ancestor(cache, f"ranker {rname!r} will be trained and cached in {cache}; $REXBENCH_HOME")
+            if spec.cls.pretrained:
+                build_ranker(spec.name, coll, cfg.seed, **cfg.ranker_config(rname))  # the weights load
+            return None
+        cached = True  # get_ranker loads the cache (nothing to train)
     # never trains here: as given, a checkpoint or the cache; the same model the run loads
-    r = get_ranker(spec.name, coll, cfg.seed, t.get("checkpoint"), train_if_missing=False, progress=False,
-                   config=cfg.ranker_config(rname))
+    try:
+        r = get_ranker(spec.name, coll, cfg.seed, t.get("checkpoint"), train_if_missing=cached, progress=False,
+                       config=cfg.ranker_config(rname))
+    except BadInput as e:
+        raise BadInput(about_ranker(rname, e)) from None
     return _probe(r, rname, coll, qid)
 
 
 def _probe(r, rname: str, coll, qid: str):
     q_units, d_units = coll.units(r.analyzer)
+    docs = [d_units[d] for d in coll.candidates(qid)[:2]]
+    what = "two candidates"
     try:
-        r.score_tokens(q_units[qid], [d_units[d] for d in coll.candidates(qid)[:2]])
+        with torch.no_grad():
+            r.score_tokens(q_units[qid], docs)
+            what = "the empty document (every word removed, as in the effectiveness check and deletion curves)"
+            enc = r.encode(q_units[qid], docs[:1])
+            empty = r(enc.q_ids, enc.d_ids, torch.zeros(enc.d_ids.shape, device=enc.d_ids.device))
+            if not bool(torch.isfinite(empty).all()):
+                raise BadInput(f"non-finite score {float(empty[0])}")
     except (BadInput, FloatingPointError) as e:
-        raise BadInput(f"ranker {rname!r}: {e}") from None
+        raise BadInput(f"{about_ranker(rname, e)} (while scoring {what})") from None
     return r
 
 
@@ -111,50 +134,72 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
               overwrite: bool = False, workers: int = 1, address: str | None = None) -> Path:
     """Run a suite into `out_dir` (results.sqlite, results.csv, summary.csv); returns out_dir.
 
-    Validates inputs and the output directory first; takes the directory's lock; refuses an
-    existing run unless `resume` (same fingerprint) or `overwrite`. `workers` > 1 runs shards on
-    a local Dask cluster, `address` on an existing one (`suites.engine`); the values are the same
-    as with one worker, so neither is part of the fingerprint (a run may resume with others)."""
+    Validates everything first (options, the engine address and its scheduler, inputs, rankers,
+    the output directory and any stored run), then takes the directory's lock; refuses an existing
+    run unless `resume` (same fingerprint) or `overwrite` (the old run is replaced only once the new
+    one has recorded its first shard: `rundir.Staging`). `workers` > 1 runs shards on a local Dask
+    cluster, `address` on an existing one (`suites.engine`); the values are the same as with one
+    worker, so neither is part of the fingerprint (a run may resume with others). Faults that are
+    not the input's (lost scheduler, disk full) are a `RunFault` naming the directory and `--resume`."""
     out = Path(out_dir)
-    if int(workers) < 1:
-        raise BadInput(f"--workers must be at least 1, got {workers}")
-    engine(workers, address, device)  # the engine is installed (else BadInput), before anything is written
     device = device or cfg.device
+    eng = engine(workers, address, device)  # options parsed (BadInput); nothing started yet
     if limit is not None:
         cfg = dataclasses.replace(cfg, queries=int(limit))
-    check_out_dir(out, resume, overwrite)
+    stored = check_out_dir(out, resume, overwrite)
     coll, qids, probed = check_inputs(cfg, device, data_dir)
     fp = fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
                      {**versions(), "rexbench": rexbench_version()})
+    _check_resumable(out, stored, fp)
     # workers start now: before this process opens the run's files (forked workers inherit no descriptor)
-    # and, spawned, while it loads and trains rankers
-    eng = engine(workers, address, device).start()
+    # and, spawned, while it loads and trains rankers; a scheduler at --address must answer here
+    eng.start()
     try:
         with RunLock(out):
             stored = check_out_dir(out, resume, overwrite)  # again, under the lock
-            if stored is not None:
-                why = ("it has no fingerprint (written by an older rexbench)" if "fingerprint" not in stored
-                       else None)
-                diff = why or first_difference(stored["fingerprint"], fp)
-                if diff:
-                    raise BadInput(f"--resume refused: {out} holds a different run; first difference: {diff}. "
-                                   "Use another --out, or --overwrite to replace it")
-            if overwrite:
-                clear_run(out)
+            _check_resumable(out, stored, fp)
+            staging = Staging(out) if overwrite and (out / DB).exists() else None
             return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, eng,
-                        address, probed)
+                        address, probed, staging)
+    except RunFault as e:
+        raise RunFault(f"{e}; {_continue(cfg, out)}") from None
+    except sqlite3.OperationalError as e:
+        raise RunFault(f"the results database in {out} cannot be written ({e}); {_continue(cfg, out)}") from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO):
+            raise
+        raise RunFault(f"cannot write in {out} ({e.strerror or e}); {_continue(cfg, out)}") from None
     finally:
         eng.close()
 
 
+def _continue(cfg: SuiteConfig, out: Path) -> str:
+    """The next step after a fault: the finished shards are kept and --resume continues."""
+    return (f"the finished shards are kept; fix the cause, then `rexbench run {cfg.path or cfg.name} --out {out} "
+            "--resume` continues")
+
+
+def _check_resumable(out: Path, stored: dict | None, fp: dict) -> None:
+    if stored is None:
+        return
+    why = "it has no fingerprint (written by an older rexbench)" if "fingerprint" not in stored else None
+    diff = why or first_difference(stored["fingerprint"], fp)
+    if diff:
+        raise BadInput(f"--resume refused: {out} holds a different run; first difference: {diff}. "
+                       "Use another --out, or --overwrite to replace it")
+
+
 def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: list[str], fp: dict, progress: bool,
-         data_dir: str | None, eng, address: str | None = None, probed: dict | None = None) -> Path:
+         data_dir: str | None, eng, address: str | None = None, probed: dict | None = None,
+         staging: Staging | None = None) -> Path:
     """Prepare (load or train each ranker once, effectiveness), plan (the shards not yet recorded),
-    execute (here or on Dask workers, engine `eng` started) and record (this process, the one writer)."""
-    store = Store(out / "results.sqlite")
+    execute (here or on Dask workers, engine `eng` started) and record (this process, the one writer).
+    With `staging` (--overwrite of an existing run) the database is written there and swapped in
+    after the first recorded shard."""
+    store = Store(staging.db_path() if staging else out / DB)
     t_start = time.perf_counter()
     elapsed_before = _record_start(store, cfg, coll, device, fp, resume)
-    spec = RunSpec(cfg, device, data_dir)
+    spec = RunSpec(cfg, device, data_dir, digest=coll.digest)
     try:
         # shard order matters only when shards run side by side
         loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
@@ -162,7 +207,9 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
         shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
         with eng:
             _execute(eng, spec, shards, loaded, store, cfg, address, progress,
-                     lambda: elapsed_before + time.perf_counter() - t_start)
+                     lambda: elapsed_before + time.perf_counter() - t_start, staging)
+            if staging:
+                staging.swap(store)
             eng.close(wait=False)  # the cluster shuts down while the coordinator exports
             store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
                                         "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
@@ -171,12 +218,15 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
             export(store, out)
     finally:  # the engine is closed by `with eng` (or by run_suite when preparing failed)
         store.close()
+        if staging:
+            staging.discard()  # the new run failed before its first shard: the old run stays
     return out
 
 
 def _execute(eng, spec: RunSpec, shards: list[tuple[str, str]], loaded: dict, store: Store, cfg: SuiteConfig,
-             address: str | None, progress: bool, elapsed) -> None:
-    """Run the shards on the engine and record each one's rows as it arrives (this process: the one writer)."""
+             address: str | None, progress: bool, elapsed, staging: Staging | None = None) -> None:
+    """Run the shards on the engine and record each one's rows as it arrives (this process: the one writer);
+    `staging`: swapped in after the first recorded shard."""
     if isinstance(eng, SerialEngine):
         for rname, ranker in loaded.items():  # the serial worker reuses the rankers loaded here
             runtime(spec, rname, ranker)
@@ -192,10 +242,12 @@ def _execute(eng, spec: RunSpec, shards: list[tuple[str, str]], loaded: dict, st
             continue
         store.write_shard(cfg.name, res.ranker, res.qid, res.cells, res.seconds)
         store.set_meta("elapsed", elapsed())  # survives a kill
+        if staging:
+            staging.swap(store)
     bar.close()
     if failed:
-        raise RuntimeError(f"{len(failed)} of {len(shards)} shards failed on every retry (first: {failed[0]}); the "
-                           f"rest is recorded, `rexbench run ... --resume` retries them")
+        raise RunFault(f"{len(failed)} of {len(shards)} shards failed on every retry (first: "
+                       f"{' '.join(failed[0].split())[:300]})")
 
 
 def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, resume: bool) -> float:

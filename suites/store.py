@@ -43,8 +43,13 @@ CREATE TABLE IF NOT EXISTS shards (suite TEXT, ranker TEXT, qid TEXT, seconds RE
 
 
 class Store:
-    def __init__(self, path: str | Path):
+    """The run's database. `readonly=True` (reports) opens it without writing anything to it."""
+
+    def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
+        if readonly:
+            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -53,6 +58,18 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
+
+    def move(self, new_path: Path, before=None) -> None:
+        """Move the database file to `new_path` (same file system) and reopen it there: the WAL is
+        checkpointed into the main file first, so one file moves; `before()` runs just before the move."""
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.db.close()
+        if before is not None:
+            before()
+        for suffix in ("-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        Path(self.path).replace(new_path)
+        self.__init__(new_path)
 
     # ------------------------------------------------------------------ writes
     def write_shard(self, suite: str, ranker: str, qid: str, cells: Iterable, seconds: float = 0.0) -> None:

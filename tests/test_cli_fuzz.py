@@ -1,6 +1,11 @@
-"""Property tests: malformed command lines and suite files end in exit 0 or 2 with one line,
-never a traceback (bounded examples so the test fits CI)."""
+"""Property tests: malformed command lines and suite files end in exit 0, 1 or 2 with one line,
+never a traceback, and nothing written or removed when the exit is 2 (bounded examples so the
+test fits CI). The command lines include engine options (--address, --workers), ranker
+parameters, report outputs and storage faults (a damaged database, a file where a directory
+belongs)."""
+import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,19 +16,32 @@ from hypothesis import strategies as st
 from suites.cli import main
 
 TMP = Path(tempfile.mkdtemp(prefix="rexbench-fuzz-"))
+FUZZ_SUITE = TMP / "tiny.toml"
+FUZZ_SUITE.write_text('[suite]\nname = "tiny"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\n'
+                      'relevant = 0\n[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+DAMAGED = TMP / "damaged"  # a run directory whose database was truncated
+DAMAGED.mkdir()
+(DAMAGED / "results.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 3)
+A_FILE = TMP / "afile"  # a file where a directory belongs
+A_FILE.write_text("not a directory")
 
 VALUES = st.one_of(
     st.sampled_from(["bm25", "random", "nosuch", "synthetic", "cranfield", "irds:", "test", "dev", "nope", "q001",
                      "d0001", "1", "0", "-1", "abc", "window=abc", "window=0", "n_steps=-5", "=", "pair:nope",
                      "score", "deletion,nosuch", "cuda", "cpu", "feature_ablation", "gradcam", "exact_match",
                      str(TMP / "out.png"), str(TMP / "out.txt"), str(TMP / "nodir" / "x.png"), str(TMP),
-                     "/nonexistent/dir", "\x00", "ünïcödé", ""]),
+                     "/nonexistent/dir", "\x00", "ünïcödé", "",
+                     # engine options, ranker parameters, storage faults
+                     "foo", "tcp://", "127.0.0.1:notaport", "ucx://127.0.0.1:8786", "tcp://127.0.0.1:1", "2",
+                     "1.5", "train=false", "k1=abc", "k1=0.5", "model=/nonexistent", str(FUZZ_SUITE),
+                     str(DAMAGED), str(A_FILE), str(A_FILE / "sub"), str(TMP / "fresh-run")]),
     st.text(max_size=12),
     st.integers(-10, 10).map(str))
 FLAGS = st.sampled_from(["--collection", "--split", "--seed", "--ranker", "--explainer", "--query", "--doc", "--qid",
                          "--docid", "--target", "--metrics", "--param", "--out", "--checkpoint", "--device",
                          "--limit", "--resume", "--overwrite", "--json", "--snippet", "--data-dir", "--doc-file",
-                         "--query-file", "--pairs", "--nosuch", "-h"])
+                         "--query-file", "--pairs", "--nosuch", "-h", "--address", "--workers", "--ranker-param",
+                         "--quiet"])
 COMMANDS = st.sampled_from(["list", "rank", "explain", "run", "report", "floors", "train", "nosuch", ""])
 ARGV = st.tuples(COMMANDS, st.lists(st.one_of(FLAGS, VALUES), max_size=8)).map(lambda t: [t[0], *t[1]])
 
@@ -35,16 +53,32 @@ def _safe(argv: list[str]) -> bool:
         return False
     if argv[0] == "run" and not any(a.endswith(".toml") for a in argv[1:2]):
         return len(argv) < 2 or argv[1] not in ("quick", "cranfield")
+    if argv[0] == "run" and argv[1] != str(FUZZ_SUITE) and "--workers" in argv:
+        return False  # a local cluster per example is a valid, slow command
     return True
 
 
+def _snapshot() -> dict:
+    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+            for p in sorted(TMP.rglob("*"))}
+
+
 def _check(argv, capsys) -> None:
-    code = main(argv)
+    before = _snapshot()
+    os.environ["REXBENCH_CONNECT_TIMEOUT"] = "2"
+    try:
+        code = main(argv)
+    finally:
+        os.environ.pop("REXBENCH_CONNECT_TIMEOUT", None)
     cap = capsys.readouterr()
-    assert code in (0, 2), (argv, code, cap.err)
+    assert code in (0, 1, 2), (argv, code, cap.err)
     assert "Traceback" not in cap.err
-    if code == 2:
+    if code in (1, 2):
         assert cap.err.count("\n") == 1 and cap.err.startswith("rexbench: error:"), (argv, cap.err)
+    if code == 2:
+        assert _snapshot() == before, argv  # nothing written or removed
+    else:
+        shutil.rmtree(TMP / "fresh-run", ignore_errors=True)
 
 
 @settings(max_examples=200, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -52,8 +86,9 @@ def _check(argv, capsys) -> None:
 def test_cli_never_tracebacks(argv, capsys):
     if argv[0] == "rank" and len(argv) > 1 and argv[1] not in ("bm25", "random"):
         argv[1] = "nosuch"  # only cheap rankers
-    if argv[0] == "explain":
+    if argv[0] in ("explain", "run", "rank", "train"):
         argv = [a if a not in ("knrm", "matchpyramid", "crossencoder", "biencoder") else "nosuch" for a in argv]
+    if argv[0] == "explain":
         if "--ranker" not in argv:
             argv += ["--ranker", "bm25"]
     if _safe(argv):
@@ -103,3 +138,25 @@ def test_suite_files_never_traceback(key, value, garbage, capsys):
         path.write_text(_toml(d), encoding="utf-8")
     _check(["run", str(path), "--out", str(out), "--overwrite", "--quiet"], capsys)
     shutil.rmtree(out, ignore_errors=True)
+
+
+OPTION_PAIRS = [["--address", v] for v in ("foo", "tcp://", "127.0.0.1:notaport", "ucx://127.0.0.1:8786",
+                                           "tcp://127.0.0.1:1", "[::1]:1", "tcp://127.0.0.1:99999", "")] + \
+    [["--workers", v] for v in ("0", "1", "2", "-1", "1.5", "x")] + \
+    [["--out", str(p)] for p in (DAMAGED, A_FILE, A_FILE / "sub", TMP / "fresh-run", TMP)] + \
+    [["--resume"], ["--overwrite"], ["--limit", "0"], ["--limit", "1"], ["--device", "tpu"], ["--quiet"]]
+REPORT_PAIRS = [["--out", str(p)] for p in (TMP, A_FILE, A_FILE / "sub", TMP / "r.md", DAMAGED / "R.md")]
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(cmd=st.sampled_from(["run", "report"]), opts=st.lists(st.sampled_from(OPTION_PAIRS + REPORT_PAIRS), max_size=4),
+       target=st.sampled_from([DAMAGED, A_FILE, TMP / "fresh-run", TMP]))
+def test_engine_and_storage_options_never_traceback(cmd, opts, target, capsys):
+    flat = [a for pair in opts for a in pair]
+    if cmd == "run":
+        if "--workers" in flat and "--address" not in flat:  # a local cluster per example: valid and slow
+            return
+        argv = ["run", str(FUZZ_SUITE), *(["--out", str(TMP / "fresh-run")] if "--out" not in flat else []), *flat]
+    else:
+        argv = ["report", str(target), *[a for pair in opts if pair in REPORT_PAIRS for a in pair]]
+    _check(argv, capsys)

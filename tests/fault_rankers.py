@@ -1,0 +1,31 @@
+"""Scoring functions that misbehave in known ways, for the fault tests (plain Python over raw text)."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+
+def overlap(queries: list[str], docs: list[str]) -> list[float]:
+    """Words of the query in the document, plus a little length: a well-behaved function."""
+    return [sum(w in d.split() for w in q.split()) + 0.001 * len(d.split()) for q, d in zip(queries, docs)]
+
+
+def nan_on_empty(queries: list[str], docs: list[str]) -> list[float]:
+    """Fine on real documents, NaN on the empty document (which effectiveness and deletion curves score)."""
+    return [float("nan") if not d.strip() else s for d, s in zip(docs, overlap(queries, docs))]
+
+
+def fails_on_perturbations(queries: list[str], docs: list[str]) -> list[float]:
+    """Fails on a call holding a document and a part of it (perturbation rows: explainers, metrics),
+    never on distinct candidates or one document alone: a ranker that breaks during metric computation."""
+    bags = [Counter(d.split()) for d in docs]
+    for i, a in enumerate(bags):
+        for j, b in enumerate(bags):
+            if i != j and a != b and not (a - b):
+                raise RuntimeError("backend refused a perturbed document")
+    return overlap(queries, docs)
+
+
+def slow(queries: list[str], docs: list[str]) -> list[float]:
+    time.sleep(5)
+    return overlap(queries, docs)
