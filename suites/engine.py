@@ -67,6 +67,25 @@ def parse_address(address) -> str:
     return f"{proto}://{rest}"
 
 
+_LOG_LEVELS: dict = {}
+
+
+def _quiet_dask(on: bool) -> None:
+    """While an engine runs, Dask's own loggers in this process print nothing below CRITICAL: a lost
+    scheduler makes the client log reconnection tracebacks, and rexbench reports the fault itself, in
+    one line naming --resume (`RunFault`). Restored when the engine closes."""
+    import logging
+    names = ("distributed", "distributed.client", "tornado", "asyncio")
+    if on and not _LOG_LEVELS:
+        for n in names:
+            _LOG_LEVELS[n] = logging.getLogger(n).level
+            logging.getLogger(n).setLevel(logging.CRITICAL)
+    elif not on:
+        for n, lv in _LOG_LEVELS.items():
+            logging.getLogger(n).setLevel(lv)
+        _LOG_LEVELS.clear()
+
+
 def _listening(address: str) -> None:
     """Fail at once (not after Dask's connect timeout of retries) when nothing listens at `address`."""
     import socket
@@ -176,6 +195,7 @@ class DaskEngine:
     def _connect(self) -> None:
         import dask
         from distributed import Client, LocalCluster
+        _quiet_dask(True)
         try:
             if self.address:
                 self.client = Client(self.address, timeout=f"{connect_timeout():g}s")
@@ -218,11 +238,6 @@ class DaskEngine:
             self._closing.join()
 
     def _shutdown(self) -> None:
-        import logging
-        quiet = [logging.getLogger(n) for n in ("distributed", "tornado", "asyncio")]
-        levels = [lg.level for lg in quiet]
-        for lg in quiet:  # a lost scheduler makes the client log tracebacks while it closes
-            lg.setLevel(logging.CRITICAL)
         try:
             for x in (self.client, self.cluster):
                 if x is not None:
@@ -231,35 +246,47 @@ class DaskEngine:
                     except BaseException:
                         pass
         finally:
-            for lg, lv in zip(quiet, levels):
-                lg.setLevel(lv)
+            _quiet_dask(False)
 
     def run(self, spec: RunSpec, shards: list[tuple[str, str]]) -> Iterator[ShardResult | BaseException]:
         """Results as they complete; a shard that failed on every retry yields its exception. Shards are
         submitted in the given order, which is the order Dask starts them in."""
-        from distributed import as_completed
+        import time
+
+        from distributed import wait
         try:
             remote = self.client.scatter(spec, broadcast=True)
             futures = [self.client.submit(run_shard, remote, r, q, pure=False, retries=2,
                                           key=f"shard-{spec.token}-{i}") for i, (r, q) in enumerate(shards)]
-            pending = as_completed(futures)
         except Exception as e:
             raise self._lost(e) from None
+        remaining, idle_since = list(futures), None
         try:
-            while True:
+            while remaining:
                 try:
-                    fut = next(pending)
-                except StopIteration:
-                    break
+                    done, _ = wait(remaining, timeout=5, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    done = set()
                 except Exception as e:  # the scheduler went away
                     raise self._lost(e) from None
-                try:
-                    yield fut.result()
-                except (OSError, TimeoutError) as e:  # connection lost while fetching the result
-                    raise self._lost(e) from None
-                except Exception as e:  # the shard's own failure, or KilledWorker after repeated deaths
-                    yield e
-                fut.release()
+                if not done:  # nothing finished for a while: are there still workers to run the shards?
+                    n = self._workers_now()
+                    if n is None:
+                        raise self._lost(TimeoutError("the scheduler does not answer"))
+                    idle_since = (idle_since or time.monotonic()) if n == 0 else None
+                    if idle_since is not None and time.monotonic() - idle_since > connect_timeout():
+                        raise RunFault(f"every worker left {self.address or 'the local Dask cluster'} and none "
+                                       f"came back within {connect_timeout():g} s")
+                    continue
+                for fut in [f for f in remaining if f in done]:  # in submission order
+                    remaining.remove(fut)
+                    try:
+                        yield fut.result()
+                    except (OSError, TimeoutError) as e:  # connection lost while fetching the result
+                        raise self._lost(e) from None
+                    except Exception as e:  # the shard's own failure, or KilledWorker after repeated deaths
+                        yield e
+                    fut.release()
         finally:
             if self.address:
                 try:
@@ -267,9 +294,19 @@ class DaskEngine:
                 except Exception:
                     pass  # a lost scheduler: nothing to release
 
+    def _workers_now(self) -> int | None:
+        """Workers the scheduler has now (asked, not cached); None when it does not answer."""
+        try:
+            return len(self.client.nthreads())
+        except Exception:
+            return None
+
     def _lost(self, e: BaseException) -> RunFault:
         where = self.address or "the local Dask cluster"
-        return RunFault(f"lost the connection to {where} ({type(e).__name__}: {' '.join(str(e).split())[:200]})")
+        why = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        if self._workers_now() == 0:
+            return RunFault(f"every worker left {where} ({why})")
+        return RunFault(f"lost the connection to {where} ({why})")
 
 
 def engine(workers: int = 1, address: str | None = None, device: str = "cpu"):

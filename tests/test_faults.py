@@ -405,21 +405,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_scheduler_killed_mid_run(tmp_path):
-    """A scheduler killed while shards run: one line naming --resume (exit 1); --resume completes with the
-    rows of an uninterrupted run."""
+def _kill_mid_run(tmp_path, victim: str):
+    """Run a suite on a scheduler + one worker (subprocesses bound to 127.0.0.1), kill `victim` once the first
+    shard is recorded; the run must end with one line naming --resume (exit 1), and --resume (serial)
+    must complete with the rows of an uninterrupted run."""
     pytest.importorskip("distributed")
     p = _suite(tmp_path, explainer="kernel_shap", explainer_extra="n_samples = 60")
     p.write_text(p.read_text().replace("queries = 2", "queries = 6"))
     assert main(["run", str(p), "--out", str(tmp_path / "ref"), "--quiet"]) == 0
     port = _free_port()
-    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+    env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "REXBENCH_CONNECT_TIMEOUT": "5",
+           "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"}
     dask = str(Path(sys.executable).with_name("dask"))
-    sched = subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    worker = subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1", "--nthreads", "1",
-                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    procs = {"scheduler": subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                            "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                           env=env),
+             "worker": subprocess.Popen([dask, "worker", f"tcp://127.0.0.1:{port}", "--nworkers", "1", "--nthreads",
+                                         "1", "--no-dashboard", "--no-nanny"], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, env=env)}
     out = tmp_path / "run"
     try:
         run = subprocess.Popen([sys.executable, "-m", "suites.cli", "run", str(p), "--out", str(out), "--quiet",
@@ -436,10 +439,10 @@ def test_scheduler_killed_mid_run(tmp_path):
             if n >= 1:
                 break
             time.sleep(0.2)
-        sched.kill()
+        procs[victim].kill()
         _, err = run.communicate(timeout=120)
     finally:
-        for proc in (sched, worker):
+        for proc in procs.values():
             proc.kill()
             proc.wait()
     assert run.returncode == 1, err
@@ -447,6 +450,17 @@ def test_scheduler_killed_mid_run(tmp_path):
     assert "Traceback" not in err and lines[-1].startswith("rexbench: error:") and "--resume" in lines[-1], err
     assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0
     pd.testing.assert_frame_equal(_rows(out), _rows(tmp_path / "ref"))
+    return lines[-1]
+
+
+@pytest.mark.slow
+def test_scheduler_killed_mid_run(tmp_path):
+    assert "lost the connection" in _kill_mid_run(tmp_path, "scheduler")
+
+
+@pytest.mark.slow
+def test_all_workers_gone_mid_run(tmp_path):
+    assert "every worker left" in _kill_mid_run(tmp_path, "worker")
 
 
 def test_an_edited_data_dir_is_read_again(tmp_path):
