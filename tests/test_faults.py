@@ -488,3 +488,18 @@ def test_every_sampling_and_batch_parameter_has_an_upper_bound():
                 if isinstance(p, Param) and p.types == (int,) and p.hi is None:  # counts and sizes
                     unbounded.append(f"{kind} {name}.{k}")
     assert not unbounded, unbounded
+
+
+def test_report_of_a_read_only_run_directory(tmp_path, capsys, monkeypatch):
+    """A run directory that cannot be written (simulated: the tests run as root, which ignores modes): the
+    report reads a private copy of the database and writes its figures beside the report."""
+    import suites.report as report
+    out = tmp_path / "run"
+    assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    before = _snapshot(out)
+    real = os.access
+    monkeypatch.setattr(report.os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
+    assert main(["report", str(out), "--out", str(tmp_path / "elsewhere" / "R.md")]) == 0
+    assert _snapshot(out) == before
+    assert (tmp_path / "elsewhere" / "R.md").exists() and (tmp_path / "elsewhere" / "figures").is_dir()
+    assert "--overwrite" not in capsys.readouterr().err
