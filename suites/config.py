@@ -121,7 +121,11 @@ class SuiteConfig:
         from .rankerdef import RankerDef
         t = self.rankers[name]
         return RankerDef(name, self.ranker_type(name), self.ranker_config(name), bool(t.get("train", True)),
-                         t.get("checkpoint"))
+                         t.get("checkpoint"), self.base_dir())
+
+    def base_dir(self) -> str | None:
+        """The suite file's folder (its modules import without PYTHONPATH), or None without a file."""
+        return str(Path(self.path).resolve().parent) if self.path else None
 
     def load_ranker(self, name: str, coll, device: str = "cpu", progress: bool = False):
         """The suite's ranker `name` ready on `device`: its Python object, or loaded/trained by its definition."""

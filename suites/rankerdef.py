@@ -11,6 +11,8 @@ A definition is a name, a registered type, the type's own parameters, and how to
 from __future__ import annotations
 
 import json
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rankers.base import Ranker
@@ -22,6 +24,22 @@ from rankers.registry import ranker_spec
 DEF_KEYS = ("train", "checkpoint")
 
 
+@contextmanager
+def importable_from(directory: str | None):
+    """`function = "module:attr"` finds a module in `directory` (the suite file's folder) without
+    PYTHONPATH: the folder is appended to sys.path while rankers load (installed modules win a name
+    clash). The imported module stays in sys.modules."""
+    if directory is None or directory in sys.path:
+        yield
+        return
+    sys.path.append(directory)
+    try:
+        yield
+    finally:
+        if directory in sys.path:
+            sys.path.remove(directory)
+
+
 @dataclass
 class RankerDef:
     name: str
@@ -29,12 +47,15 @@ class RankerDef:
     params: dict = field(default_factory=dict)
     train: bool = True
     checkpoint: str | None = None
+    #: the suite file's folder: modules there import without PYTHONPATH (`importable_from`)
+    base_dir: str | None = None
 
     def load(self, coll, seed: int = 0, device: str = "cpu", progress: bool = True) -> Ranker:
         """The ready ranker (checkpoint, cache, trained now, or as given; see `get_ranker`)."""
         from rankers.training import get_ranker
-        return get_ranker(self.type, coll, seed, self.checkpoint, train_if_missing=self.train, device=device,
-                          progress=progress, config=self.params)
+        with importable_from(self.base_dir):
+            return get_ranker(self.type, coll, seed, self.checkpoint, train_if_missing=self.train, device=device,
+                              progress=progress, config=self.params)
 
 
 def from_suite(path: str, name: str) -> RankerDef:

@@ -23,6 +23,7 @@ from .collections import load_collection
 from .config import SuiteConfig
 from .engine import SerialEngine, engine
 from .execute import RunSpec, runtime
+from .rankerdef import importable_from
 from .rundir import DB, RunLock, Staging, check_out_dir, first_difference, fingerprint, writable_ancestor
 from .store import Store
 
@@ -72,7 +73,8 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
         if lacking:
             raise BadInput(f"run file {cfg.run_file} has no ranking for sampled queries {', '.join(lacking[:5])}"
                            f"{' ...' if len(lacking) > 5 else ''} ({len(lacking)} of {len(qids)})")
-    probed = {r: m for r in cfg.rankers if (m := probe_ranker(cfg, r, coll, qids[0])) is not None}
+    with importable_from(cfg.base_dir()):
+        probed = {r: m for r in cfg.rankers if (m := probe_ranker(cfg, r, coll, qids[0])) is not None}
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
     return coll, qids, probed
@@ -327,9 +329,10 @@ def _effectiveness(store, cfg, device, progress, data_dir):
         names = cfg.effectiveness_rankers or [r for r in cfg.rankers if r not in cfg.objects]
         for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
             known = rname in cfg.rankers
-            m = get_ranker(cfg.ranker_type(rname) if known else rname, c, cfg.seed, None,
-                           train_if_missing=rparams.get("train", True), device=device, progress=progress,
-                           config=cfg.ranker_config(rname) if known else None)
+            with importable_from(cfg.base_dir()):
+                m = get_ranker(cfg.ranker_type(rname) if known else rname, c, cfg.seed, None,
+                               train_if_missing=rparams.get("train", True), device=device, progress=progress,
+                               config=cfg.ranker_config(rname) if known else None)
             log = getattr(m, "train_log", {}) or {}
             store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test", empty=True),
                                                      "train_seconds": log.get("seconds"),

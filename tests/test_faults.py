@@ -503,3 +503,24 @@ def test_report_of_a_read_only_run_directory(tmp_path, capsys, monkeypatch):
     assert _snapshot(out) == before
     assert (tmp_path / "elsewhere" / "R.md").exists() and (tmp_path / "elsewhere" / "figures").is_dir()
     assert "--overwrite" not in capsys.readouterr().err
+
+
+def test_a_module_next_to_the_suite_file_imports_without_pythonpath(tmp_path, capsys):
+    """`function = "module:attr"` finds a module beside the suite file (serial, forked workers, explain --suite)."""
+    (tmp_path / "beside_the_suite_xyz.py").write_text(
+        "def score(queries, docs):\n    return [len(set(q.split()) & set(d.split())) + 1e-3 * len(d.split())"
+        " for q, d in zip(queries, docs)]\n")
+    p = _suite(tmp_path, ranker="mine", explainer="occlusion",
+               ranker_extra='type = "callable"\nfunction = "beside_the_suite_xyz:score"')
+    assert str(tmp_path) not in sys.path
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    df = _rows(tmp_path / "run")
+    assert len(df) and (df.status == "ok").all()
+    assert str(tmp_path) not in sys.path  # only while rankers load
+    pytest.importorskip("distributed")
+    assert main(["run", str(p), "--out", str(tmp_path / "w2"), "--quiet", "--workers", "2"]) == 0
+    pd.testing.assert_frame_equal(_rows(tmp_path / "w2"), df)
+    capsys.readouterr()
+    assert main(["explain", "--suite", str(p), "--ranker", "mine", "--explainer", "occlusion", "--query", "a b",
+                 "--doc", "a c b", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(2.003)
