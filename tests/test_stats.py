@@ -100,7 +100,9 @@ def test_every_ok_value_lies_in_its_declared_range(tmp_path, synthetic):
     cheap = ("queries = 1\nmax_length = 64\nmax_doc_len = 40\n"
              "explainers = { integrated_gradients = { n_steps = 2 } }\n"
              "metrics = { infidelity = { n_perturb_samples = 2 }, pairwise_flip = { max_steps = 4 }, "
-             "rank_deletion = { max_steps = 5 }, rank_insertion = { max_steps = 5 } }")
+             "rank_deletion = { max_steps = 5 }, rank_insertion = { max_steps = 5 }, "
+             "rank_deletion_gain = { max_steps = 5, random_orders = 4 }, "
+             "rank_insertion_gain = { max_steps = 5, random_orders = 4 }, rank_deletion_lerf = { max_steps = 5 } }")
     own = {"callable": '\nfunction = "byo_rankers:overlap"'}
     rankers = "\n".join(f"[rankers.{r}]" + (f"\n{cheap}" if RANKERS[r].kind == "transformer" else own.get(r, ""))
                          for r in RANKERS)

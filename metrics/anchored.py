@@ -1,0 +1,125 @@
+"""Anchored rank curves: values that read as "how far from random towards the best order found".
+
+- rank_deletion_gain / rank_insertion_gain: (A_random - A) / (A_random - A_oracle), where A is the
+  explanation's rank_deletion (rank_insertion) AUC on the pair, A_random the expected AUC of a uniformly
+  random token order on the same pair and A_oracle the AUC of the search oracle's order
+  (`explainers.search.greedy_order`, same step schedule and removal operator). One formula for both
+  directions: 0 = random, 1 = the oracle, higher is better; comparable across rankers and pairs.
+  Honest range: unbounded. Below 0 means worse than random; above 1 means better than the step-wise
+  greedy search (possible: the oracle is an approximation, not the optimum). A pair on which random and
+  oracle reach the same AUC (|A_random - A_oracle| < 1e-6: e.g. every order gives the same standing) is
+  `skipped`, never counted as 0 or 1. A_random: the mean over `random_orders` seeded permutations, or
+  over every permutation when there are at most that many (exact for short documents); both anchors
+  are computed once per (ranker, pair, schedule) and shared by every explainer of the pair.
+- rank_deletion_lerf: least relevant first (ROAD / M4's LeRF): tokens removed in ascending attribution
+  order; AUC of the standing, higher is better, in [0, 1]. Its info holds the MoRF AUC and the area
+  between the two curves (`lerf_minus_morf`, in [-1, 1]; higher = the explanation separates what
+  matters from what does not).
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import weakref
+
+import numpy as np
+import torch
+
+from explainers.search import greedy_order
+from rankers.params import Int
+
+from .base import MetricResult, Skip, register_metric, require
+from .curves import attribution_orders, auc, curve_masks, ranks_among, standing, step_counts
+
+_STEPS = Int(20, lo=1, hi=10000, doc="curve steps (fewer when the document is shorter)")
+_TIES = Int(8, lo=1, hi=256, doc="random orders of tied tokens averaged (only when attributions tie)")
+_RANDOM = Int(16, lo=1, hi=1000, doc="random orders averaged for the random anchor (all orders when fewer)")
+#: below this |A_random - A_oracle| a pair has no room to rank explanations (skipped)
+MIN_SPAN = 1e-6
+
+#: anchors shared by the explainers of a pair: id(pair) -> (weakref to the pair, {key: (random, oracle)})
+_ANCHORS: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def _standing_auc(ctx, masks: torch.Tensor, counts: np.ndarray) -> np.ndarray:
+    """AUC of the standing curve of each order: masks [orders * steps, n] -> [orders]."""
+    sc = ctx.scorer()
+    with torch.no_grad():
+        s = sc(masks.to(ctx.pair.d_ids.device)).double().cpu().numpy().reshape(-1, len(counts))
+    x = counts / counts[-1]
+    st = standing(ranks_among(s, ctx.other_scores), len(ctx.other_scores))
+    return np.array([auc(x, row) for row in st])
+
+
+def _random_orders(n: int, k: int, seed: int) -> list[np.ndarray]:
+    if n <= 8 and math.factorial(n) <= k:
+        return [np.array(p) for p in itertools.permutations(range(n))]
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(n) for _ in range(k)]
+
+
+def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[float, float]:
+    """(A_random, A_oracle) of the pair, computed once and shared by every explainer of the pair."""
+    entry = _ANCHORS.get(id(ctx.pair))
+    if entry is None or entry[0]() is not ctx.pair:
+        for k in [k for k, (ref, _) in _ANCHORS.items() if ref() is None]:
+            del _ANCHORS[k]
+        entry = (weakref.ref(ctx.pair), {})
+        _ANCHORS[id(ctx.pair)] = entry
+    key = (id(ctx.ranker), kind, tuple(int(c) for c in counts), random_orders, ctx.seed)
+    if key not in entry[1]:
+        n = len(ctx.pair.d_ids)
+        rand = _random_orders(n, random_orders, ctx.seed)
+        a_rand = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in rand]), counts).mean())
+        sc = ctx.scorer()
+        with torch.no_grad():
+            oracle = greedy_order(lambda m: sc(m.to(ctx.pair.d_ids.device)).double().cpu().numpy(), n, counts,
+                                  kind)
+        a_orc = float(_standing_auc(ctx, curve_masks(oracle, counts, kind), counts)[0])
+        entry[1][key] = (a_rand, a_orc)
+    return entry[1][key]
+
+
+def _gain(ctx, kind: str, max_steps: int, tie_orders: int, random_orders: int) -> MetricResult:
+    require(ctx.other_scores is not None and len(ctx.other_scores) > 0, "no candidate list for ranks")
+    n = len(ctx.pair.d_ids)
+    counts = step_counts(n, max_steps)
+    orders = attribution_orders(ctx.explanation.doc_scores, tie_orders, seed=ctx.seed)
+    a = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts).mean())
+    a_rand, a_orc = anchors(ctx, kind, counts, random_orders)
+    info = {"auc": a, "random_auc": a_rand, "oracle_auc": a_orc, "random_orders": random_orders,
+            "n_others": len(ctx.other_scores)}
+    if abs(a_rand - a_orc) < MIN_SPAN:
+        raise Skip(f"random orders and the search oracle reach the same {kind} AUC ({a_rand:.4g}) on this pair: "
+                   "no room to rank explanations")
+    return MetricResult((a_rand - a) / (a_rand - a_orc), info=info)
+
+
+_GAIN_PARAMS = {"max_steps": _STEPS, "tie_orders": _TIES, "random_orders": _RANDOM}
+
+
+@register_metric("rank_deletion_gain", "higher", "(random - explainer) / (random - oracle) rank_deletion AUC: "
+                 "0 random, 1 search oracle", range=(None, None), params=_GAIN_PARAMS)
+def rank_deletion_gain(ctx, max_steps=20, tie_orders=8, random_orders=16):
+    return _gain(ctx, "deletion", max_steps, tie_orders, random_orders)
+
+
+@register_metric("rank_insertion_gain", "higher", "(random - explainer) / (random - oracle) rank_insertion AUC "
+                 "(signed: higher better): 0 random, 1 search oracle", range=(None, None), params=_GAIN_PARAMS)
+def rank_insertion_gain(ctx, max_steps=20, tie_orders=8, random_orders=16):
+    return _gain(ctx, "insertion", max_steps, tie_orders, random_orders)
+
+
+@register_metric("rank_deletion_lerf", "higher", "AUC of the standing vs fraction deleted, least relevant first",
+                 range=(0, 1), params={"max_steps": _STEPS, "tie_orders": _TIES})
+def rank_deletion_lerf(ctx, max_steps=20, tie_orders=8):
+    require(ctx.other_scores is not None and len(ctx.other_scores) > 0, "no candidate list for ranks")
+    n = len(ctx.pair.d_ids)
+    counts = step_counts(n, max_steps)
+    scores = ctx.explanation.doc_scores
+    lerf = attribution_orders(-np.asarray(scores, dtype=np.float64), tie_orders, seed=ctx.seed)
+    morf = attribution_orders(scores, tie_orders, seed=ctx.seed)
+    masks = torch.cat([curve_masks(o, counts, "deletion") for o in lerf + morf])
+    a = _standing_auc(ctx, masks, counts)
+    a_lerf, a_morf = float(a[: len(lerf)].mean()), float(a[len(lerf):].mean())
+    return MetricResult(a_lerf, info={"morf_auc": a_morf, "lerf_minus_morf": a_lerf - a_morf, "orders": len(lerf)})

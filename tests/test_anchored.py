@@ -1,0 +1,82 @@
+"""Anchored metrics against hand-computed values: the search oracle, the gains between random and the
+oracle, and LeRF; and the anchors' meaning on bm25 (random ~0, exact Shapley clearly positive, greedy ~1)."""
+import numpy as np
+import pytest
+
+from explainers import Explanation, make_pair
+from explainers.search import greedy_order, order_scores
+from metrics import METRICS, MetricContext, compute_metrics
+from tests.toys import AdditiveRanker
+
+# a b c weigh 3, 2, 1: the full document scores 6; the other candidates score 0.5, 2.5, 4.5, 5.5
+OTHERS = np.array([0.5, 2.5, 4.5, 5.5])
+
+
+def _ctx(doc_scores):
+    r = AdditiveRanker({"a": 3.0, "b": 2.0, "c": 1.0})
+    pair = make_pair(r, ["q"], ["a", "b", "c"])
+    ex = Explanation("additive", "hand", ["q"], ["a", "b", "c"], np.array(doc_scores, float), score=6.0)
+    return MetricContext(r, pair, ex, other_scores=OTHERS)
+
+
+def test_greedy_order_on_an_additive_ranker():
+    w = np.array([1.0, 3.0, 2.0, 0.5])
+    score = lambda m: (m.numpy() * w).sum(1)  # noqa: E731
+    assert greedy_order(score, 4, np.arange(5), "deletion").tolist() == [1, 2, 0, 3]
+    assert greedy_order(score, 4, np.arange(5), "insertion").tolist() == [1, 2, 0, 3]
+    assert greedy_order(score, 4, np.array([0, 2, 4]), "deletion").tolist() == [1, 2, 0, 3]  # step-wise
+    assert order_scores(np.array([1, 2, 0, 3])).tolist() == [2.0, 4.0, 3.0, 1.0]
+
+
+def test_gains_and_lerf_by_hand():
+    """Deletion, one token per step, standing = 1 - (#others above) / 4:
+    a,b,c (exact = oracle): y = 1, .5, .25, 0 -> AUC 1.25/3; c,b,a: y = 1, .75, .5, 0 -> AUC 1.75/3;
+    random (all 6 orders): y = 1, (.5+.5+.75)/3, (.5+.25+.25)/3, 0 -> AUC 1.41667/3.
+    gain(a,b,c) = 1; gain(c,b,a) = (1.41667 - 1.75) / (1.41667 - 1.25) = -2."""
+    params = {m: {"max_steps": 10} for m in ("rank_deletion_gain", "rank_insertion_gain")}  # 3 tokens: every step
+    exact = compute_metrics(_ctx([3, 2, 1]), ["rank_deletion_gain", "rank_insertion_gain", "rank_deletion_lerf"],
+                            params)
+    anti = compute_metrics(_ctx([1, 2, 3]), ["rank_deletion_gain", "rank_deletion_lerf"], params)
+    d = exact["rank_deletion_gain"]
+    assert d.status == "ok"
+    assert d.info["oracle_auc"] == pytest.approx(1.25 / 3) and d.info["random_auc"] == pytest.approx(1.416667 / 3)
+    assert d.value == pytest.approx(1.0) and anti["rank_deletion_gain"].value == pytest.approx(-2.0, rel=1e-5)
+    assert exact["rank_insertion_gain"].value == pytest.approx(1.0)
+    # LeRF of the exact order removes c, b, a: AUC 1.75 / 3; MoRF 1.25 / 3
+    lerf = exact["rank_deletion_lerf"]
+    assert lerf.value == pytest.approx(1.75 / 3) and lerf.info["morf_auc"] == pytest.approx(1.25 / 3)
+    assert lerf.info["lerf_minus_morf"] == pytest.approx(0.5 / 3)
+    assert anti["rank_deletion_lerf"].value == pytest.approx(1.25 / 3)
+
+
+def test_a_pair_without_room_is_skipped():
+    ctx = _ctx([3, 2, 1])
+    ctx.other_scores = np.array([100.0, 200.0])  # the document is last whatever is removed
+    res = compute_metrics(ctx, ["rank_deletion_gain"])
+    assert res["rank_deletion_gain"].status == "skipped" and "no room" in res["rank_deletion_gain"].message
+
+
+def test_declared_in_the_listing():
+    from suites.listing import listing
+    out = listing()
+    names = {m["name"]: m for m in out["metrics"]}
+    for m in ("rank_deletion_gain", "rank_insertion_gain"):
+        assert names[m]["direction"] == "higher" and names[m]["range"] == [None, None]
+    assert names["rank_deletion_lerf"]["direction"] == "higher" and names["rank_deletion_lerf"]["range"] == [0, 1]
+    assert "greedy" in {e["name"] for e in out["explainers"]}
+    assert METRICS["rank_deletion_gain"].params["random_orders"].hi is not None
+
+
+def test_anchors_on_bm25(cranfield):
+    """10 test queries, the bm25 top 2 + 1 relevant per query: random ~0, exact Shapley > 0.3, greedy ~1."""
+    from suites.api import benchmark
+    df = benchmark("bm25", ["random", "exact_shapley", "greedy"], ["rank_deletion_gain", "rank_insertion_gain"],
+                   collection="cranfield", queries=10)
+    ok = df[df.status == "ok"]
+    assert (df.status == "ok").mean() > 0.9
+    m = ok.groupby(["explainer", "metric"]).value.mean()
+    for metric in ("rank_deletion_gain", "rank_insertion_gain"):
+        assert abs(m["random", metric]) < 0.15, m
+        assert m["exact_shapley", metric] > 0.3, m
+        assert m["greedy", metric] > 0.8, m
+    assert m["greedy", "rank_deletion_gain"] == pytest.approx(1.0)  # the same search as the oracle
