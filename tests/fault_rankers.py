@@ -29,3 +29,11 @@ def fails_on_perturbations(queries: list[str], docs: list[str]) -> list[float]:
 def slow(queries: list[str], docs: list[str]) -> list[float]:
     time.sleep(5)
     return overlap(queries, docs)
+
+
+def sleepy(queries: list[str], docs: list[str]) -> list[float]:
+    """`overlap`, sleeping $REXBENCH_TEST_SLEEP seconds per call where that is set (the processes of a
+    distributed run in a test), so a run lasts long enough to be interrupted."""
+    import os
+    time.sleep(float(os.environ.get("REXBENCH_TEST_SLEEP", "0")))
+    return overlap(queries, docs)

@@ -410,12 +410,15 @@ def _kill_mid_run(tmp_path, victim: str):
     shard is recorded; the run must end with one line naming --resume (exit 1), and --resume (serial)
     must complete with the rows of an uninterrupted run."""
     pytest.importorskip("distributed")
-    p = _suite(tmp_path, explainer="kernel_shap", explainer_extra="n_samples = 60")
+    p = _suite(tmp_path, ranker="mine", explainer="random",
+               ranker_extra='type = "callable"\nfunction = "fault_rankers:sleepy"')
     p.write_text(p.read_text().replace("queries = 2", "queries = 6"))
     assert main(["run", str(p), "--out", str(tmp_path / "ref"), "--quiet"]) == 0
     port = _free_port()
+    # the distributed run's processes sleep 0.3 s per call of the function: its shards last seconds each
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "REXBENCH_CONNECT_TIMEOUT": "5",
-           "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s"}
+           "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "5s", "REXBENCH_TEST_SLEEP": "0.3",
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     dask = str(Path(sys.executable).with_name("dask"))
     procs = {"scheduler": subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                             "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -453,13 +456,12 @@ def _kill_mid_run(tmp_path, victim: str):
     return lines[-1]
 
 
-@pytest.mark.slow
-def test_scheduler_killed_mid_run(tmp_path):
+def test_scheduler_killed_mid_run(tmp_path, fault_module):
     assert "lost the connection" in _kill_mid_run(tmp_path, "scheduler")
 
 
 @pytest.mark.slow
-def test_all_workers_gone_mid_run(tmp_path):
+def test_all_workers_gone_mid_run(tmp_path, fault_module):
     assert "every worker left" in _kill_mid_run(tmp_path, "worker")
 
 
