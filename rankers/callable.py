@@ -72,7 +72,8 @@ class CallableRanker(Ranker):
                          max_doc_len=max_doc_len, max_query_len=max_query_len)
         if function is None:
             raise BadInput("callable ranker: give `function` ('module:attr' or a Python callable)")
-        self.function = function if isinstance(function, str) else getattr(function, "__qualname__", repr(function))
+        self.function = (function if isinstance(function, str)
+                         else getattr(function, "__qualname__", None) or f"<{type(function).__name__} object>")
         self.fn = import_function(function) if isinstance(function, str) else function
         if not callable(self.fn):
             raise BadInput(f"callable ranker: {function!r} is not callable")

