@@ -161,9 +161,7 @@ class DaskEngine:
             import distributed  # noqa: F401
         except ImportError:
             raise BadInput("--workers > 1 and --address need Dask: pip install 'rexbench[distributed]'") from None
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise BadInput(f"workers: expected an integer >= 1, got {workers!r}")
-        if address is not None:
+        if address is not None:  # `workers` is checked by `engine()`, the one way in
             address = parse_address(address)
             if workers not in (None, 1):
                 raise BadInput("--workers N starts a local cluster and --address joins an existing one; give one "

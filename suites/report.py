@@ -418,15 +418,11 @@ def _live_writer(lock: Path) -> str | None:
 def _read_run(run_dir: Path, db: Path):
     """(meta, results, rankers, explanations) of a run, read without writing to it: read-only, or from a
     private copy when the run directory is read-only (SQLite cannot open a WAL database read-only there)."""
-    import shutil
     import tempfile
+
+    from .rundir import copy_database
     with tempfile.TemporaryDirectory(prefix="rexbench-report-") as tmp:
-        src = db
-        if not os.access(run_dir, os.W_OK | os.X_OK):
-            src = Path(tmp) / db.name
-            shutil.copyfile(db, src)
-            if db.with_name(db.name + "-wal").exists():
-                shutil.copyfile(db.with_name(db.name + "-wal"), src.with_name(src.name + "-wal"))
+        src = db if os.access(run_dir, os.W_OK | os.X_OK) else copy_database(db, Path(tmp))
         store = Store(src, readonly=src == db)
         try:
             return store.meta(), store.results(), store.rankers(), store.explanations()

@@ -58,6 +58,16 @@ def stored_meta(out: Path) -> dict | None:
     return check_database(db)
 
 
+def copy_database(db: Path, into: Path) -> Path:
+    """Copy a database and its WAL (if any) into the directory `into`; returns the copy's path."""
+    copy = into / db.name
+    shutil.copyfile(db, copy)
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists():
+        shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+    return copy
+
+
 def check_database(db: Path) -> dict:
     """Check a results database without touching it or its WAL: the SQLite header, then
     `PRAGMA quick_check` and the expected tables on a private copy of the file and its WAL (a
@@ -78,12 +88,8 @@ def check_database(db: Path) -> dict:
     if head != _SQLITE_HEADER:
         raise bad("empty file" if not head else "no SQLite header")
     with tempfile.TemporaryDirectory(prefix="rexbench-check-") as tmp:
-        copy = Path(tmp) / DB
         try:
-            shutil.copyfile(db, copy)
-            wal = db.with_name(db.name + "-wal")
-            if wal.exists():
-                shutil.copyfile(wal, copy.with_name(copy.name + "-wal"))
+            copy = copy_database(db, Path(tmp))
         except OSError as e:
             raise bad(f"cannot read: {e.strerror or e}") from None
         try:
