@@ -184,7 +184,8 @@ class DaskEngine:
                 if self._starting.is_alive():
                     raise BadInput(f"no Dask scheduler answered at {self.address} within {connect_timeout():g} s "
                                    "(is a Dask scheduler listening there? $REXBENCH_CONNECT_TIMEOUT sets the wait)")
-                if self._error is not None:
+                if self._error is not None:  # e.g. refused, or a scheduler without workers: close the client
+                    self.close()
                     raise self._error
             elif self.method == "fork":  # fork while this process does nothing else
                 self._starting.join()
