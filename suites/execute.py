@@ -77,20 +77,16 @@ _STATE: dict = {}
 
 def collection_of(spec: RunSpec):
     """The run's collection on this worker, keyed by its content digest: a long-lived worker that holds
-    an older copy of the same path (a run file or data directory edited since) reloads it from disk, and
-    a worker whose files differ from the coordinator's refuses the shard instead of computing on them."""
+    an older copy of the same path (a run file or data directory edited since) reads it again (the run
+    file on every new digest; `load_collection` keys its cache by the data files' size and mtime), and a
+    worker whose files differ from the coordinator's refuses the shard instead of computing on them."""
     from rankers.errors import BadInput
 
-    from .collections import _CACHE, load_collection
+    from .collections import load_collection
     key = ("coll", spec.cfg.collection, spec.data_dir, spec.cfg.seed, spec.cfg.run_file, spec.digest)
     if key not in _STATE:
-        def load():
-            coll = load_collection(spec.cfg.collection, spec.data_dir, seed=spec.cfg.seed)
-            return coll.with_run(spec.cfg.run_file) if spec.cfg.run_file else coll
-        coll = load()
-        if spec.digest is not None and coll.digest != spec.digest:
-            _CACHE.clear()  # this process's copy is stale: read the files again
-            coll = load()
+        coll = load_collection(spec.cfg.collection, spec.data_dir, seed=spec.cfg.seed)
+        coll = coll.with_run(spec.cfg.run_file) if spec.cfg.run_file else coll
         if spec.digest is not None and coll.digest != spec.digest:
             raise BadInput(f"this worker reads collection {spec.cfg.collection!r} (data dir {spec.data_dir}, run file "
                            f"{spec.cfg.run_file}) with digest {coll.digest}, the coordinator {spec.digest}: the "

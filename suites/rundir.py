@@ -116,12 +116,14 @@ def check_out_dir(out: Path, resume: bool, overwrite: bool) -> dict | None:
     if out.exists() and not out.is_dir():
         raise BadInput(f"output path {out} is a file, not a directory")
     writable_ancestor(out, f"output path {out}")
-    for name in RUN_FILES[3:] + ("figures",):
+    for name in RUN_FILES[3:] + ("figures",):  # exports: files, and the figures directory
         p = out / name
-        if p.exists() and (p.is_dir() != (name == "figures") or not os.access(p, os.W_OK)):
-            raise BadInput(f"{p} is in the way of the run's exports ("
-                           f"{'not writable' if p.is_dir() == (name == 'figures') else 'a directory' if p.is_dir() else 'a file'}); "
-                           "move it away first")
+        if not p.exists():
+            continue
+        why = (("a directory" if p.is_dir() else "a file") if p.is_dir() != (name == "figures")
+               else None if os.access(p, os.W_OK) else "not writable")
+        if why:
+            raise BadInput(f"{p} is in the way of the run's exports ({why}); move it away first")
     if (out / DB).exists() and not os.access(out / DB, os.W_OK):
         raise BadInput(f"{out / DB} is not writable (read-only or immutable file)")
     meta = None if overwrite else stored_meta(out)
