@@ -184,6 +184,11 @@ class Explainer:
         if not np.isfinite(ds).all():
             raise FloatingPointError(f"{self.name} produced non-finite attributions")
         costs = self._cost
+        info = {**out.get("info", {}), "oov": pair.oov}
+        path = getattr(self.ranker, "gradient_path", None)
+        if path is not None and "mask_gradient" in self.requires and path() != getattr(self.ranker, "removal", path()):
+            # the operator cannot remove a fraction of a word: the soft masks of this explainer followed `path`
+            info["gradient_path"] = path()
         return Explanation(
             ranker=self.ranker.name, explainer=self.name, query_tokens=pair.query_tokens,
             doc_tokens=pair.doc_tokens, doc_scores=ds,
@@ -191,7 +196,7 @@ class Explainer:
             pair_map=None if pm is None else np.asarray(pm, dtype=np.float64), score=score, target=pair.target,
             seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
             forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
-            truncated=pair.truncated, info={**out.get("info", {}), "oov": pair.oov},
+            truncated=pair.truncated, info=info,
             doc_offsets=pair.doc_offsets, query_offsets=pair.query_offsets)
 
     @contextlib.contextmanager

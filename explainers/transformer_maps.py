@@ -22,9 +22,10 @@ def _pieces_to_pairs(m: np.ndarray, q_of_row, d_of_col, nq: int, nd: int) -> np.
 class AttentionExplainer(Explainer):
     """Attention baseline: the last encoder layer's attention averaged over heads.
 
-    Cross-encoder: doc_scores = attention from [CLS] to each document word's
-    pieces (summed); pair_map[i, j] = attention from query word i's pieces to
-    document word j's pieces (summed). Bi-encoder: doc_scores = mean attention
+    Cross-encoder: doc_scores = attention from the position the score is read from ([CLS]; a
+    decoder's last token; seq2seq: the first decoder step's cross-attention, last decoder layer)
+    to each document word's pieces (summed); pair_map[i, j] = attention from query word i's pieces
+    to document word j's pieces (summed). Bi-encoder: doc_scores = mean attention
     each document word receives within the document pass; no pair map.
     """
 
@@ -40,7 +41,8 @@ class AttentionExplainer(Explainer):
             _, widx, qidx, att = cap["pair"]
             a = att[0].mean(0).float().cpu().numpy()        # [P, P]
             w, q = widx[0].cpu().numpy(), qidx[0].cpu().numpy()
-            return {"doc_scores": pieces_to_words(a[0], w, nd), "pair_map": _pieces_to_pairs(a, q, w, nq, nd),
+            summary = cap["pair_summary"][0].float().cpu().numpy() if "pair_summary" in cap else a[0]
+            return {"doc_scores": pieces_to_words(summary, w, nd), "pair_map": _pieces_to_pairs(a, q, w, nq, nd),
                     "score": score}
         _, widx, _, att = cap["doc"]
         a = att[0].mean(0).float().cpu().numpy()

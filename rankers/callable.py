@@ -2,8 +2,9 @@
 
 `fn(queries: list[str], docs: list[str]) -> list[float]` scores aligned (query, document)
 texts: a ranker behind an API, a Pyserini/PyTerrier pipeline, an ONNX model, a hand-written
-BM25 over raw text. Units are the words of the original text (`rankers.text.words`); the
-removal operator drops the removed words from the text (the rest joined by single spaces),
+BM25 over raw text. Units are the words of the original text (`rankers.text.words`); with nothing
+removed the function gets the original text (its leading and trailing whitespace stripped); the
+removal operator drops the removed words with the whitespace before them (the rest keep their own),
 so perturbation explainers (occlusion, feature_ablation, shapley_sampling, kernel_shap, lime)
 and every curve metric apply. It is a black box: no gradients, layers or attention, so
 gradient explainers report it as incompatible.
@@ -115,9 +116,11 @@ class CallableRanker(Ranker):
                            f"{self.timeout_s:g} s (timeout_s) on {len(docs)} pairs") from None
 
     def _text(self, row: torch.Tensor, keep: torch.Tensor | None = None) -> str:
+        """The row's text: the original text when nothing is removed; else the kept words, each after
+        its own separator from the original (`GrowingVocab.text`)."""
         ids = row.tolist()
         kept = [i for j, i in enumerate(ids) if i != PAD_ID and (keep is None or bool(keep[j]))]
-        return " ".join(self.vocab.itos[i] for i in kept)
+        return self.vocab.text(kept)[0]
 
     def forward(self, q_ids: torch.Tensor, d_ids: torch.Tensor, d_mask: torch.Tensor | None = None) -> torch.Tensor:
         if d_mask is not None:

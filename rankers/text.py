@@ -39,14 +39,36 @@ def tokenize(text: str) -> list[str]:
 _NONSPACE = re.compile(r"\S+")
 
 
+class Word(str):
+    """A word of the original text that remembers the whitespace before it (`sep`: '' for the first
+    word), so a ranker rebuilding text from words (`GrowingVocab.text`) gives the original text when
+    nothing is removed, and the remaining words keep their own separators when some are."""
+
+    __slots__ = ("sep",)
+
+    def __new__(cls, word: str, sep: str = " ") -> "Word":
+        w = super().__new__(cls, word)
+        w.sep = sep
+        return w
+
+    def __reduce__(self):
+        return (Word, (str(self), self.sep))
+
+
 def word_spans(text: str) -> list[tuple[str, int, int]]:
     """The words of the original text: whitespace-separated runs (case, punctuation and stopwords
     kept) as (word, start, end) with text[start:end] == word. Units of transformer and callable rankers."""
     return [(m.group(), m.start(), m.end()) for m in _NONSPACE.finditer(text)]
 
 
-def words(text: str) -> list[str]:
-    return [w for w, _, _ in word_spans(text)]
+def words(text: str) -> list[Word]:
+    """The words of `text` (`word_spans`) as `Word`s carrying the whitespace before each; leading and
+    trailing whitespace of the text belongs to no word and is not kept."""
+    out, end = [], None
+    for w, s, e in word_spans(text):
+        out.append(Word(w, "" if end is None else text[end:s]))
+        end = e
+    return out
 
 
 def token_spans(text: str) -> list[tuple[str, int, int]] | None:
@@ -116,17 +138,42 @@ class Vocab:
 
 
 class GrowingVocab(Vocab):
-    """A word vocabulary that adds unseen words (transformers have no closed word vocabulary)."""
+    """A word vocabulary that adds unseen words (transformers have no closed word vocabulary).
+
+    An entry is a word with the whitespace before it (`Word.sep`; a plain string counts as
+    preceded by one space), so `text(ids)` rebuilds the original text of a row of ids."""
+
+    def __post_init__(self) -> None:
+        self.seps = ["", ""] + [" "] * (len(self.itos) - 2)
+        self.stoi = {}
+        for i, t in enumerate(self.itos):
+            self.stoi.setdefault((t, self.seps[i]), i)
 
     def encode(self, tokens: Sequence[str]) -> list[int]:
         out = []
         for t in tokens:
-            i = self.stoi.get(t)
+            key = (str(t), getattr(t, "sep", " "))
+            i = self.stoi.get(key)
             if i is None:
-                i = self.stoi[t] = len(self.itos)
-                self.itos.append(t)
+                i = self.stoi[key] = len(self.itos)
+                self.itos.append(key[0])
+                self.seps.append(key[1])
             out.append(i)
         return out
+
+    def text(self, ids: Sequence[int]) -> tuple[str, list[tuple[int, int]]]:
+        """The text of word ids (padding skipped): each word preceded by its own separator, the
+        text's leading whitespace dropped; with each word's (start, end) character span in it."""
+        parts, spans, pos = [], [], 0
+        for i in ids:
+            if i == PAD_ID:
+                continue
+            sep = self.seps[i] if parts else ""
+            w = self.itos[i]
+            parts += [sep, w]
+            spans.append((pos + len(sep), pos + len(sep) + len(w)))
+            pos += len(sep) + len(w)
+        return "".join(parts), spans
 
     def unknown(self, tokens: Sequence[str]) -> list[str]:
         return []  # every word maps to subword pieces: nothing is out of vocabulary

