@@ -244,10 +244,31 @@ def test_bad_run_file_exit_2(tmp_path, capsys, cranfield):
 
 
 # ----------------------------------------------------------------------------- README examples
-def _readme_block(lang: str) -> str:
+def _readme_blocks(lang: str) -> list[str]:
     text = (ROOT / "README.md").read_text()
     section = text.split("## Bring your own ranker", 1)[1].split("\n## ", 1)[0]
-    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
+    return re.findall(rf"```{lang}\n(.*?)```", section, re.S)
+
+
+def _readme_block(lang: str) -> str:
+    return _readme_blocks(lang)[0]
+
+
+def test_readme_sentence_transformers_and_generative_examples_run(ce_dir, tmp_path, capsys):
+    """The other BYO examples as written, model placeholders replaced by tiny local models."""
+    from hf_tiny import build
+    py = _readme_blocks("python")[1].replace("MODEL_DIR", ce_dir)
+    scope = {}
+    exec(compile("from suites.api import benchmark\n" + py.replace('["rank_deletion"])', '["rank_deletion"], '
+                 'collection="synthetic", queries=1)'), "README.md", "exec"), scope)
+    assert (scope["df"].status == "ok").all()
+    toml = _readme_blocks("toml")[1].replace("MONOT5_DIR", build("t5", tmp_path / "t5")).replace(
+        "LLM_RERANKER_DIR", build("qwen2", tmp_path / "qwen2"))
+    p = _suite(tmp_path, toml + "max_length = 128\n", name="generative", samples="queries = 1\ntop_k = 1\nrelevant = 0\n")
+    p.write_text(p.read_text().replace('collection = "cranfield"', 'collection = "synthetic"'))
+    assert main(["run", str(p), "--out", str(tmp_path / "gen"), "--quiet"]) == 0, capsys.readouterr().err
+    df = pd.read_csv(tmp_path / "gen" / "results.csv")
+    assert set(df.ranker) == {"monot5", "llm"} and (df.status == "ok").all()
 
 
 def test_readme_python_example_runs(capsys):
