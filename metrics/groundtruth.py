@@ -1,9 +1,12 @@
 """Agreement with ground truth.
 
-- groundtruth_spearman: Spearman (scipy.stats) between the explanation's
-  doc_scores and bm25's exact Shapley shares on the same tokens (exact ground
-  truth when the explained ranker is bm25; agreement with the lexical signal
-  otherwise). Higher is better.
+- groundtruth_spearman: Spearman (scipy.stats, ties at mean ranks) between the explanation's
+  doc_scores and bm25's exact Shapley shares over the document tokens that match the query
+  (the others all share 0, and ranking them against each other says nothing); exact ground
+  truth when the explained ranker is bm25, **agreement with BM25** otherwise (the report
+  labels it so: a semantic ranker that should credit non-matching words is not wrong to
+  disagree). Undefined (error) with fewer than two matching tokens or equal shares among
+  them. Higher is better.
 - rationale_precision: precision@k of the top-k attributed tokens against the
   planted rationale positions, k = number of rationale tokens (synthetic).
 - rationale_auprc: average precision (scikit-learn) of the attributions as
@@ -51,11 +54,19 @@ def _spearman(a, b) -> MetricResult:
     return MetricResult(float(spearmanr(a, b).statistic))
 
 
-@register_metric("groundtruth_spearman", "higher", "Spearman rho vs bm25 exact Shapley shares", range=(-1, 1))
+@register_metric("groundtruth_spearman", "higher", "Spearman rho vs bm25 exact Shapley shares over query-matching "
+                 "tokens (ground truth on bm25, BM25 agreement elsewhere)", range=(-1, 1))
 def groundtruth_spearman(ctx, **_):
     require(ctx.bm25 is not None, "no bm25 ground truth available")
     truth = exact_shapley(ctx.bm25, ctx.pair, ctx.ranker.analyzer)
-    return _spearman(np.asarray(ctx.explanation.doc_scores), truth)
+    match = truth != 0
+    info = {"matching_tokens": int(match.sum())}
+    if match.sum() < 2:
+        return MetricResult(math.nan, "error", f"{int(match.sum())} document token(s) match the query: Spearman "
+                            "needs two", info=info)
+    res = _spearman(np.asarray(ctx.explanation.doc_scores)[match], truth[match])
+    res.info.update(info)
+    return res
 
 
 def _labels(ctx) -> np.ndarray:

@@ -59,14 +59,26 @@ def _randomise(module: torch.nn.Module, gen: torch.Generator) -> None:
 @register_metric("sanity_randomization", "lower", "|Spearman rho|, explanation of trained vs fully randomised ranker",
                  range=(0, 1), params={"max_stages": Int(None, lo=1, hi=1000, nullable=True, doc="null: every stage")})
 def sanity_randomization(ctx, max_stages=None):
+    """Cascading model randomisation (Adebayo et al. 2018): |Spearman rho| between the explanation of the
+    trained ranker and that of the ranker with its blocks re-initialised, output side first; the value is
+    the last stage (everything randomised). The randomised explanations use another explainer seed
+    (seed + 1) than the trained one, so a stochastic explainer's shared coalitions cannot make them
+    look alike; `info["ceiling"]` is the self-consistency ceiling, |rho| between the trained ranker's
+    explanations under the two seeds (1 for deterministic explainers). The check is pass/fail: the
+    report passes an explainer whose mean |rho| is at most half its mean ceiling (`SANITY_PASS`)."""
     require(ctx.explainer is not None, "needs the explainer to rerun")
     stages = randomisation_stages(ctx.ranker, max_stages)
     require(bool(stages), f"ranker {ctx.ranker.name!r} has no learned parameters to randomise")
     rand = copy.deepcopy(ctx.ranker).cpu()
     gen = torch.Generator().manual_seed(ctx.seed)
     base = np.asarray(ctx.explanation.doc_scores)
-    sims = []
     explainer = copy.copy(ctx.explainer)
+    explainer.seed = int(getattr(ctx.explainer, "seed", 0)) + 1
+    ceiling = 1.0
+    if getattr(ctx.explainer, "stochastic", False):
+        again = np.asarray(explainer.attribute_pair(ctx.pair).doc_scores)
+        ceiling = _abs_rho(base, again)
+    sims = []
     for group in stages:
         for name in group:
             _randomise(rand.get_submodule(name), gen)
@@ -75,18 +87,33 @@ def sanity_randomization(ctx, max_stages=None):
             from explainers.gradcam import resolve_layer
             explainer.layer = resolve_layer(rand, explainer.layer_name)
         ex = explainer.attribute_pair(ctx.pair)
-        s = np.asarray(ex.doc_scores)
-        # |rho|: independence (0) is the ideal; strong anti-correlation is as dependent on the weights
-        # as strong correlation. A constant explanation has no ranking at all: undefined, not "perfect".
-        sims.append(abs(float(spearmanr(base, s).statistic)) if np.ptp(base) > 0 and np.ptp(s) > 0 else math.nan)
+        sims.append(_abs_rho(base, np.asarray(ex.doc_scores)))
     final = sims[-1]
-    info = {"stages": [",".join(g) for g in stages]}
+    info = {"stages": [",".join(g) for g in stages], "ceiling": None if not math.isfinite(ceiling) else ceiling,
+            "seeds": [int(getattr(ctx.explainer, "seed", 0)), explainer.seed]}
     curve = {"x": list(range(1, len(stages) + 1)), "y": [None if not math.isfinite(v) else v for v in sims]}
     if not math.isfinite(final):
         which = "the trained ranker's" if np.ptp(base) == 0 else "the randomised ranker's"
         return MetricResult(math.nan, "error", f"{which} explanation is constant: Spearman undefined", curve=curve,
                             info=info)
     return MetricResult(final, curve=curve, info=info)
+
+
+#: sanity_randomization passes when the mean |rho| after randomisation is at most this share of the mean
+#: self-consistency ceiling (randomising the model removes at least half of the structure that survives a
+#: change of explainer seed)
+SANITY_PASS = 0.5
+
+
+def sanity_passes(mean_rho: float, mean_ceiling: float) -> bool:
+    """The pass/fail verdict of sanity_randomization for a cell: mean |rho| <= SANITY_PASS * mean ceiling."""
+    return bool(math.isfinite(mean_rho) and math.isfinite(mean_ceiling) and mean_rho <= SANITY_PASS * mean_ceiling)
+
+
+def _abs_rho(a: np.ndarray, b: np.ndarray) -> float:
+    """|Spearman rho|: independence (0) is the ideal; strong anti-correlation is as dependent on the weights
+    as strong correlation. A constant explanation has no ranking at all: NaN (undefined, not "perfect")."""
+    return abs(float(spearmanr(a, b).statistic)) if np.ptp(a) > 0 and np.ptp(b) > 0 else math.nan
 
 
 @register_metric("explainer_agreement", "higher", "Kendall tau vs the reference explainer", range=(-1, 1),

@@ -196,15 +196,26 @@ def test_sanity_agreement_and_sensitivity(small_knrm, synthetic):
     q = synthetic.query_tokens["q001"]
     d = synthetic.doc_tokens[synthetic.relevant("q001")[0]]
     pair = make_pair(small_knrm, q, d)
-    out = {}
+    from scipy.stats import spearmanr
+
+    from metrics.robustness import sanity_passes
+    out, ex_of = {}, {}
     for name in ("saliency", "random", "feature_ablation"):
         expl = build_explainer(name, small_knrm)
-        ex = expl.attribute_pair(pair)
+        ex = ex_of[name] = expl.attribute_pair(pair)
+        ex_of[name] = ex.doc_scores
         peers = {"feature_ablation": build_explainer("feature_ablation", small_knrm).attribute_pair(pair)}
         ctx = MetricContext(small_knrm, pair, ex, explainer=expl, peers=peers)
         out[name] = compute_metrics(ctx, ["sanity_randomization", "explainer_agreement", "sensitivity_max"])
-    assert out["random"]["sanity_randomization"].value == pytest.approx(1.0)  # ignores the model
-    assert 0 <= out["saliency"]["sanity_randomization"].value < 0.9  # |rho|: anti-correlation is no better
+    # random ignores the model: under an independent seed its randomised explanation is as unlike the trained one
+    # as a second trained one is (its self-consistency ceiling), so it cannot pass
+    rnd = out["random"]["sanity_randomization"]
+    want_rand = abs(spearmanr(ex_of["random"], build_explainer("random", small_knrm, seed=1)
+                              .attribute_pair(pair).doc_scores).statistic)
+    assert rnd.value == pytest.approx(want_rand) and rnd.info["ceiling"] == pytest.approx(want_rand)
+    assert rnd.info["seeds"] == [0, 1] and not sanity_passes(rnd.value, rnd.info["ceiling"])
+    sal = out["saliency"]["sanity_randomization"]
+    assert 0 <= sal.value < 0.9 and sal.info["ceiling"] == 1.0  # deterministic: its own ceiling is 1
     # a constant explanation carries no ranking: an error, never a perfect 0
     const = build_explainer("exact_match", small_knrm)
     no_match = make_pair(small_knrm, q, [t for t in d if t not in q])
@@ -230,3 +241,45 @@ def test_listwise_tau_on_bm25(cranfield):
     t_exact = listwise_tau(bm25, q, docs, exact)
     t_rand = listwise_tau(bm25, q, docs, rnd)
     assert -1 <= t_exact.value <= 1 and t_exact.value < t_rand.value
+
+
+def test_groundtruth_spearman_ranks_only_query_matching_tokens(cranfield):
+    """By hand: shares over the matching tokens only; what an explanation gives non-matching tokens is ignored,
+    and a document with one matching token is undefined."""
+    from scipy.stats import spearmanr
+    bm25 = build_ranker("bm25", cranfield)
+    q, d = cranfield.query_tokens["1"], cranfield.doc_tokens[cranfield.relevant("1")[0]]
+    pair = make_pair(bm25, q, d)
+    shap = bm25.exact_contributions(pair.q_ids, pair.d_ids)[0].double().numpy()
+    match = shap != 0
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=len(shap))
+    res = compute_metrics(MetricContext(bm25, pair, Explanation("bm25", "x", pair.query_tokens, pair.doc_tokens,
+                                                                scores), bm25=bm25), ["groundtruth_spearman"])
+    g = res["groundtruth_spearman"]
+    assert g.value == pytest.approx(spearmanr(scores[match], shap[match]).statistic)
+    assert g.info["matching_tokens"] == int(match.sum()) >= 2
+    scores[~match] = 1e6                                   # non-matching tokens do not count
+    res2 = compute_metrics(MetricContext(bm25, pair, Explanation("bm25", "x", pair.query_tokens, pair.doc_tokens,
+                                                                 scores), bm25=bm25), ["groundtruth_spearman"])
+    assert res2["groundtruth_spearman"].value == pytest.approx(g.value)
+    one = [t for t in d if t not in q][:5] + [q[0]]
+    p1 = make_pair(bm25, q, one)
+    r1 = compute_metrics(MetricContext(bm25, p1, Explanation("bm25", "x", p1.query_tokens, p1.doc_tokens,
+                                                             np.arange(len(one), dtype=float)), bm25=bm25),
+                         ["groundtruth_spearman"])["groundtruth_spearman"]
+    assert r1.status == "error" and "needs two" in r1.message
+
+
+def test_lime_is_scale_free():
+    """The same additive ranker at two score scales: LIME's explanation scales with the scores (its surrogate
+    fits standardised scores) instead of collapsing to 0 under the Lasso penalty at the small scale."""
+    weights = {"a": 3.0, "b": 1.0, "c": 2.0, "d": 0.5, "e": 0.0}
+    doc = ["a", "b", "c", "d", "e", "a"]
+    out = {}
+    for scale in (1.0, 1e-4):
+        r = AdditiveRanker({k: v * scale for k, v in weights.items()})
+        out[scale] = build_explainer("lime", r, n_samples=200, seed=0).attribute(["a"], doc).doc_scores
+    assert np.ptp(out[1e-4]) > 0
+    np.testing.assert_allclose(out[1e-4], out[1.0] * 1e-4, rtol=1e-3, atol=1e-9)
+    assert np.argsort(-out[1.0])[0] in (0, 5)              # "a" (weight 3) on top
