@@ -132,6 +132,8 @@ class Explainer:
     #: ranker capabilities needed (`rankers.capabilities`; a tuple inside means any of them)
     requires: tuple = ()
     stochastic = False
+    #: a reference point (chance, lexical matching), not a competitor: left out of reliability statistics
+    baseline = False
     #: user-settable constructor parameters (suite tables, `--param`, `rexbench list --json`)
     params: dict[str, Param] = {"seed": Int(0, lo=0, hi=2 ** 32 - 1, doc="RNG seed (stochastic explainers)"),
                                 "batch_size": Int(256, lo=1, hi=65536, doc="rows per model call")}

@@ -6,6 +6,7 @@ from typing import Mapping
 
 import numpy as np
 
+from rankers.params import Int
 from rankers.text import UNK_ID, tokenize
 
 from .base import Explainer, Pair, register_explainer
@@ -14,6 +15,7 @@ from .base import Explainer, Pair, register_explainer
 @register_explainer("random")
 class RandomExplainer(Explainer):
     """Standard-normal scores per document token, seeded by (seed, document)."""
+    baseline = True
 
     stochastic = True
 
@@ -42,6 +44,7 @@ def _match(ranker, pair: Pair) -> np.ndarray:
 @register_explainer("exact_match")
 class ExactMatchExplainer(Explainer):
     """pair_map[i, j] = 1 if query unit i and document unit j share an index term."""
+    baseline = True
 
     def _attribute(self, pair: Pair) -> dict:
         return {"pair_map": _match(self.ranker, pair)}
@@ -54,6 +57,7 @@ class IdfMatchExplainer(Explainer):
     idf: token -> idf (e.g. `collection_idf(collection)`); defaults to the
     ranker's own idf where it has one (bm25).
     """
+    baseline = True
 
     def __init__(self, ranker, idf: Mapping[str, float] | None = None, seed: int = 0, batch_size: int = 256):
         super().__init__(ranker, seed=seed, batch_size=batch_size)
@@ -83,3 +87,30 @@ class ExactShapleyExplainer(Explainer):
     def _attribute(self, pair: Pair) -> dict:
         shap, _ = self.ranker.exact_contributions(pair.q_ids, pair.d_ids)
         return {"doc_scores": shap.double().cpu().numpy()}
+
+
+@register_explainer("lead")
+class LeadExplainer(Explainer):
+    """The lead baseline of snippet generation: the document's first `w` words, earliest first
+    (scores w, w-1, ..., 1, then 0), whatever the query."""
+    baseline = True
+    params = {**Explainer.params, "w": Int(20, lo=1, hi=100000, doc="words of the lead")}
+
+    def __init__(self, ranker, w: int = 20, seed: int = 0, batch_size: int = 256):
+        super().__init__(ranker, seed=seed, batch_size=batch_size)
+        self.w = int(w)
+
+    def _attribute(self, pair: Pair) -> dict:
+        n = len(pair.doc_tokens)
+        return {"doc_scores": np.maximum(self.w - np.arange(n), 0).astype(np.float64)}
+
+
+@register_explainer("exact_pairs")
+class ExactPairsExplainer(Explainer):
+    """The exact query x document decomposition of a ranker that has one (`exact_pairs`; late_interaction:
+    each query word's maximal similarity cell): pair-level ground truth, the map sums to the score."""
+    requires = ("exact_pairs",)
+
+    def _attribute(self, pair: Pair) -> dict:
+        pm = self.ranker.exact_pairs(pair.q_ids, pair.d_ids)
+        return {"pair_map": pm.double().cpu().numpy()}

@@ -6,6 +6,11 @@ document token):
     alpha_k  = mean_{i,j} d score / d A^k_{ij}
     pair_map = ReLU(sum_k alpha_k A^k)        (signed=True drops the ReLU)
 
+With `weights = "position"` the channel mean is dropped: pair_map[i, j] = ReLU(sum_k
+d score / d A^k_{ij} * A^k_{ij}), gradient x activation per cell (what the channel mean
+discards is the position-dependent gradient; on KNRM this is input x gradient at Grad-CAM's
+own layer). Transformers: the same per piece, sum_h grad[p, h] * A[p, h].
+
 computed from one forward (a hook keeps A) and one `torch.autograd.grad` (the
 same formula as `captum.attr.LayerGradCam`, but the forward's score is reused
 for the explanation, saving a pass). For MatchPyramid A is the conv
@@ -26,7 +31,7 @@ import torch
 from torch import nn
 
 from rankers.errors import BadInput
-from rankers.params import Bool, Param
+from rankers.params import Bool, Choice, Param
 
 from .base import Explainer, Pair, register_explainer
 
@@ -46,12 +51,17 @@ class GradCAM(Explainer):
     requires = (("feature_layer", "token_states"),)
     params = {**Explainer.params,
               "layer": Param((str, int), None, nullable=True, doc="submodule name, or encoder layer index"),
-              "signed": Bool(False, "keep negative evidence (no ReLU)")}
+              "signed": Bool(False, "keep negative evidence (no ReLU)"),
+              "weights": Choice("mean", ("mean", "position"), doc="mean = the channel mean of the gradient "
+                                "(Grad-CAM, the seed's); position = gradient x activation per cell")}
 
-    def __init__(self, ranker, layer: str | int | None = None, signed: bool = False, seed: int = 0,
-                 batch_size: int = 256):
+    def __init__(self, ranker, layer: str | int | None = None, signed: bool = False, weights: str = "mean",
+                 seed: int = 0, batch_size: int = 256):
         super().__init__(ranker, seed=seed, batch_size=batch_size)
         self.signed = bool(signed)
+        if weights not in ("mean", "position"):
+            raise BadInput(f"gradcam: weights must be 'mean' or 'position', not {weights!r}")
+        self.weights = weights
         self.tokens = "token_states" in ranker.capabilities
         if self.tokens:
             self.layer_name = int(ranker.layer if layer is None else layer)
@@ -74,10 +84,10 @@ class GradCAM(Explainer):
             raise BadInput(f"layer {self.layer_name!r} output {tuple(a.shape)} is not a [B, C, n_query, n_doc] "
                            "grid aligned with the pair")
         (g,) = torch.autograd.grad(s.sum(), a)           # one backward; no parameter gradients
-        alpha = g.mean(dim=(2, 3), keepdim=True)          # [1, C, 1, 1]
+        alpha = g.mean(dim=(2, 3), keepdim=True) if self.weights == "mean" else g  # [1, C, 1, 1] or per cell
         cam = (alpha * a).sum(1)[0]                       # [n_query, n_doc]
         cam = cam if self.signed else torch.relu(cam)
-        return {"pair_map": cam.detach().cpu().numpy(), "score": float(s[0]), "info": {"layer": self.layer_name}}
+        return {"pair_map": cam.detach().cpu().numpy(), "score": float(s[0]), "info": {"layer": self.layer_name, "weights": self.weights}}
 
     def _attribute_tokens(self, pair: Pair) -> dict:
         from .aggregate import pieces_to_words
@@ -86,11 +96,11 @@ class GradCAM(Explainer):
             s = sc(sc.full_input())
         sides = list(cap)
         grads = torch.autograd.grad(s.sum(), [cap[k][0] for k in sides])
-        out = {"score": float(s[0]), "info": {"layer": self.layer_name}}
+        out = {"score": float(s[0]), "info": {"layer": self.layer_name, "weights": self.weights}}
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
         for side, g in zip(sides, grads):
             h, widx, qidx, _ = cap[side]
-            w = g[0].mean(0)                                  # [H]
+            w = g[0].mean(0) if self.weights == "mean" else g[0]  # [H] or [P, H]
             m = (h[0] * w).sum(-1)                            # [P]
             m = (m if self.signed else torch.relu(m)).detach().cpu().numpy()
             if side in ("doc", "pair"):

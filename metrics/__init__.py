@@ -1,7 +1,7 @@
 """Metrics for ranking explanations, registered by name (see `metrics.base`)."""
 from .base import (METRICS, MetricContext, MetricResult, QueryContext, Skip, check_metric_params, compute_metrics,
                    compute_metrics_many, compute_query_metrics, metric_spec, register_metric)
-from . import anchored, faithfulness, groundtruth, robustness  # noqa: F401  (register)
+from . import anchored, faithfulness, groundtruth, pairs, robustness  # noqa: F401  (register)
 from .faithfulness import listwise_tau
 
 __all__ = ["METRICS", "check_metric_params", "MetricContext", "MetricResult", "QueryContext", "Skip", "compute_metrics",

@@ -46,6 +46,8 @@ class MetricContext:
     peers: dict[str, Explanation] = field(default_factory=dict)
     seed: int = 0
     batch_size: int = 256
+    #: the other candidates' units, aligned with other_scores (metrics that re-score the list, query_deletion)
+    other_docs: list | None = None
 
     def scorer(self) -> PairScorer:
         return PairScorer(self.ranker, self.pair.q_ids, self.pair.d_ids, "mask", 0.0, self.batch_size)
@@ -90,6 +92,11 @@ class QueryContext:
     ranker: Ranker
     query_tokens: list[str]
     explanations: list[Explanation]
+    #: the query's candidates in the ranker's order (docids), the explained ones by docid, and a function that
+    #: explains any candidate with the same explainer (for metrics over the top of the ranking)
+    ranking: list[str] = field(default_factory=list)
+    by_doc: dict = field(default_factory=dict)
+    explain: Any = None
 
 
 def register_metric(name: str, direction: str, unit: str, *, range: tuple[float | None, float | None],

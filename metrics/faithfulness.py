@@ -208,14 +208,23 @@ class PairwiseFlip:
         return MetricResult(float(x[below[0]]), curve=curve)
 
 
-@register_metric("listwise_tau", "lower", "Kendall tau, candidate ranking before vs after deleting top-k%",
-                 range=(-1, 1), scope="query",
-                 params={"k_frac": Float(0.2, lo=0.01, hi=1.0, doc="fraction of top tokens deleted"),
+@register_metric("listwise_tau", "lower", "Kendall tau, the query's top-k ranking before vs after deleting each "
+                 "document's top k_frac tokens", range=(-1, 1), scope="query",
+                 params={"k": Int(10, lo=2, hi=1000, doc="the ranker's top k candidates form the ranking compared"),
+                         "k_frac": Float(0.2, lo=0.01, hi=1.0, doc="fraction of top tokens deleted"),
                          "batch_size": Int(256, lo=1, hi=65536)})
-def listwise_tau_metric(qctx, k_frac: float = 0.2, batch_size: int = 256) -> MetricResult:
-    """Query scope: one value per (query, explainer) from the query's explained documents."""
-    return listwise_tau(qctx.ranker, qctx.query_tokens, [e.doc_tokens for e in qctx.explanations],
-                        qctx.explanations, k_frac, batch_size)
+def listwise_tau_metric(qctx, k: int = 10, k_frac: float = 0.2, batch_size: int = 256) -> MetricResult:
+    """Query scope: one value per (query, explainer) over the ranker's top k candidates; candidates the suite
+    did not explain are explained here with the same explainer (cost: up to k explanations per query). Without
+    a ranking (a bare QueryContext) the explained documents are the list."""
+    if qctx.ranking and qctx.explain is not None:
+        top = qctx.ranking[:k]
+        exps = [qctx.by_doc[d] if d in qctx.by_doc else qctx.explain(d) for d in top]
+    else:
+        exps = list(qctx.explanations)
+    res = listwise_tau(qctx.ranker, qctx.query_tokens, [e.doc_tokens for e in exps], exps, k_frac, batch_size)
+    res.info["k"] = len(exps)
+    return res
 
 
 def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float = 0.2,

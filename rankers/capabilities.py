@@ -22,6 +22,9 @@ CAPABILITIES: dict[str, str] = {
     "single_use_modules": "every nonlinearity is an nn.Module called once per forward (Captum DeepLift)",
     "randomisable": "parameters that cascading randomisation can re-initialise",
     "exact_contributions": "exact per-token Shapley shares (`exact_contributions`): ground truth",
+    "pair_removal": "forward(..., pair_mask [B, Lq, Ld]) removes single query x document cells at the interaction "
+                    "layer (pair-level metrics)",
+    "exact_pairs": "an exact query x document decomposition of the score (`exact_pairs`): pair-level ground truth",
 }
 
 Requirement = str | tuple[str, ...]

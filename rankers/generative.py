@@ -58,7 +58,8 @@ class _Generative(_PairRanker):
         self.dtype_name = dtype
         self.true_token = true_token or self.default_tokens[0]
         self.false_token = false_token or self.default_tokens[1]
-        self.model = self._load(self.auto_class(), dtype=_DTYPES[dtype])
+        import transformers
+        self.model = self._load(getattr(transformers, self.auto), dtype=_DTYPES[dtype])
         self.encoder_model = self.model
         self._bind(self.model)
         self._extra = set(inspect.signature(self.model.forward).parameters)
@@ -68,9 +69,8 @@ class _Generative(_PairRanker):
             raise BadInput(f"model {self.model_name!r}: true_token {self.true_token!r} and false_token "
                            f"{self.false_token!r} map to the same token id {self.true_id}")
 
-    @staticmethod
-    def auto_class():
-        raise NotImplementedError
+    #: the transformers Auto class the checkpoint is loaded with
+    auto = ""
 
     def config(self) -> dict:
         return {**super().config(), "true_token": self.true_token, "false_token": self.false_token,
@@ -85,10 +85,7 @@ class Seq2SeqRanker(_Generative):
     default_tokens = ("true", "false")
     example = "monoT5"
 
-    @staticmethod
-    def auto_class():
-        from transformers import AutoModelForSeq2SeqLM
-        return AutoModelForSeq2SeqLM
+    auto = "AutoModelForSeq2SeqLM"
 
     def _bind(self, net) -> None:
         super()._bind(net)
@@ -120,10 +117,7 @@ class CausalLMRanker(_Generative):
     default_tokens = ("yes", "no")
     example = "causal LM reranker"
 
-    @staticmethod
-    def auto_class():
-        from transformers import AutoModelForCausalLM
-        return AutoModelForCausalLM
+    auto = "AutoModelForCausalLM"
 
     def _bind(self, net) -> None:
         super()._bind(net)

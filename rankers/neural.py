@@ -19,7 +19,8 @@ class _Tap(nn.Identity):
 
 
 class _EmbeddingRanker(Ranker):
-    capabilities = ("mask_gradient", "embedding", "interaction_layer", "single_use_modules", "randomisable")
+    capabilities = ("mask_gradient", "embedding", "interaction_layer", "single_use_modules", "randomisable",
+                    "pair_removal")
     params = {"dim": Int(64, lo=2, hi=4096, doc="embedding size (PPMI-SVD initialised)"), "max_doc_len": Int(256, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)"), "max_query_len": Int(32, lo=1, hi=10000, doc="query tokens kept")}
     def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
@@ -42,12 +43,18 @@ class _EmbeddingRanker(Ranker):
     def config(self) -> dict:
         return {"dim": self.dim, "max_doc_len": self.max_doc_len, "max_query_len": self.max_query_len}
 
-    def forward(self, q_ids, d_ids, d_mask=None):
+    def forward(self, q_ids, d_ids, d_mask=None, pair_mask=None):
+        """pair_mask [B, Lq, Ld] in [0, 1] (optional): 0 removes the (query token, document token) cell at the
+        interaction layer (KNRM: the cell's kernel values; MatchPyramid: the cell of the matrix)."""
         if shared_rows(q_ids, d_ids):  # one pair under many masks: embed once
             emb = self.embedding(d_ids[:1]).expand(len(d_ids), -1, -1)
         else:
             emb = self.embedding(d_ids)
-        return self.score_embedded(q_ids, emb, d_mask, d_ids)
+        self._pair_mask = pair_mask
+        try:
+            return self.score_embedded(q_ids, emb, d_mask, d_ids)
+        finally:
+            self._pair_mask = None
 
     def _cosine(self, q_ids, d_emb, d_mask, d_ids):
         """Cosine matrix [B, Lq, Ld] (or [1, Lq, Ld] when every row is the same pair,
@@ -121,7 +128,10 @@ class KNRM(_EmbeddingRanker):
     def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
         sim, q_m, d_m = self._cosine(q_ids, d_emb, d_mask, d_ids)
         k = torch.exp(-((sim[:, None] - self.mu) ** 2) / (2 * self.sigma ** 2))
-        k = self.feature_layer(k * d_m[:, None, None, :])
+        k = k * d_m[:, None, None, :]
+        if getattr(self, "_pair_mask", None) is not None:
+            k = k * self._pair_mask[:, None]
+        k = self.feature_layer(k)
         phi = (torch.log1p(k.sum(-1)) * q_m[:, None, :]).sum(-1)
         return self.out(phi).squeeze(-1)
 
@@ -155,6 +165,8 @@ class MatchPyramid(_EmbeddingRanker):
     def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
         sim, q_m, d_m = self._cosine(q_ids, d_emb, d_mask, d_ids)
         grid = q_m[:, :, None] * d_m[:, None, :]
+        if getattr(self, "_pair_mask", None) is not None:
+            grid = grid * self._pair_mask
         a = F.relu(self.conv((sim * grid)[:, None])) * grid[:, None]
         a = self.feature_layer(a)
         n_d = (d_ids != PAD_ID).sum(-1) if d_ids is not None else torch.full_like(q_m[:, 0], d_emb.shape[1]).long()

@@ -125,6 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="join an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (it must answer within 20 s; "
                         "$REXBENCH_CONNECT_TIMEOUT); excludes --workers")
 
+    p = sub.add_parser("plan", help="predict a suite's cost on this machine from a short calibration run")
+    p.add_argument("suite", help="path to a suite .toml, or the name of a bundled suite (quick, cranfield)")
+    p.add_argument("--device", default=None, help="cpu | cuda (overrides the suite file)")
+    p.add_argument("--workers", type=_int_at_least(1), default=1, help="workers the real run will use")
+    p.add_argument("--calibrate", type=_int_at_least(1), default=1, metavar="Q",
+                   help="queries per ranker in the calibration run (default 1)")
+    p.add_argument("--budget", default=None, help="wall-time budget, e.g. 1h or 45m: queries each ranker can afford")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--json", action="store_true")
+
     p = sub.add_parser("floors", help="measure cost-over-floor ratios (speed) on this device; uses untrained "
                                       "weights (cost does not depend on them), so it never trains a ranker")
     p.add_argument("--device", default="cpu")
@@ -135,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write RESULTS.md from a run directory")
     p.add_argument("dir")
     p.add_argument("--out", default=None, help="RESULTS.md path (default DIR/RESULTS.md)")
+    p.add_argument("--pack", action="store_true", help="also write DIR/results.sqlite.gz, the per-sample results to "
+                   "commit with the report (the report regenerates from it on a clean clone)")
     return ap
 
 
@@ -288,15 +300,16 @@ def cmd_explain(args) -> int:
     ex = explainer.attribute_pair(pair)
     out = ex.to_json()
     if metric_names:
-        others = None
+        others, other_docs = None, None
         if not free:
             cands = [d for d in coll.candidates(args.qid) if d != args.docid]
             q_units, d_units = coll.units(ranker.analyzer)
-            others = ranker.score_tokens(q_units[args.qid], [d_units[d] for d in cands]).double().numpy()
+            other_docs = [d_units[d] for d in cands]
+            others = ranker.score_tokens(q_units[args.qid], other_docs).double().numpy()
         ctx = MetricContext(ranker, pair, ex, explainer, others,
                             contrast_score=None if contrast is None else pair.offset,
                             rationale=coll.rationales.get((args.qid, args.docid)),
-                            bm25=build_ranker("bm25", coll).to(ranker.device), seed=args.seed)
+                            bm25=build_ranker("bm25", coll).to(ranker.device), seed=args.seed, other_docs=other_docs)
         if contrast is not None:  # pairwise_flip compares raw scores of d+ against s(q, d-)
             ctx.pair = make_pair(ranker, q_text, d_text)
         res = compute_metrics(ctx, metric_names)
@@ -377,6 +390,21 @@ def cmd_floors(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    import json
+
+    from suites.config import load_suite
+    from suites.planner import parse_budget, plan_suite, plan_text
+    budget = parse_budget(args.budget) if args.budget is not None else None
+    cfg = load_suite(_suite_path(args.suite))
+    if args.device:
+        _device(args.device)
+    p = plan_suite(cfg, device=args.device, workers=args.workers, calibrate=args.calibrate, budget_s=budget,
+                   data_dir=args.data_dir)
+    print(json.dumps(p, indent=2) if args.json else plan_text(p))
+    return 0
+
+
 def cmd_report(args) -> int:
     from pathlib import Path
 
@@ -387,6 +415,9 @@ def cmd_report(args) -> int:
         _writable_file(args.out, "--out")
     path = write_report(args.dir, args.out)
     print(f"wrote {path}")
+    if args.pack:
+        from suites.rundir import pack_database
+        print(f"wrote {pack_database(Path(args.dir))}")
     return 0
 
 
@@ -397,7 +428,7 @@ def argv_cmd(argv: list[str] | None) -> str | None:
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "rank": cmd_rank, "explain": cmd_explain, "run": cmd_run,
-            "report": cmd_report, "floors": cmd_floors}
+            "report": cmd_report, "floors": cmd_floors, "plan": cmd_plan}
 
 
 def main(argv: list[str] | None = None) -> int:

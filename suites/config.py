@@ -106,6 +106,16 @@ class SuiteConfig:
     #: rankers given as Python objects (`suites.api.benchmark`): name -> ready Ranker
     objects: dict = field(default_factory=dict, repr=False)
 
+    def explainer_type(self, name: str) -> str:
+        """The registered type of the suite's explainer `name` (its `type` key, else the name itself), e.g.
+        `[explainers.gradcam_signed] type = "gradcam"`."""
+        return self.explainers.get(name, {}).get("type") or name
+
+    def explainer_params(self, name: str, ranker: str | None = None) -> dict:
+        """The explainer's parameters (without `type`), with a ranker's own overrides."""
+        own = self.rankers.get(ranker, {}).get("explainers", {}).get(name, {}) if ranker else {}
+        return {k: v for k, v in {**self.explainers.get(name, {}), **own}.items() if k != "type"}
+
     def ranker_type(self, name: str) -> str:
         """The registered type of the suite's ranker `name` (its `type` key, else the name itself)."""
         if name in self.objects:
@@ -153,7 +163,10 @@ class SuiteConfig:
         return {"suite": {k: getattr(self, k) for k in SUITE_KEYS if k not in NOT_FINGERPRINTED},
                 "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
                 "rankers": rankers,
-                "explainers": {e: resolved(explainer_class(e).params, p) for e, p in self.explainers.items()},
+                "explainers": {e: {**({"type": p["type"]} if "type" in p else {}),
+                                   **resolved(explainer_class(self.explainer_type(e)).params,
+                                              {k: v for k, v in p.items() if k != "type"})}
+                               for e, p in self.explainers.items()},
                 "metrics": {m: resolved(metric_spec(m).params, p) for m, p in self.metrics.items()},
                 "effectiveness": {"collections": self.effectiveness, "rankers": self.effectiveness_rankers}}
 
@@ -208,9 +221,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
         for name, params in table.items():
             if not isinstance(params, dict):
                 raise BadInput(f"{f} [{section}.{name}]: expected a table of parameters")
-            kind = params.get("type", name) if section == "rankers" else name
-            if section == "rankers":
-                check_name(name, f"{f} [rankers.{name}]")
+            kind = params.get("type", name) if section in ("rankers", "explainers") else name
+            if section in ("rankers", "explainers"):
+                check_name(name, f"{f} [{section}.{name}]")
             if not isinstance(kind, str) or kind not in registry:
                 what = f"type {kind!r}" if kind != name else repr(name)
                 raise BadInput(f"{f} [{section}.{name}]: unknown {section[:-1]} {what}; valid: "
@@ -223,8 +236,13 @@ def load_suite(path: str | Path) -> SuiteConfig:
         for name, params in table.items():
             if name not in names:
                 raise BadInput(f"{where}: {kind} {name!r} is not in the suite's [{kind}s]")
-            (check_explainer_params if kind == "explainer" else check_metric_params)(name, params,
-                                                                                   f"{where}.{name}")
+            if kind == "explainer":
+                if "type" in params and names is not cfg.explainers:
+                    raise BadInput(f"{where}.{name}: `type` belongs in [explainers.{name}], not in a ranker's table")
+                check_explainer_params(cfg.explainer_type(name), {k: v for k, v in params.items() if k != "type"},
+                                       f"{where}.{name}")
+            else:
+                check_metric_params(name, params, f"{where}.{name}")
 
     check_tables(f"{f} [explainers]", "explainer", cfg.explainers, cfg.explainers)
     check_tables(f"{f} [metrics]", "metric", cfg.metrics, cfg.metrics)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from explainers import EXPLAINERS, Explanation, build_explainer, collection_idf, make_pair
+from explainers import EXPLAINERS, Explanation, Incompatible, build_explainer, collection_idf, make_pair
 from metrics import (METRICS, MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
                      metric_spec)
 from metrics.base import MetricResult
@@ -133,18 +133,21 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
     explainers, errors, fixed = {}, {}, {}
     batch_size = resolve_batch_size(cfg.batch_size, spec.device, ranker)
     for ename in explainer_order(cfg):
-        params = {**cfg.explainers[ename], **t.get("explainers", {}).get(ename, {})}
-        if ename == "idf_match":
+        etype = cfg.explainer_type(ename)
+        params = cfg.explainer_params(ename, rname)
+        if etype == "idf_match":
             params.setdefault("idf", collection_idf(coll))
-        ok, why = EXPLAINERS[ename].compatible(ranker)
+        ok, why = EXPLAINERS[etype].compatible(ranker)
         if not ok:
             errors[ename] = ("skipped", why)
             continue
         if "batch_size" in params:  # the explainer's own rows per call (halved too on CUDA out-of-memory)
             fixed[ename] = params["batch_size"]
         try:  # the suite's seed and batch size unless the explainer's table sets its own
-            explainers[ename] = build_explainer(ename, ranker, **{"seed": cfg.seed, "batch_size": batch_size,
+            explainers[ename] = build_explainer(etype, ranker, **{"seed": cfg.seed, "batch_size": batch_size,
                                                                    **params})
+        except Incompatible as e:  # e.g. corrupted(base) where the base does not apply to this ranker
+            errors[ename] = ("skipped", str(e))
         except Exception as e:
             errors[ename] = ("error", f"{type(e).__name__}: {e}")
     metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
@@ -206,7 +209,7 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
                              f"{ranker_message(rname, e)} (while scoring the query's candidates)", t0)
     ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
     by_doc = dict(zip(cands, scores))
-    pending, explained = [], {e: [] for e in names}
+    pending, explained = [], {e: {} for e in names}
     for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
         pair = make_pair(ranker, coll.queries[qid], coll.docs[d])
         others = np.array([s for k, s in by_doc.items() if k != d])
@@ -227,13 +230,15 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
                 res.cells.append(Cell(key, _failed(cell_base, pair_metrics, "error", _error_text(rname, e))))
                 continue
             peers[ename] = ex
-            explained[ename].append(ex)
+            explained[ename][d] = ex
             ctx = MetricContext(ranker, pair, ex, rt.explainers[ename], others,
                                 float(by_doc[contrast]) if contrast is not None else None,
-                                coll.rationales.get((qid, d)), rt.bm25, peers, cfg.seed, batch_size)
+                                coll.rationales.get((qid, d)), rt.bm25, peers, cfg.seed, batch_size,
+                                other_docs=[d_units[k] for k in by_doc if k != d])
             pending.append((key, cell_base, ex, ctx, _peak_mem_mb(spec.device)))
     res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries, rname)
-    res.cells += _query_cells(cfg, base, rt, q_units[qid], explained)
+    res.cells += _query_cells(cfg, base, rt, q_units[qid], explained, ranking,
+                              lambda d: make_pair(ranker, coll.queries[qid], coll.docs[d]))
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -298,8 +303,9 @@ def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries,
     return out
 
 
-def _query_cells(cfg, base, rt, query_units, explained) -> list[Cell]:
-    """Query-scope metrics (docid "*"), one cell per explainer, from the query's explanations."""
+def _query_cells(cfg, base, rt, query_units, explained, ranking, pair_of) -> list[Cell]:
+    """Query-scope metrics (docid "*"), one cell per explainer, from the query's explanations (docid -> Explanation);
+    a metric that needs more of the ranking (listwise_tau's top k) has the explainer explain them (`pair_of`)."""
     names = [m for m in cfg.metrics if metric_spec(m).scope == "query"]
     if not names:
         return []
@@ -309,7 +315,9 @@ def _query_cells(cfg, base, rt, query_units, explained) -> list[Cell]:
         if ename in rt.build_errors:
             out.append(Cell(key, _failed(cell_base, names, *rt.build_errors[ename])))
             continue
-        res = compute_query_metrics(QueryContext(rt.ranker, list(query_units), exps), names, rt.metric_params)
+        qctx = QueryContext(rt.ranker, list(query_units), list(exps.values()), ranking=list(ranking), by_doc=dict(exps),
+                            explain=(lambda d, e=rt.explainers[ename]: e.attribute_pair(pair_of(d))))
+        res = compute_query_metrics(qctx, names, rt.metric_params)
         out.append(Cell(key, [{**cell_base, "metric": m, "value": r.value, "status": r.status, "message": r.message,
                                "info": r.info} for m, r in res.items()]))
     return out
@@ -329,5 +337,6 @@ def _peak_mem_mb(device: str) -> float:
 def explanation_json(ex: Explanation) -> dict:
     d = ex.to_json()
     return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
-                              "target", "seconds", "forward_passes", "backward_passes", "truncated", "doc_offsets",
+                              "target", "seconds", "forward_passes", "forward_rows", "backward_passes", "truncated",
+                              "doc_offsets",
                               "query_offsets")}

@@ -10,7 +10,8 @@ import pandas as pd
 
 from metrics import METRICS
 
-from .stats import ALPHA, kendalls_w, leaderboard, metric_agreement, separation, smallest_holm_p, underpowered
+from .stats import (ALPHA, MIN_DIFF_SHARE, MIN_DIFF_UNBOUNDED, compare_to, kendalls_w, leaderboard, metric_agreement,
+                    query_values, separation, smallest_holm_p, underpowered)
 from .store import Store
 
 GRID = np.linspace(0, 1, 21)
@@ -83,26 +84,122 @@ def timing_figure(t: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+#: interaction rankers first: a query x document map is the seed's output only where the ranker has one
+_HEATMAP_RANKERS = ("late_interaction", "knrm", "matchpyramid")
+
+
 def heatmap_figure(exps: list[dict], path: Path) -> str | None:
-    """Grad-CAM's pair map next to IG and occlusion on the same pair (first pair with all three)."""
+    """Grad-CAM's pair map next to exact pairs (where the ranker has them), IG and occlusion on one pair of an
+    interaction ranker (late interaction, else KNRM, else MatchPyramid; any ranker as a last resort)."""
     from explainers.base import Explanation
     from explainers.plot import heatmap_png
-    want = ["gradcam", "integrated_gradients", "occlusion"]
     by = {}
     for e in exps:
         by.setdefault((e["ranker"], e["qid"], e["docid"]), {})[e["explainer"]] = e
-    for (r, q, d), group in sorted(by.items()):
-        if all(w in group for w in want):
-            plt = _plt()
-            fig, axes = plt.subplots(3, 1, figsize=(13, 7.5), gridspec_kw={"height_ratios": [3, 1, 1]})
-            for ax, w in zip(axes, want):
-                ex = Explanation.from_json(group[w])
-                heatmap_png(ex, None, max_doc_tokens=50, ax=ax, title=f"{w} on {r}, query {q}, document {d}")
-            fig.tight_layout()
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            return f"{r}, query {q}, document {d}"
+    prefer = {r: i for i, r in enumerate(_HEATMAP_RANKERS)}
+    for (r, q, d), group in sorted(by.items(), key=lambda kv: (prefer.get(kv[0][0], len(prefer)), kv[0])):
+        want = [w for w in ("gradcam", "exact_pairs", "integrated_gradients", "occlusion") if w in group]
+        if "gradcam" not in want or len(want) < 3:
+            continue
+        plt = _plt()
+        fig, axes = plt.subplots(len(want), 1, figsize=(13, 2.6 * len(want)))
+        for ax, w in zip(axes, want):
+            ex = Explanation.from_json(group[w])
+            heatmap_png(ex, None, max_doc_tokens=50, ax=ax, title=f"{w} on {r}, query {q}, document {d}")
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return f"{r}, query {q}, document {d}: {', '.join(want)}"
     return None
+
+
+#: the rankers whose interaction layer the seed's Grad-CAM reads, and the metrics of its claim
+SEED_RANKERS = ("knrm", "matchpyramid", "late_interaction")
+SEED_METRICS = ("pair_deletion", "pair_insertion", "rank_deletion", "rank_insertion", "snippet_sufficiency",
+                "query_deletion")
+
+
+def seed_claim_section(df: pd.DataFrame) -> list[str]:
+    """The seed's claim (Grad-CAM on interaction layers; snippets and query-term importance) on its own rankers:
+    every Grad-CAM variant and competitor against Grad-CAM at pair, term, snippet and query level, and a
+    paragraph counting what the paired comparisons support."""
+    rankers = [r for r in SEED_RANKERS if r in set(df.ranker)]
+    metrics = [m for m in SEED_METRICS if m in set(df.metric)]
+    if not rankers or not metrics or "gradcam" not in set(df.explainer):
+        return []
+    md = ["## The seed's claim", "",
+          "Choi, Choi & Rhee (2020) explain interaction rankers with Grad-CAM's query x document map and use it "
+          "for snippets and query-term importance. Here each explainer against Grad-CAM (ReLU, channel-mean "
+          "weights: the seed's) on the seed's rankers, at pair level (pair_deletion / pair_insertion), term "
+          "level (rank_deletion / rank_insertion), snippet level (snippet_sufficiency) and query level "
+          "(query_deletion); cells as in \"Comparisons that matter\" (+ = better than Grad-CAM).", ""]
+    tally: dict[str, int] = {}
+    for r in rankers:
+        rows: dict[str, dict[str, str]] = {}
+        for m in metrics:
+            c = compare_to(df, r, m, "gradcam")
+            for x in c.itertuples():
+                rows.setdefault(x.explainer, {})[f"{m} {_arrow(m)}"] = (
+                    f"{x.diff:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}] n={x.queries} {x.verdict}")
+                tally[x.verdict] = tally.get(x.verdict, 0) + 1
+        if rows:
+            t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(rows.items())]).fillna("n/a")
+            md += [f"### {r}: versus gradcam", "", _table(t), ""]
+    total = sum(tally.values())
+    if total:
+        parts = ", ".join(f"{tally.get(v, 0)} {v}" for v in ("better", "worse", "negligible", "not shown different",
+                                                              "underpowered"))
+        md += [f"What the evidence supports: of {total} (ranker, metric, explainer) comparisons with Grad-CAM, "
+               f"{parts} (better = the explainer beats Grad-CAM by at least the minimum meaningful difference "
+               "after Holm). A claim that Grad-CAM is the most faithful explanation of these rankers holds only "
+               "where no explainer is better.", ""]
+    return md
+
+
+def explanation_rows(exps: list[dict]) -> dict[tuple[str, str], float]:
+    """(ranker, explainer) -> mean model evaluations (pairs scored) per explanation, where recorded."""
+    acc: dict[tuple[str, str], list[float]] = {}
+    for e in exps:
+        if e.get("forward_rows") is not None:
+            acc.setdefault((e["ranker"], e["explainer"]), []).append(float(e["forward_rows"]))
+    return {k: float(np.mean(v)) for k, v in acc.items()}
+
+
+def cost_figure(df: pd.DataFrame, cost: pd.DataFrame, heads: set[str], path: Path) -> bool:
+    """Per ranker: the first headline metric's query-mean (higher = better) against rows per explanation."""
+    from .stats import orientation
+    metric = next((m for m in METRICS if m in heads and m in set(df.metric)), None)
+    if metric is None or "rows" not in cost or cost.rows.isna().all():
+        return False
+    qv = query_values(df[(df.metric == metric) & (df.docid != "*")])
+    means = qv.groupby(["ranker", "explainer"]).value.mean() * orientation(metric)
+    rankers = [r for r in cost.ranker.unique() if r in means.index.get_level_values(0)]
+    if not rankers:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(rankers), figsize=(4.2 * len(rankers), 3.6), squeeze=False)
+    for ax, r in zip(axes[0], rankers):
+        c = cost[(cost.ranker == r) & cost.rows.notna()]
+        pts = [(max(float(x), 1.0), float(means[(r, e)]), e) for x, e in zip(c.rows, c.explainer) if (r, e) in means]
+        if not pts:
+            continue
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=18)
+        for x, y, e in pts:
+            ax.annotate(e, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+        front, best = [], -np.inf
+        for x, y, _ in sorted(pts):
+            if y > best:
+                front.append((x, y))
+                best = y
+        ax.plot([p[0] for p in front], [p[1] for p in front], lw=1)
+        ax.set_xscale("log")
+        ax.set_title(r, fontsize=9)
+        ax.set_xlabel("model evaluations per explanation")
+        ax.set_ylabel(f"{metric} ({'higher' if orientation(metric) > 0 else 'lower, negated'})", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def _score_normalised(metric: str) -> bool:
@@ -113,42 +210,205 @@ def _arrow(m: str) -> str:
     return "↓" if METRICS[m].direction == "lower" else "↑"
 
 
-def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = False) -> list[str]:
-    """Per ranker: explainer x metric, query-means with query-bootstrap CIs, verdicts, n."""
+def degenerate_shares(exps: list[dict]) -> dict[tuple[str, str], tuple[int, int]]:
+    """(ranker, explainer) -> (constant explanations, explanations): a constant explanation orders no token,
+    so every curve it gets is a tie order, not the explainer's view."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for e in exps:
+        s = e.get("doc_scores")
+        if s is None:
+            continue
+        c = out.setdefault((e["ranker"], e["explainer"]), [0, 0])
+        c[0] += int(len(s) > 1 and float(np.ptp(np.asarray(s, dtype=float))) == 0.0)
+        c[1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _metric_label(m: str, ranker: str) -> str:
+    """groundtruth_spearman is ground truth on bm25 only; elsewhere it is agreement with BM25."""
+    if m == "groundtruth_spearman" and ranker != "bm25":
+        return "bm25_agreement"
+    return m
+
+
+def _sanity_cell(df: pd.DataFrame, ranker: str, explainer: str) -> str | None:
+    """sanity_randomization as a verdict: mean |rho| after randomisation against the mean self-consistency
+    ceiling (the same model under two explainer seeds); pass when |rho| <= SANITY_PASS x ceiling."""
+    from metrics.robustness import SANITY_PASS, sanity_passes
+    g = df[(df.ranker == ranker) & (df.explainer == explainer) & (df.metric == "sanity_randomization")
+           & (df.status == "ok")]
+    if g.empty:
+        return None
+    ceil = [json.loads(i).get("ceiling") if isinstance(i, str) and i else None for i in g["info"]]
+    ceil = [c for c in ceil if c is not None]
+    if not ceil:
+        return None
+    rho, top = float(g.value.astype(float).mean()), float(np.mean(ceil))
+    verdict = "pass" if sanity_passes(rho, top) else "fail"
+    return f"{verdict} (\\|rho\\| {_fmt(rho, 2)} vs ceiling {_fmt(top, 2)}; pass <= {SANITY_PASS:g} x ceiling)"
+
+
+def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = False,
+                        exps: list[dict] | None = None, headlines: set[str] | None = None) -> list[str]:
+    """Per ranker: explainer x metric, query-means with query-bootstrap CIs, n, constant-explanation share."""
     md = ["## Leaderboards", "",
           "Each cell: the mean over queries of the query's mean over its samples, with a 95% CI from a bootstrap "
-          "that resamples queries. ↓ lower is better, ↑ higher is better; **bold** = best. Versus the best, on "
-          f"paired query values (Wilcoxon signed-rank, Holm over the explainers, alpha {ALPHA}): † = worse; "
-          "~ = underpowered (too few queries for any difference to reach significance after Holm); no mark = not "
-          "shown worse. Headline faithfulness metrics (★) are bounded, defined on every sample and unchanged by any "
-          "increasing transform of the scores. n/a = not applicable (see skips below).", ""]
+          "that resamples queries. ↓ lower is better, ↑ higher is better. Rows are ordered by the first headline "
+          "metric's mean where the ranker has enough queries for a difference to reach significance; on an "
+          "underpowered ranker they are alphabetical and nothing is ranked. No cell is marked best: which "
+          "differences hold, and how large they are, is in \"Comparisons that matter\" below. Headline "
+          "faithfulness metrics (★) are bounded or anchored, defined on every sample and unchanged by any "
+          "increasing transform of the scores. `bm25_agreement` is groundtruth_spearman outside bm25: agreement "
+          "with BM25's exact shares, not ground truth. sanity_randomization is a pass/fail check against its "
+          "self-consistency ceiling, not a score. \"constant\" = share of the explainer's explanations that give "
+          "every token the same score (their curves are tie orders). n/a = not applicable (see skips below).", ""]
+    degenerate = degenerate_shares(exps or [])
+    heads = {m for m in metrics if METRICS[m].headline} if headlines is None else set(headlines)
     for r in df.ranker.unique():
         cells: dict[str, dict[str, str]] = {}
         ns: dict[str, tuple[int, int]] = {}
+        order: list[str] = []
         for m in metrics:
             b = leaderboard(df, r, m)
-            for i, row in b.iterrows():
-                s = f"{_fmt(row['mean'])} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
-                mark = {"worse": " †", "underpowered": " ~"}.get(row.verdict, "")
-                cells.setdefault(row.explainer, {})[m] = f"**{s}**" if i == 0 else s + mark
-                if METRICS[m].headline:
+            if b.empty:
+                continue
+            if not order and m in heads:
+                order = list(b.explainer)
+            for _, row in b.iterrows():
+                if m == "sanity_randomization":
+                    s = _sanity_cell(df, r, row.explainer) or f"{_fmt(row['mean'])} (no ceiling recorded)"
+                else:
+                    s = f"{_fmt(row['mean'])} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
+                cells.setdefault(row.explainer, {})[m] = s
+                if m in heads:
                     q, p = ns.get(row.explainer, (0, 0))
                     ns[row.explainer] = (max(q, int(row.queries)), max(p, int(row.pairs)))
         if not cells:
             continue
-        cols = [m for m in metrics if any(m in v for v in cells.values())]
-        table = pd.DataFrame([{"explainer": e, "n queries / pairs": "%d / %d" % ns.get(e, (0, 0)),
-                               **{f"{m}{' ★' if METRICS[m].headline else ''} {_arrow(m)}": v.get(m, "n/a")
-                                  for m in cols}} for e, v in sorted(cells.items())])
         qn = df[(df.ranker == r) & (df.docid != "*")].qid.nunique()
         pn = len(df[(df.ranker == r) & (df.docid != "*")].drop_duplicates(["qid", "docid"]))
         m_cmp = max(len(cells) - 1, 1)
+        weak = underpowered(qn, m_cmp)
+        names = sorted(cells) if weak or not order else order + sorted(set(cells) - set(order))
+        cols = [m for m in metrics if any(m in v for v in cells.values())]
+        rows = []
+        for e in names:
+            c, n = degenerate.get((r, e), (0, 0))
+            rows.append({"explainer": e, "n queries / pairs": "%d / %d" % ns.get(e, (0, 0)),
+                         "constant": f"{c / n:.0%}" if n else "-",
+                         **{f"{_metric_label(m, r)}{' ★' if m in heads else ''} {_arrow(m)}":
+                            cells[e].get(m, "n/a") for m in cols}})
         floor_p = smallest_holm_p(qn, m_cmp)
-        note = (f"; **underpowered**: with {qn} queries and {m_cmp} comparisons no difference can reach p < {ALPHA} "
-                "after Holm (smallest attainable adjusted p " + f"{floor_p:.2g}); more queries are needed (e.g. on a GPU"
-                + (": `suites/cranfield_gpu.toml`" if gpu_suite else "") + ")" if underpowered(qn, m_cmp) else "")
-        md += [f"### {r} ({qn} queries, {pn} pairs{note})", "", _table(table), ""]
+        note = (f"; **underpowered, not ranked**: with {qn} queries and {m_cmp} comparisons no difference can "
+                f"reach p < {ALPHA} after Holm (smallest attainable adjusted p {floor_p:.2g}); more queries are "
+                "needed (e.g. on a GPU" + (": `suites/cranfield_gpu.toml`" if gpu_suite else "") + ")" if weak else "")
+        md += [f"### {r} ({qn} queries, {pn} pairs{note})", "", _table(pd.DataFrame(rows)), ""]
     return md
+
+
+def corruption_ladders(suite_explainers: dict) -> dict[str, list[tuple[float, str]]]:
+    """base explainer -> [(fraction, suite explainer name)] from the suite's `corrupted` explainers, with the
+    base itself at fraction 0 where the suite runs it."""
+    ladders: dict[str, list[tuple[float, str]]] = {}
+    for name, t in suite_explainers.items():
+        if (t.get("type") or name) == "corrupted":
+            ladders.setdefault(t.get("base", "greedy"), []).append((float(t.get("fraction", 0.5)), name))
+    for base, steps in ladders.items():
+        if base in suite_explainers and not any(f == 0 for f, _ in steps):
+            steps.append((0.0, base))
+        steps.sort()
+    return {b: s for b, s in ladders.items() if len(s) >= 2}
+
+
+def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]) -> tuple[list[str], set[str]]:
+    """The corruption test (a reference explanation shuffled on a growing share of tokens) for every declared
+    headline metric on every ranker where a ladder ran: the oriented query-means must not rise with the
+    fraction (tolerance a quarter of the metric's minimum meaningful difference) and the reference must beat
+    its fully corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha). Returns the
+    section and the metrics demoted from headline (failed somewhere)."""
+    from .stats import min_meaningful_difference, orientation, paired_test, rank_biserial, wide_queries
+    ladders = corruption_ladders(suite_explainers)
+    heads = [m for m in metrics if METRICS[m].headline]
+    if not ladders or df.empty:
+        return [], set()
+    rows, demoted = [], set()
+    for base, steps in ladders.items():
+        for r in df.ranker.unique():
+            for m in heads:
+                wide = wide_queries(df, r, m)
+                names = [n for _, n in steps if n in wide]
+                if len(names) < 2:
+                    continue
+                both = wide[names].dropna()
+                if len(both) < 2:
+                    continue
+                fr = [f for f, n in steps if n in names]
+                means = [orientation(m) * float(both[n].mean()) for n in names]
+                tol = 0.25 * min_meaningful_difference(m)
+                mono = all(b <= a + tol for a, b in zip(means, means[1:]))
+                d = orientation(m) * (both[names[0]] - both[names[-1]]).to_numpy()
+                eff, p = rank_biserial(d), paired_test(both[names[0]].to_numpy(), both[names[-1]].to_numpy())
+                ok = mono and eff > 0 and p < ALPHA
+                if not ok:
+                    demoted.add(m)
+                rows.append({"ranker": r, "reference": base, "metric": f"{m} {_arrow(m)}", "queries": len(both),
+                             "means by corrupted share": ", ".join(f"{f:g}: {orientation(m) * v:.3f}"
+                                                                   for f, v in zip(fr, means)),
+                             "monotone": "yes" if mono else "no",
+                             "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
+                             "verdict": "valid" if ok else "fails"})
+    if not rows:
+        return [], set()
+    md = ["## Metric validity", "",
+          "Shown before any leaderboard: can each headline metric be trusted? (a) The corruption test: a reference "
+          "explanation (bm25's exact Shapley shares, the ground truth; the greedy search oracle where a ladder "
+          "ran on it) has its scores shuffled among a growing share of the document's tokens (`corrupted`, "
+          "seeded). A valid metric must not improve as more is shuffled (query-means oriented so higher = "
+          "better, tolerance a quarter of the metric's minimum meaningful difference) and must separate the "
+          "reference from its fully shuffled version on paired queries (rank-biserial r > 0, Wilcoxon p < "
+          f"{ALPHA}). A declared headline metric that fails on any ranker is demoted: it loses its ★ in every "
+          "table below. Separation from random and reliability (Kendall's W among competing explainers) are "
+          "in the meta-evaluation section.", "", _table(pd.DataFrame(rows)), ""]
+    if demoted:
+        md += [f"Demoted from headline by this test: {', '.join(sorted(demoted))}.", ""]
+    else:
+        md += ["Every declared headline metric tested here passes.", ""]
+    return md, demoted
+
+
+#: the references every explainer is compared with: the seed's method and chance
+REFERENCES = ("gradcam", "random")
+
+
+def comparisons_section(df: pd.DataFrame, metrics: list[str], headlines: set[str] | None = None) -> list[str]:
+    """Each explainer against Grad-CAM and against random, per ranker and headline metric: the paired
+    query-level difference with its CI, the effect size and a verdict (`stats.compare_to`)."""
+    heads = [m for m in metrics if (METRICS[m].headline if headlines is None else m in headlines)]
+    md = ["## Comparisons that matter", "",
+          "Each explainer against Grad-CAM (the seed's method) and against random, on paired query values, "
+          "oriented so that + = better than the reference: mean difference [95% query-bootstrap CI], "
+          "rank-biserial effect r, n queries, and the verdict: better / worse = Wilcoxon p < "
+          f"{ALPHA} after Holm over the explainers and a difference at least the metric's declared minimum "
+          f"meaningful difference ({MIN_DIFF_SHARE:g} of its range on bounded metrics, {MIN_DIFF_UNBOUNDED:g} on "
+          "anchored gains, whose random-to-oracle span is 1); negligible = the CI lies within that difference, "
+          "or the difference is significant but smaller; underpowered = too few queries for any Holm p below "
+          f"{ALPHA}; else not shown different.", ""]
+    any_table = False
+    for ref in REFERENCES:
+        for r in df.ranker.unique():
+            rows: dict[str, dict[str, str]] = {}
+            for m in heads:
+                c = compare_to(df, r, m, ref)
+                for x in c.itertuples():
+                    rows.setdefault(x.explainer, {})[f"{m} {_arrow(m)}"] = (
+                        f"{x.diff:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}] r={x.effect:+.2f} n={x.queries} "
+                        f"{x.verdict}")
+            if not rows:
+                continue
+            any_table = True
+            t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(rows.items())]).fillna("n/a")
+            md += [f"### {r}: versus {ref}", "", _table(t), ""]
+    return md if any_table else []
 
 
 def normalised_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
@@ -187,7 +447,7 @@ def meta_evaluation_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
           "In the spirit of Tomsett et al. (2020) and Kim et al. (SIGIR 2022). (a) Separation: does the metric "
           "rank a known-good explanation above the random one on paired queries? Cell: rank-biserial effect r "
           "(1 = better on every query, in the metric's direction) and Wilcoxon p, n queries; bold where p < 0.01 "
-          "and r > 0. (b) Reliability: Kendall's W of the explainer ordering across queries (1 = every query "
+          "and r > 0. (b) Reliability: Kendall's W of the ordering of the competing explainers (baselines left out) across queries (1 = every query "
           "orders the explainers alike). (c) Agreement: Spearman correlation between the explainer orderings of "
           "two metrics.", ""]
     rows = []
@@ -433,9 +693,20 @@ def _read_run(run_dir: Path, db: Path):
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     run_dir = Path(run_dir)
     db = run_dir / "results.sqlite"
+    from rankers.errors import BadInput
+
+    from .rundir import PACKED, unpack_database
+    if not db.exists() and (run_dir / PACKED).exists():  # a committed report's packed per-sample results
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="rexbench-unpack-") as tmp:
+            unpacked = unpack_database(run_dir / PACKED, Path(tmp))
+            return _write_report(run_dir, out, unpacked)
     if not db.exists():
-        from rankers.errors import BadInput
         raise BadInput(f"{run_dir} holds no results.sqlite (run `rexbench run SUITE.toml --out {run_dir}` first)")
+    return _write_report(run_dir, out, db)
+
+
+def _write_report(run_dir: Path, out, db: Path) -> Path:
     from rankers.errors import BadInput
 
     from .rundir import LOCK, check_database
@@ -446,14 +717,15 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not os.access(out.parent if out.parent.exists() else Path.cwd(), os.W_OK | os.X_OK):
         raise BadInput(f"cannot write the report: {out.parent} is not a writable directory")
     live = _live_writer(run_dir / LOCK)
-    meta, df, rankers, exps = _read_run(run_dir, db)
+    meta, df, rankers, exps = _read_run(db.parent if db.parent != run_dir else run_dir, db)
     # figures beside the run (the committed layout); beside the report when the run directory is read-only
     figs = run_dir / "figures" if os.access(run_dir, os.W_OK | os.X_OK) else out.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     rel = lambda p: os.path.relpath(p, out.parent)  # noqa: E731
     suite, env, fin = meta.get("suite", {}), meta.get("environment", {}), meta.get("finished", {})
     md = ["# rexbench results", "",
-          f"Generated by `rexbench report {run_dir}` from `{run_dir}/results.sqlite`; do not edit by hand.", "",
+          f"Generated by `rexbench report {run_dir}` from `{run_dir}/results.sqlite` (committed as "
+          f"`{run_dir}/results.sqlite.gz`, which the same command reads on a clean clone); do not edit by hand.", "",
           "## What was run", "",
           f"- suite: `{suite.get('name')}` ({suite.get('path')}): {suite.get('description', '')}",
           f"- collection: `{suite.get('collection')}`, split `{suite.get('split')}`, samples per query: the ranker's "
@@ -496,8 +768,14 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                "should lower the score.", ""]
     metric_order = [m for m in METRICS if not df.empty and m in set(df.metric)]
     if not df.empty:
+        validity, demoted = metric_validity(df, suite.get("explainers", {}), metric_order)
+        heads = {m for m in metric_order if METRICS[m].headline} - demoted
+        md += validity
         md += leaderboard_section(df, [m for m in metric_order if not _score_normalised(m)],
-                                  gpu_suite=(Path(__file__).parent / f"{suite.get('name')}_gpu.toml").exists())
+                                  gpu_suite=(Path(__file__).parent / f"{suite.get('name')}_gpu.toml").exists(),
+                                  exps=exps, headlines=heads)
+        md += comparisons_section(df, metric_order, heads)
+        md += seed_claim_section(df)
         md += normalised_section(df, [m for m in metric_order if _score_normalised(m)])
         md += meta_evaluation_section(df, metric_order)
         md += operator_section(df, suite.get("rankers", {}))
@@ -523,16 +801,26 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                                                          peak_mb=("peak_mem_mb", "max")).reset_index()
             t["median_ms"] *= 1000
             t["expl/s"] = t.n / t.total_s
+            rows_of = explanation_rows(exps)
+            t["rows"] = [rows_of.get((r, e), np.nan) for r, e in zip(t.ranker, t.explainer)]
             timing_figure(t, figs / "timing.png")
             show = t.copy()
-            for c, nd in (("median_ms", 2), ("fwd", 1), ("bwd", 1), ("expl/s", 1), ("peak_mb", 0)):
+            for c, nd in (("median_ms", 2), ("fwd", 1), ("rows", 0), ("bwd", 1), ("expl/s", 1), ("peak_mb", 0)):
                 show[c] = show[c].map(lambda v, nd=nd: _fmt(v, nd))
             md += ["## Cost per explanation", "",
                    f"Measured on `{env.get('device')}` ({env.get('device_name')}). Passes are batched model calls "
                    "counted by hooks; peak memory is the process peak RSS on CPU, `torch.cuda.max_memory_allocated` "
                    "on a GPU.", "",
-                   _table(show[["ranker", "explainer", "n", "median_ms", "fwd", "bwd", "expl/s", "peak_mb"]]), "",
+                   _table(show[["ranker", "explainer", "n", "median_ms", "fwd", "rows", "bwd", "expl/s", "peak_mb"]]),
+                   "", "`rows` = model evaluations (query-document pairs scored) per explanation, the cost that does not "
+                   "depend on batching; `fwd` = batched calls.", "",
                    f"![timing]({rel(figs / 'timing.png')})", ""]
+            if cost_figure(df, t, heads, figs / "faithfulness_cost.png"):
+                md += ["### Faithfulness against cost", "",
+                       "Each explainer's first headline metric (query-mean, oriented so higher = better) against its "
+                       "model evaluations per explanation (log scale), per ranker; the line joins the Pareto front "
+                       "(no other explainer is both cheaper and more faithful).", "",
+                       f"![faithfulness against cost]({rel(figs / 'faithfulness_cost.png')})", ""]
         md += throughput_section(df)
         md += ig_completeness_section(df, exps)
         md += ["## Rank deletion and insertion curves", ""]
@@ -542,9 +830,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
                 md += [f"![{r} curves]({rel(p)})", ""]
     where = heatmap_figure(exps, figs / "heatmaps.png")
     if where:
-        md += ["## Grad-CAM next to Integrated Gradients and Occlusion", "",
-               f"The same pair ({where}): Grad-CAM's query x document map; IG and occlusion attribute document "
-               "tokens only (one row).", "", f"![heatmaps]({rel(figs / 'heatmaps.png')})", ""]
+        md += ["## Grad-CAM next to exact pairs, Integrated Gradients and Occlusion", "",
+               f"The same pair ({where}): Grad-CAM's query x document map, the ranker's exact pair decomposition "
+               "where it has one; explainers without a pair map attribute document tokens only (one row).", "",
+               f"![heatmaps]({rel(figs / 'heatmaps.png')})", ""]
     floors = sorted(run_dir.glob("floors*.json"))
     if floors:
         from .speed import floors_markdown

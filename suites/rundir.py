@@ -232,3 +232,48 @@ def first_difference(stored: dict, now: dict) -> str | None:
 def fingerprint(resolved: dict, collection: dict, versions: dict) -> dict:
     """What a run is: its resolved configuration, collection identity and versions (JSON-normalised)."""
     return json.loads(json.dumps({"config": resolved, "collection": collection, "versions": versions}))
+
+
+PACKED = "results.sqlite.gz"
+
+
+def pack_database(run_dir: Path) -> Path:
+    """Write `run_dir/results.sqlite.gz`: a consistent copy of the run's database (checkpointed, through
+    SQLite's backup API, so a WAL is folded in), gzip-compressed with no timestamp, so the same results
+    give the same bytes. Tracked in git beside the committed report (`rexbench report` reads it when the
+    database itself is absent)."""
+    import gzip
+    import shutil
+    import sqlite3
+    import tempfile
+    db = run_dir / "results.sqlite"
+    if not db.exists():
+        from rankers.errors import BadInput
+        raise BadInput(f"{run_dir} holds no results.sqlite to pack")
+    out = run_dir / PACKED
+    with tempfile.TemporaryDirectory(prefix="rexbench-pack-") as tmp:
+        copy = Path(tmp) / "results.sqlite"
+        src, dst = sqlite3.connect(f"file:{db}?mode=ro", uri=True), sqlite3.connect(copy)
+        try:
+            src.backup(dst)
+            dst.execute("PRAGMA journal_mode=DELETE")
+            dst.execute("VACUUM")
+        finally:
+            src.close()
+            dst.close()
+        part = out.with_name(out.name + ".part")
+        with open(copy, "rb") as f, open(part, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as z:
+                shutil.copyfileobj(f, z, 1 << 20)
+        part.replace(out)
+    return out
+
+
+def unpack_database(packed: Path, into: Path) -> Path:
+    """Decompress a packed database into the directory `into`; returns the database's path."""
+    import gzip
+    import shutil
+    target = into / "results.sqlite"
+    with gzip.open(packed, "rb") as z, open(target, "wb") as f:
+        shutil.copyfileobj(z, f, 1 << 20)
+    return target

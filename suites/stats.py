@@ -4,8 +4,11 @@ Samples of one query share the query (within-query correlation), so every statis
 treats the query as the unit: a value per query is the mean of its samples; means are
 means of these query values; 95% CIs are percentile bootstraps that resample queries
 (a cluster bootstrap); explainers are compared on paired query values (Wilcoxon
-signed-rank, Holm-corrected). A comparison that cannot reach p < alpha after Holm at
-its number of queries (the exact test's smallest two-sided p is 2 / 2^n) is marked
+signed-rank, Holm-corrected) with the mean paired difference, its query-bootstrap CI and the
+rank-biserial effect size, against the references that matter (Grad-CAM, the seed's method;
+random), and a declared minimum meaningful difference (`min_meaningful_difference`) below which
+a difference is negligible however significant. A comparison that cannot reach p < alpha after
+Holm at its number of queries (the exact test's smallest two-sided p is 2 / 2^n) is marked
 underpowered rather than left looking like "no difference".
 """
 from __future__ import annotations
@@ -163,6 +166,74 @@ def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha
     return board.reset_index(drop=True)
 
 
+# --------------------------------------------------------------------------- comparisons that matter
+#: the smallest difference worth reporting, declared before any run: 2% of a bounded metric's range (0.02 on
+#: the [0, 1] rank curves), 0.05 on unbounded anchored gains (5% of the random -> oracle span). A difference
+#: below it is "negligible" however significant.
+MIN_DIFF_SHARE = 0.02
+MIN_DIFF_UNBOUNDED = 0.05
+
+
+def min_meaningful_difference(metric: str) -> float:
+    lo, hi = METRICS[metric].range
+    if lo is not None and hi is not None:
+        return MIN_DIFF_SHARE * (hi - lo)
+    return MIN_DIFF_UNBOUNDED
+
+
+def rank_biserial(d: np.ndarray) -> float:
+    """The matched-pairs rank-biserial correlation of differences `d` (the signed-rank test's effect size,
+    in [-1, 1]: 1 = positive on every query)."""
+    nz = np.asarray(d, dtype=np.float64)
+    nz = nz[nz != 0]
+    if not len(nz):
+        return 0.0
+    ranks = pd.Series(np.abs(nz)).rank().to_numpy()
+    return float((ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
+
+
+def compare_to(df: pd.DataFrame, ranker: str, metric: str, reference: str, seed: int = 0,
+               alpha: float = ALPHA) -> pd.DataFrame:
+    """Every explainer of one (ranker, metric) against `reference` on paired query values, oriented so that
+    positive = better than the reference: n queries, mean difference with a query-bootstrap 95% CI,
+    rank-biserial r, Wilcoxon p (Holm over the explainers compared) and a verdict:
+    "better" / "worse" (Holm p < alpha and |mean| >= the metric's minimum meaningful difference),
+    "negligible" (the CI lies within +-that difference, or significant but smaller), "underpowered"
+    (too few queries for any Holm p below alpha), else "not shown different"."""
+    wide = wide_queries(df, ranker, metric)
+    if reference not in wide:
+        return pd.DataFrame()
+    others = [e for e in wide.columns if e != reference]
+    mmd = min_meaningful_difference(metric)
+    rows = []
+    for e in others:
+        both = wide[[reference, e]].dropna()
+        if len(both) < 1:
+            continue
+        d = orientation(metric) * (both[e] - both[reference]).to_numpy()
+        m, lo, hi = mean_ci(d, seed)
+        rows.append({"explainer": e, "queries": len(d), "diff": m, "ci_low": lo, "ci_high": hi,
+                     "effect": rank_biserial(d), "p": paired_test(both[e].to_numpy(), both[reference].to_numpy())})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p_holm"] = holm(out.p.tolist())
+    verdicts = []
+    for r in out.itertuples():
+        if underpowered(r.queries, len(out), alpha):
+            v = "negligible" if -mmd < r.ci_low and r.ci_high < mmd and r.queries >= 2 else "underpowered"
+        elif r.p_holm < alpha and abs(r.diff) >= mmd:
+            v = "better" if r.diff > 0 else "worse"
+        elif (-mmd < r.ci_low and r.ci_high < mmd) or r.p_holm < alpha:
+            v = "negligible"
+        else:
+            v = "not shown different"
+        verdicts.append(v)
+    out["verdict"] = verdicts
+    out["min_diff"] = mmd
+    return out
+
+
 # --------------------------------------------------------------------------- meta-evaluation of the metrics
 def separation(df: pd.DataFrame, ranker: str, metric: str, good: str, bad: str = "random") -> dict | None:
     """Does `metric` rank a known-good explainer (`good`) above `bad` on paired query values?
@@ -175,21 +246,23 @@ def separation(df: pd.DataFrame, ranker: str, metric: str, good: str, bad: str =
     if len(both) < 2:
         return None
     d = orientation(metric) * (both[good] - both[bad]).to_numpy()
-    nz = d[d != 0]
-    if len(nz):
-        ranks = pd.Series(np.abs(nz)).rank().to_numpy()
-        r_rb = float((ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
-    else:
-        r_rb = 0.0
-    return {"queries": len(both), "diff": float(d.mean()), "effect": r_rb,
+    return {"queries": len(both), "diff": float(d.mean()), "effect": rank_biserial(d),
             "p": paired_test(both[good].to_numpy(), both[bad].to_numpy())}
 
 
+def competitors(names) -> list[str]:
+    """The explainers that compete (not baselines such as random or lexical matching)."""
+    from explainers import EXPLAINERS
+    return [e for e in names if not getattr(EXPLAINERS.get(e), "baseline", False)]
+
+
 def kendalls_w(df: pd.DataFrame, ranker: str, metric: str) -> tuple[float, int, int] | None:
-    """Kendall's W of the explainer ordering across queries (queries as raters; from scipy's Friedman
-    statistic, W = chi2 / (n_queries (k - 1))): 1 = every query orders the explainers alike.
+    """Kendall's W of the ordering of the competing explainers (baselines left out: separating from them is
+    easy and would inflate agreement) across queries (queries as raters; from scipy's Friedman statistic,
+    W = chi2 / (n_queries (k - 1))): 1 = every query orders the explainers alike.
     Returns (W, queries, explainers) over the queries where every explainer has a value."""
-    wide = wide_queries(df, ranker, metric).dropna(axis=1, thresh=2).dropna()
+    wide = wide_queries(df, ranker, metric)
+    wide = wide[competitors(wide.columns)].dropna(axis=1, thresh=2).dropna()
     n, k = wide.shape
     if n < 2 or k < 3:
         return None

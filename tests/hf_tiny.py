@@ -1,6 +1,7 @@
 """Tiny random Hugging Face models of each family, built offline from configs, each with a tokenizer
-of its own kind trained here with the `tokenizers` library (byte-level BPE, unigram with
-Metaspace, WordPiece). Hidden size 32, 2 layers, a large `initializer_range` so that scores of
+of its own kind made here with the `tokenizers` library (byte-level BPE and unigram with Metaspace
+trained by its trainers, scores rounded; WordPiece from the corpus split by its BERT normalizer and
+pre-tokenizer), the same bytes on every run so a failure reproduces. Hidden size 32, 2 layers, a large `initializer_range` so that scores of
 different pairs differ (at the default every pair scores alike and a comparison proves nothing)."""
 from __future__ import annotations
 
@@ -44,16 +45,26 @@ def _unigram(specials: list[str], unk: str) -> list[tuple[str, float]]:
     t = Tokenizer(models.Unigram())
     t.pre_tokenizer = pre_tokenizers.Metaspace()
     t.train_from_iterator(CORPUS, trainers.UnigramTrainer(vocab_size=300, special_tokens=specials, unk_token=unk))
-    return [tuple(x) for x in json.loads(t.to_str())["model"]["vocab"]]
+    vocab = [tuple(x) for x in json.loads(t.to_str())["model"]["vocab"]]
+    # the trainer's scores differ in the last digits from run to run (parallel sums): round and order them so a
+    # test builds the same tokenizer every time
+    head = [v for v in vocab if v[0] in specials]
+    rest = sorted(((p, round(sc, 6)) for p, sc in vocab if p not in specials), key=lambda v: (-v[1], v[0]))
+    return head + rest
 
 
 def _wordpiece(specials: list[str], lowercase: bool = True) -> dict:
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    t = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    t.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    t.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    t.train_from_iterator(CORPUS, trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
-    return t.get_vocab()
+    """A WordPiece vocabulary from the corpus as the `tokenizers` BERT normalizer and pre-tokenizer split it:
+    every character, every continuation character, and every word seen twice or more. Built deterministically
+    (the library's WordPiece trainer breaks frequency ties differently from run to run)."""
+    from collections import Counter
+
+    from tokenizers import normalizers, pre_tokenizers
+    norm, pre = normalizers.BertNormalizer(lowercase=lowercase), pre_tokenizers.BertPreTokenizer()
+    words = Counter(w for line in CORPUS for w, _ in pre.pre_tokenize_str(norm.normalize_str(line)))
+    chars = sorted({c for w in words for c in w})
+    pieces = specials + chars + [f"##{c}" for c in chars] + sorted(w for w, n in words.items() if n >= 2 and len(w) > 1)
+    return {p: i for i, p in enumerate(dict.fromkeys(pieces))}
 
 
 WP = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

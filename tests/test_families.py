@@ -176,7 +176,7 @@ def test_sentence_transformers_objects_through_the_api(models):
     # the run itself on a tiny SentenceTransformer (the runner scores every test query first)
     tiny = st.SentenceTransformer(modules=[st.models.Transformer(models["bert"]),
                                            st.models.Pooling(32, "mean"), st.models.Normalize()], device="cpu")
-    df = benchmark({"ce": ce, "bi": tiny}, {"integrated_gradients": {"n_steps": 8}}, ["deletion"],
+    df = benchmark({"ce": ce, "bi": tiny}, {"integrated_gradients": {"n_steps": 8}}, ["rank_deletion"],
                    collection="synthetic", queries=1)
     assert set(df.ranker) == {"ce", "bi"} and (df.status == "ok").all()
 

@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import torch
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -241,6 +242,43 @@ def test_listwise_tau_on_bm25(cranfield):
     t_exact = listwise_tau(bm25, q, docs, exact)
     t_rand = listwise_tau(bm25, q, docs, rnd)
     assert -1 <= t_exact.value <= 1 and t_exact.value < t_rand.value
+
+
+def test_listwise_tau_over_the_top_k_of_the_ranking(cranfield):
+    """The metric takes the ranker's top k candidates, explains the ones the suite did not, and equals
+    Kendall tau computed by hand on those k documents (scipy), before vs after deleting each one's top 20%."""
+    from scipy.stats import kendalltau
+
+    from metrics import QueryContext, compute_query_metrics
+    bm25 = build_ranker("bm25", cranfield)
+    q = cranfield.query_tokens["5"]
+    cands = cranfield.candidates("5")
+    scores = bm25.score_tokens(q, [cranfield.doc_tokens[d] for d in cands]).numpy()
+    ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
+    expl = build_explainer("exact_shapley", bm25)
+    calls = []
+
+    def explain(d):
+        calls.append(d)
+        return expl.attribute_pair(make_pair(bm25, q, cranfield.doc_tokens[d]))
+
+    known = {d: explain(d) for d in ranking[:2]}
+    calls.clear()
+    qctx = QueryContext(bm25, q, list(known.values()), ranking=ranking, by_doc=known, explain=explain)
+    res = compute_query_metrics(qctx, ["listwise_tau"], {"listwise_tau": {"k": 12, "k_frac": 0.02}})["listwise_tau"]
+    assert calls == ranking[2:12] and res.info["k"] == 12
+    before, after = [], []
+    for d in ranking[:12]:
+        pair = make_pair(bm25, q, cranfield.doc_tokens[d])
+        shap = bm25.exact_contributions(pair.q_ids, pair.d_ids)[0].numpy()
+        n = len(pair.doc_tokens)
+        mask = torch.ones(1, n)
+        mask[0, np.argsort(-shap, kind="stable")[: int(np.ceil(0.02 * n))]] = 0   # bm25's removal operator
+        with torch.no_grad():
+            before.append(float(bm25(pair.q_ids[None], pair.d_ids[None])[0]))
+            after.append(float(bm25(pair.q_ids[None], pair.d_ids[None], mask)[0]))
+    assert np.ptp(after) > 0
+    assert res.value == pytest.approx(kendalltau(before, after).statistic, abs=1e-9)
 
 
 def test_groundtruth_spearman_ranks_only_query_matching_tokens(cranfield):

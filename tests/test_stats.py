@@ -53,6 +53,37 @@ def test_leaderboard_shows_n_and_marks_underpowered():
     assert underpowered(5, 13) and not underpowered(12, 13)
 
 
+def test_compare_to_reference_by_hand():
+    """Paired differences against a reference: mean, effect size and verdicts computed independently."""
+    from scipy.stats import wilcoxon
+
+    from suites.stats import compare_to, min_meaningful_difference
+    rng = np.random.default_rng(1)
+    rows = []
+    for q in range(20):
+        base = rng.uniform(0.2, 0.8)
+        # rank_deletion: lower is better; "good" is 0.1 lower, "same" differs by 1e-4, "noisy" is unrelated
+        for e, v in (("gradcam", base), ("good", base - 0.1 + rng.normal(0, 0.01)), ("same", base + 1e-4),
+                     ("noisy", base + rng.normal(0, 0.2))):
+            rows.append({"ranker": "r", "explainer": e, "metric": "rank_deletion", "qid": f"q{q}", "docid": "d",
+                         "value": v, "status": "ok"})
+    df = pd.DataFrame(rows)
+    c = compare_to(df, "r", "rank_deletion", "gradcam").set_index("explainer")
+    wide = df.pivot_table(index="qid", columns="explainer", values="value")
+    d = -(wide["good"] - wide["gradcam"]).to_numpy()          # oriented: + = better than gradcam
+    assert c.loc["good", "diff"] == pytest.approx(d.mean())
+    assert c.loc["good", "ci_low"] < d.mean() < c.loc["good", "ci_high"]
+    assert c.loc["good", "effect"] == pytest.approx(1.0)      # better on every query
+    assert c.loc["good", "p"] == pytest.approx(wilcoxon(wide["good"], wide["gradcam"], zero_method="zsplit").pvalue)
+    assert c.loc["good", "verdict"] == "better"
+    assert c.loc["same", "verdict"] == "negligible" and c.loc["same", "effect"] == pytest.approx(-1.0)
+    assert c.loc["noisy", "verdict"] in ("not shown different", "worse", "better")
+    assert min_meaningful_difference("rank_deletion") == pytest.approx(0.02)
+    assert min_meaningful_difference("rank_deletion_gain") == pytest.approx(0.05)
+    few = compare_to(df[df.qid.isin(["q0", "q1", "q2"])], "r", "rank_deletion", "gradcam").set_index("explainer")
+    assert few.loc["good", "verdict"] == "underpowered"
+
+
 SUITE = """
 [suite]
 name = "gt"

@@ -153,15 +153,21 @@ def test_bundled_suites_validate():
 
 
 def test_report_from_run_dir_alone(tmp_path):
-    cfg = load_suite(_suite(tmp_path, queries=2, extra="[explainers.integrated_gradients]\n[explainers.occlusion]"))
+    cfg = load_suite(_suite(tmp_path, queries=2, extra="[explainers.integrated_gradients]\n[explainers.occlusion]\n"
+                            "[explainers.random]\n[metrics.rank_deletion]\nmax_steps = 5\n"
+                            "[metrics.groundtruth_spearman]\n[metrics.sanity_randomization]\nmax_stages = 1\n"))
     d = run_suite(cfg, tmp_path / "run", progress=False)
     assert (d / "results.csv").exists() and (d / "summary.csv").exists()
     out = write_report(d, tmp_path / "RESULTS.md")
     text = out.read_text()
     for part in ("## What was run", "## Ranker effectiveness", "## Leaderboards", "### knrm", "## Cost per explanation",
-                 "curves_knrm.png", "heatmaps.png", "timing.png"):
-        assert part in text
-    for f in ("curves_knrm.png", "heatmaps.png", "timing.png"):
+                 "curves_knrm.png", "heatmaps.png", "timing.png", "## Comparisons that matter", "versus random",
+                 "bm25_agreement", "| constant |", "vs ceiling", "faithfulness_cost.png", "| rows |"):
+        assert part in text, part
+    board = text.split("## Leaderboards", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in board.splitlines() if line.startswith("| ")]
+    assert rows and not any("**" in line for line in rows) and "not ranked" in board  # 2 queries: nothing bold
+    for f in ("curves_knrm.png", "heatmaps.png", "timing.png", "faithfulness_cost.png"):
         assert (d / "figures" / f).stat().st_size > 1000
     assert main(["report", str(tmp_path / "nothing")]) == 2
 

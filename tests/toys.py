@@ -44,3 +44,27 @@ class TinyConvRanker(Ranker):
         s = (q_ids[:, :, None] == d_ids[:, None, :]).float() * m[:, None, :]
         a = self.feature_layer(torch.relu(self.conv(s[:, None])))
         return 0.1 * a[:, 0].sum((1, 2)) ** 2 - a[:, 1].sum((1, 2))
+
+
+class PairAdditiveRanker(Ranker):
+    """score = sum_ij W[q_i, d_j] * pair_mask_ij * d_mask_j: every (query token, document token) cell adds
+    its weight, so pair-level curves can be computed by hand."""
+
+    name, kind = "pairadditive", "toy"
+    capabilities = ("mask_gradient", "pair_removal")
+
+    def __init__(self, words, weights: dict[tuple[str, str], float]):
+        super().__init__(Vocab.build([list(words)]))
+        w = torch.zeros(len(self.vocab), len(self.vocab))
+        for (a, b), v in weights.items():
+            w[self.vocab.stoi[a], self.vocab.stoi[b]] = v
+        self.register_buffer("w", w)
+
+    def forward(self, q_ids, d_ids, d_mask=None, pair_mask=None):
+        cells = self.w[q_ids[:, :, None], d_ids[:, None, :]]                  # [B, Lq, Ld]
+        cells = cells * ((q_ids != PAD_ID)[:, :, None] & (d_ids != PAD_ID)[:, None, :]).float()
+        if d_mask is not None:
+            cells = cells * d_mask[:, None, :]
+        if pair_mask is not None:
+            cells = cells * pair_mask
+        return cells.sum((1, 2))

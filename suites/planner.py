@@ -1,0 +1,136 @@
+"""`rexbench plan SUITE`: what a suite will cost on this machine, before running it.
+
+A short calibration runs the suite itself on its first `calibrate` queries (the same rankers,
+explainers, metrics and settings, into a temporary directory; rankers not yet trained are trained
+and cached, as the real run would) and times every (ranker, query) shard. From that:
+
+- predicted seconds per ranker = mean shard seconds x the ranker's planned queries;
+- predicted total = the calibration's fixed cost (loading rankers, ranking the collection: its wall
+  time minus its shards and any training) + the shards' sum divided by the workers (shards are
+  independent); training is reported apart (`training_seconds`): the calibration trains and caches
+  any ranker not yet trained, so the run itself does not pay it again;
+- model evaluations (query-document pairs scored) per explanation, per explainer;
+- the queries a ranker needs before any paired comparison among its explainers can reach p < alpha
+  after Holm (the exact Wilcoxon test's smallest two-sided p is 2 / 2^n: `stats.smallest_holm_p`);
+- with a budget, how many queries each ranker can afford within it.
+
+Shards of one ranker cost alike up to the length of the query's documents, so the error is mostly
+that variation (reported by `benchmarks`/tests against a measured run).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from rankers.errors import BadInput
+
+from .config import SuiteConfig
+from .stats import ALPHA, smallest_holm_p
+
+
+def parse_budget(text: str) -> float:
+    """'90s', '30m', '1h', '1h30m' or plain seconds -> seconds."""
+    t = str(text).strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", t)
+    if not parts or "".join(a + b for a, b in parts) != t:
+        raise BadInput(f"--budget {text!r}: expected e.g. 90s, 30m, 1h or 1h30m")
+    return sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
+
+
+def queries_for_significance(n_explainers: int, alpha: float = ALPHA) -> int:
+    """The fewest queries at which a comparison among `n_explainers` (Holm over n - 1) can pass alpha."""
+    m = max(n_explainers - 1, 1)
+    n = 2
+    while smallest_holm_p(n, m) >= alpha:
+        n += 1
+    return n
+
+
+def planned_queries(cfg: SuiteConfig, n_sampled: int) -> dict[str, int]:
+    """Explained ranker -> its queries in the run (`runner.plan`: its own `queries`, else all sampled)."""
+    return {r: min(int(t["queries"]), n_sampled) if t.get("queries") else n_sampled
+            for r, t in cfg.rankers.items() if t.get("explain", True)}
+
+
+def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, calibrate: int = 1,
+               budget_s: float | None = None, data_dir: str | None = None) -> dict:
+    """The plan as a JSON-serialisable dict (see the module docstring)."""
+    from suites.collections import load_collection
+
+    from .runner import run_suite
+    device = device or cfg.device
+    coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
+    n_avail = len(coll.split(cfg.split))
+    planned = planned_queries(cfg, min(cfg.queries, n_avail))
+    cal_cfg = dataclasses.replace(cfg, queries=int(calibrate))  # the runner slices each ranker's queries from these
+    with tempfile.TemporaryDirectory(prefix="rexbench-plan-") as tmp:
+        t0 = time.perf_counter()
+        run_suite(cal_cfg, Path(tmp) / "cal", device=device, progress=False, data_dir=data_dir)
+        wall = time.perf_counter() - t0
+        con = sqlite3.connect(Path(tmp) / "cal" / "results.sqlite")
+        try:
+            shards = con.execute("SELECT ranker, seconds FROM shards").fetchall()
+            trained = [json.loads(d).get("train_seconds") for (d,) in
+                       con.execute("SELECT data FROM rankers WHERE split = 'test'")]
+            exps = [(r, e, json.loads(x)) for r, e, x in con.execute("SELECT ranker, explainer, data FROM explanations")]
+        finally:
+            con.close()
+    per: dict[str, list[float]] = {}
+    for r, s in shards:
+        per.setdefault(r, []).append(float(s))
+    rows: dict[str, dict[str, list[float]]] = {}
+    for r, e, d in exps:
+        if d.get("forward_rows") is not None:
+            rows.setdefault(r, {}).setdefault(e, []).append(float(d["forward_rows"]))
+    shard_total = sum(s for v in per.values() for s in v)
+    training = float(sum(t for t in trained if t))  # paid by the calibration, cached for the run
+    fixed = max(wall - shard_total - training, 0.0)
+    n_expl = len(cfg.explainers)
+    need = queries_for_significance(n_expl)
+    out_rankers = {}
+    for r, q in planned.items():
+        sec = float(sum(per.get(r, [0.0])) / max(len(per.get(r, [])), 1))
+        entry = {"queries": q, "seconds_per_query": sec, "predicted_seconds": sec * q,
+                 "rows_per_explanation": {e: sum(v) / len(v) for e, v in sorted(rows.get(r, {}).items())},
+                 "queries_for_significance": need, "underpowered": q < need}
+        if budget_s is not None:
+            spare = max(budget_s - fixed, 0.0) * max(workers, 1)
+            entry["affordable_queries"] = int(spare // sec) if sec > 0 else None
+        out_rankers[r] = entry
+    total = fixed + sum(v["predicted_seconds"] for v in out_rankers.values()) / max(workers, 1)
+    return {"suite": cfg.name, "device": device, "workers": workers,
+            "calibration": {"queries": calibrate, "wall_seconds": wall, "fixed_seconds": fixed,
+                            "training_seconds": training},
+            "rankers": out_rankers, "predicted_total_seconds": total,
+            **({"budget_seconds": budget_s, "fits": total <= budget_s} if budget_s is not None else {})}
+
+
+def plan_text(p: dict) -> str:
+    lines = [f"suite {p['suite']} on {p['device']} with {p['workers']} worker(s): predicted "
+             f"{_dur(p['predicted_total_seconds'])} (calibration: {p['calibration']['queries']} query per ranker, "
+             f"{_dur(p['calibration']['wall_seconds'])}, of which {_dur(p['calibration']['fixed_seconds'])} fixed and "
+             f"{_dur(p['calibration']['training_seconds'])} training, now cached)"]
+    for r, v in p["rankers"].items():
+        rows = v["rows_per_explanation"]
+        extra = f", affordable within the budget: {v['affordable_queries']} queries" if "affordable_queries" in v else ""
+        lines.append(f"  {r}: {v['queries']} queries x {_dur(v['seconds_per_query'])} = {_dur(v['predicted_seconds'])}; "
+                     f"{'UNDERPOWERED, ' if v['underpowered'] else ''}significance needs >= "
+                     f"{v['queries_for_significance']} queries; model evaluations per explanation "
+                     f"{min(rows.values()) if rows else 0:.0f}..{max(rows.values()) if rows else 0:.0f}{extra}")
+    if "budget_seconds" in p:
+        lines.append(f"budget {_dur(p['budget_seconds'])}: {'fits' if p['fits'] else 'does NOT fit'}")
+    return "\n".join(lines)
+
+
+def _dur(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"

@@ -1,0 +1,210 @@
+"""The seed's claim at its granularity: pair-level curves, exact pairs, Grad-CAM variants, the snippet use."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from explainers import Explanation, build_explainer, make_pair
+from metrics import MetricContext, compute_metrics
+from suites.cli import main
+from toys import PairAdditiveRanker
+
+Q, D = ["a", "b"], ["x", "y", "z"]
+W = {("a", "x"): 4.0, ("a", "y"): 1.0, ("b", "z"): 2.0, ("b", "x"): 0.5}   # cells a-z, b-y: 0
+
+
+def test_pair_curves_by_hand():
+    """Cells removed in pair-map order; standing among others [7.4, 5.0, 3.0, 1.0] at every step of 6 cells."""
+    r = PairAdditiveRanker(Q + D, W)
+    pair = make_pair(r, Q, D)
+    pm = np.array([[4.0, 1.0, 0.0], [0.5, -1.0, 2.0]])     # the true cells, except b-y ranked last (it is 0)
+    ex = Explanation("pairadditive", "x", Q, D, pm.sum(0), pair_map=pm)
+    others = np.array([7.4, 5.0, 3.0, 1.0])
+    ctx = MetricContext(r, pair, ex, other_scores=others)
+    res = compute_metrics(ctx, ["pair_deletion", "pair_insertion"],
+                          {"pair_deletion": {"max_steps": 6}, "pair_insertion": {"max_steps": 6}})
+    # order: a-x (4), b-z (2), a-y (1), b-x (0.5), a-z (0), b-y (-1); full score 7.5
+    del_scores = [7.5, 3.5, 1.5, 0.5, 0.0, 0.0, 0.0]
+    ins_scores = [0.0, 4.0, 6.0, 7.0, 7.5, 7.5, 7.5]
+
+    def standing(s):  # rank among others, ties in the document's favour
+        return 1 - (1 + (others > s).sum() - 1) / len(others)
+
+    x = np.arange(7) / 6
+    assert res["pair_deletion"].value == pytest.approx(np.trapezoid([standing(s) for s in del_scores], x))
+    assert res["pair_insertion"].value == pytest.approx(np.trapezoid([standing(s) for s in ins_scores], x))
+    assert res["pair_deletion"].info["cells"] == 6
+    # no pair map: skipped with the reason
+    flat = Explanation("pairadditive", "flat", Q, D, np.ones(3))
+    got = compute_metrics(MetricContext(r, pair, flat, other_scores=others), ["pair_deletion"])["pair_deletion"]
+    assert got.status == "skipped" and "no pair map" in got.message
+
+
+def test_gradcam_position_weights_are_gradient_times_activation(small_knrm, synthetic):
+    q = synthetic.query_tokens["q001"]
+    d = synthetic.doc_tokens[synthetic.relevant("q001")[0]][:30]
+    pair = make_pair(small_knrm, q, d)
+    store = {}
+    h = small_knrm.feature_layer.register_forward_hook(lambda _m, _i, o: store.update(a=o))
+    s = small_knrm(pair.q_ids[None], pair.d_ids[None])
+    h.remove()
+    (g,) = torch.autograd.grad(s.sum(), store["a"])
+    a = store["a"]
+    want_pos = torch.relu((g * a).sum(1)[0]).detach().numpy()
+    want_mean = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1)[0]).detach().numpy()
+    pos = build_explainer("gradcam", small_knrm, weights="position").attribute_pair(pair)
+    mean = build_explainer("gradcam", small_knrm).attribute_pair(pair)
+    np.testing.assert_allclose(pos.pair_map, want_pos, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(mean.pair_map, want_mean, rtol=1e-5, atol=1e-7)
+    assert not np.allclose(pos.pair_map, mean.pair_map)
+    signed = build_explainer("gradcam", small_knrm, weights="position", signed=True).attribute_pair(pair)
+    np.testing.assert_allclose(signed.pair_map, (g * a).sum(1)[0].detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    from hf_tiny import build
+    return build("bert", tmp_path_factory.mktemp("li") / "bert")
+
+
+def test_late_interaction_exact_pairs_sum_to_the_score(tiny_encoder):
+    from hf_tiny import DOC, QUERY
+    from rankers.late_interaction import LateInteraction
+    r = LateInteraction(model=tiny_encoder).eval()
+    pair = make_pair(r, QUERY, DOC)
+    ex = build_explainer("exact_pairs", r).attribute_pair(pair)
+    assert ex.pair_map.shape == (len(QUERY.split()), len(DOC.split()))
+    assert ex.pair_map.sum() == pytest.approx(ex.score, abs=1e-4)
+    # the score by hand: word vectors = mean of the word's pieces' last-layer states, MaxSim
+    import transformers as T
+    tok, m = T.AutoTokenizer.from_pretrained(tiny_encoder), T.AutoModel.from_pretrained(tiny_encoder).eval()
+
+    def vecs(text):
+        enc = tok(text, return_offsets_mapping=True, return_tensors="pt")
+        with torch.no_grad():
+            h = m(input_ids=enc["input_ids"]).last_hidden_state[0]
+        words, out = text.split(), []
+        starts, pos = [], 0
+        for w in words:
+            pos = text.index(w, pos)
+            starts.append((pos, pos + len(w)))
+            pos += len(w)
+        for s, e in starts:
+            rows = [i for i, (a, b) in enumerate(enc["offset_mapping"][0].tolist()) if b > a and a >= s and b <= e]
+            out.append(torch.nn.functional.normalize(h[rows].mean(0), dim=0))
+        return torch.stack(out)
+
+    sim = vecs(QUERY) @ vecs(DOC).T
+    assert ex.score == pytest.approx(float(sim.max(1).values.sum()), abs=1e-4)
+    np.testing.assert_allclose(ex.pair_map.max(1), sim.max(1).values.numpy(), atol=1e-4)
+    # every doc word removed: each query word's best cell is -1
+    with torch.no_grad():
+        empty = float(r(pair.q_ids[None], pair.d_ids[None], torch.zeros(1, len(pair.d_ids)))[0])
+    assert empty == pytest.approx(-len(pair.q_ids))
+
+
+def _pair_metrics_from_the_cli(capsys, *where):
+    assert main(["explain", "--ranker", "knrm", "--explainer", "gradcam", "--metrics",
+                 "pair_deletion,pair_insertion,snippet_sufficiency,query_deletion", *where, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    for m in ("pair_deletion", "pair_insertion", "snippet_sufficiency", "query_deletion"):
+        assert 0 <= out["metrics"][m] <= 1, m
+    assert len(out["curves"]["pair_deletion"]["x"]) > 2
+
+
+def test_pair_metrics_on_knrm_from_the_cli(capsys):
+    """The issue's command on the synthetic collection (KNRM trains in seconds there)."""
+    _pair_metrics_from_the_cli(capsys, "--collection", "synthetic", "--qid", "q001", "--docid", "d0001")
+
+
+@pytest.mark.slow
+def test_pair_metrics_on_knrm_on_cranfield_from_the_cli(capsys):
+    """The issue's command as written (trains KNRM on Cranfield on first use, ~2 minutes on 2 cores)."""
+    _pair_metrics_from_the_cli(capsys, "--qid", "1", "--docid", "184")
+
+
+def test_listing_has_the_pair_level_names(capsys):
+    assert main(["list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    metrics = {m["name"]: m for m in out["metrics"]}
+    for m, d in (("pair_deletion", "lower"), ("pair_insertion", "higher"), ("snippet_sufficiency", "higher")):
+        assert metrics[m]["direction"] == d and metrics[m]["range"] == [0, 1]
+    assert "late_interaction" in {r["name"] for r in out["rankers"]}
+    expl = {e["name"]: e for e in out["explainers"]}
+    assert {"exact_pairs", "lead", "corrupted"} <= set(expl)
+    gc = json.dumps(expl["gradcam"])
+    assert "signed" in gc and "position" in gc
+
+
+def test_snippet_sufficiency_and_lead_by_hand():
+    """The best window alone: its score's standing among the others, computed by hand."""
+    from toys import AdditiveRanker
+    r = AdditiveRanker({"a": 1.0, "b": 0.0, "c": 3.0})
+    doc = ["b", "b", "a", "c", "b", "b"]
+    pair = make_pair(r, ["a"], doc)
+    others = np.array([5.0, 3.5, 2.0, 0.5])
+    lead = build_explainer("lead", r, w=2).attribute_pair(pair)
+    assert lead.doc_scores.tolist() == [2, 1, 0, 0, 0, 0]
+    ex = Explanation("additive", "x", ["a"], doc, np.array([0, 0, 1.0, 3.0, 0, 0]))
+    got = compute_metrics(MetricContext(r, pair, ex, other_scores=others), ["snippet_sufficiency"],
+                          {"snippet_sufficiency": {"w": 2}})["snippet_sufficiency"]
+    assert got.value == pytest.approx(1 - 1 / 4) and (got.info["start"], got.info["end"]) == (2, 4)  # score 4
+    got = compute_metrics(MetricContext(r, pair, lead, other_scores=others), ["snippet_sufficiency"],
+                          {"snippet_sufficiency": {"w": 2}})["snippet_sufficiency"]
+    assert got.value == pytest.approx(0.0)                   # "b b" scores 0: below every other
+
+
+@pytest.mark.slow
+def test_late_interaction_on_cranfield(tmp_path):
+    """Zero-shot MiniLM late interaction on 6 Cranfield queries: exact_pairs sums to the score and beats random
+    on pair_deletion by a clear margin."""
+    import pandas as pd
+
+    from suites.config import load_suite
+    from suites.runner import run_suite
+    p = tmp_path / "li.toml"
+    p.write_text('[suite]\nname = "li"\ncollection = "cranfield"\n[samples]\nqueries = 6\ntop_k = 2\nrelevant = 1\n'
+                 '[rankers.late_interaction]\ntrain = false\n[explainers.exact_pairs]\n[explainers.random]\n'
+                 '[explainers.gradcam]\n[metrics.pair_deletion]\n')
+    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
+    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    ok = df[df.status == "ok"]
+    means = ok.groupby("explainer").value.mean()
+    assert ok.qid.nunique() == 6
+    assert means["exact_pairs"] < means["random"] - 0.1
+
+
+def test_query_deletion_by_hand():
+    """Query words removed in the explanation's query-score order; every candidate re-scored each step."""
+    r = PairAdditiveRanker(Q + D, W)
+    pair = make_pair(r, Q, D)                          # s(q, D) = 7.5: a contributes 5, b 2.5
+    others = [["x"], ["z", "z"], ["y"]]              # full query: 4.5, 4.0, 1.0
+    pm = np.array([[4.0, 1.0, 0.0], [0.5, 0.0, 2.0]])
+    ex = Explanation("pairadditive", "x", Q, D, pm.sum(0), query_scores=pm.sum(1), pair_map=pm)
+    ctx = MetricContext(r, pair, ex, other_scores=np.array([4.5, 4.0, 1.0]), other_docs=others)
+    got = compute_metrics(ctx, ["query_deletion"])["query_deletion"]
+    # remove "a" first: D scores 2.5 vs others 0.5, 4.0, 0.0 -> rank 2 -> standing 1 - 1/3; then nothing: 0.5
+    st = [1.0, 1 - 1 / 3, 0.5]
+    assert got.curve["y"] == pytest.approx(st)
+    assert got.value == pytest.approx(np.trapezoid(st, [0, 0.5, 1]))
+    wrong = Explanation("pairadditive", "w", Q, D, pm.sum(0), query_scores=np.array([0.0, 1.0]))
+    worse = compute_metrics(MetricContext(r, pair, wrong, other_scores=np.array([4.5, 4.0, 1.0]), other_docs=others),
+                            ["query_deletion"])["query_deletion"]
+    assert worse.value > got.value                     # removing b first keeps D on top longer
+
+
+def test_seed_claim_section_counts_the_paired_verdicts():
+    import pandas as pd
+
+    from suites.report import seed_claim_section
+    rng = np.random.default_rng(0)
+    rows = []
+    for q in range(16):
+        base = rng.uniform(0.3, 0.6)
+        for e, v in (("gradcam", base), ("exact_pairs", base - 0.2), ("gradcam_signed", base + 1e-5)):
+            rows.append({"ranker": "knrm", "explainer": e, "metric": "pair_deletion", "qid": f"q{q}", "docid": "d",
+                         "value": v, "status": "ok"})
+    md = "\n".join(seed_claim_section(pd.DataFrame(rows)))
+    assert "## The seed's claim" in md and "### knrm: versus gradcam" in md
+    assert "of 2 (ranker, metric, explainer) comparisons with Grad-CAM, 1 better, 0 worse, 1 negligible" in md

@@ -1,0 +1,66 @@
+"""`rexbench plan`: a calibration run's shard times extrapolated to the suite, checked against the real run."""
+import json
+import sqlite3
+import time
+
+import pytest
+
+from suites.cli import main
+from suites.planner import parse_budget, queries_for_significance
+
+SUITE = """[suite]
+name = "plan"
+collection = "synthetic"
+[samples]
+queries = 6
+top_k = 2
+relevant = 1
+[rankers.bm25]
+[rankers.knrm]
+queries = 4
+[explainers.feature_ablation]
+[explainers.kernel_shap]
+n_samples = 50
+[explainers.random]
+[metrics.rank_deletion]
+[metrics.rank_insertion]
+"""
+
+
+def test_plan_predicts_the_run_and_reports_its_error(tmp_path, capsys):
+    p = tmp_path / "plan.toml"
+    p.write_text(SUITE)
+    assert main(["plan", str(p), "--json", "--calibrate", "2", "--budget", "10m"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    bm25, knrm = plan["rankers"]["bm25"], plan["rankers"]["knrm"]
+    assert (bm25["queries"], knrm["queries"]) == (6, 4)
+    for r in (bm25, knrm):
+        assert r["predicted_seconds"] == pytest.approx(r["seconds_per_query"] * r["queries"])
+        assert r["queries_for_significance"] == 7 and r["underpowered"]      # 3 explainers: 2 x 2^(1-n) < 0.05
+        assert r["rows_per_explanation"]["random"] == 0 and r["rows_per_explanation"]["kernel_shap"] == 50
+        assert r["affordable_queries"] == int((600 - plan["calibration"]["fixed_seconds"]) // r["seconds_per_query"])
+    assert plan["fits"] is True
+    # the real run: per-ranker shard seconds and the wall time against the prediction
+    t0 = time.perf_counter()
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    wall = time.perf_counter() - t0
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    actual = dict(con.execute("SELECT ranker, SUM(seconds) FROM shards GROUP BY ranker").fetchall())
+    con.close()
+    for r in ("bm25", "knrm"):
+        err = plan["rankers"][r]["predicted_seconds"] / actual[r] - 1
+        print(f"\nplan: {r} predicted {plan['rankers'][r]['predicted_seconds']:.2f} s, measured {actual[r]:.2f} s "
+              f"({err:+.0%})")
+    print(f"plan: total predicted {plan['predicted_total_seconds']:.2f} s, measured {wall:.2f} s "
+          f"({plan['predicted_total_seconds'] / wall - 1:+.0%})")
+    assert set(actual) == {"bm25", "knrm"}
+
+
+def test_budgets_and_significance_by_hand(capsys):
+    assert parse_budget("1h30m") == 5400 and parse_budget("45m") == 2700 and parse_budget("90") == 90
+    with pytest.raises(Exception, match="expected e.g. 90s"):
+        parse_budget("soon")
+    assert main(["plan", "quick", "--budget", "soon"]) == 2
+    assert "--budget 'soon'" in capsys.readouterr().err
+    # 13 explainers: Holm over 12 comparisons, smallest p 12 x 2^(1-n) < 0.05 first at n = 9
+    assert queries_for_significance(13) == 9 and queries_for_significance(2) == 6

@@ -1,0 +1,107 @@
+"""Metric validity: the corrupted reference explainer, the corruption test and headlines derived from it."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from explainers import Incompatible, build_explainer, make_pair
+from rankers.training import build_ranker
+from suites.cli import main
+
+
+def test_corrupted_shuffles_the_declared_share(synthetic):
+    bm25 = build_ranker("bm25", synthetic)
+    q = synthetic.query_tokens["q001"]
+    d = synthetic.doc_tokens[synthetic.relevant("q001")[0]]
+    pair = make_pair(bm25, q, d)
+    ref = build_explainer("exact_shapley", bm25).attribute_pair(pair).doc_scores
+    n = len(ref)
+    for frac in (0.0, 0.25, 0.5, 1.0):
+        got = build_explainer("corrupted", bm25, base="exact_shapley", fraction=frac, seed=3).attribute_pair(pair)
+        assert sorted(got.doc_scores) == pytest.approx(sorted(ref))           # the same values, reassigned
+        assert (got.doc_scores != ref).sum() <= round(frac * n)               # only the shuffled positions move
+        assert got.info["shuffled"] == (round(frac * n) if round(frac * n) >= 2 else 0)
+        if frac == 0:
+            np.testing.assert_array_equal(got.doc_scores, ref)
+    a, b = (build_explainer("corrupted", bm25, base="exact_shapley", fraction=0.5, seed=s).attribute_pair(pair)
+            for s in (3, 3))
+    np.testing.assert_array_equal(a.doc_scores, b.doc_scores)                 # seeded
+    knrm = build_ranker("knrm", synthetic)
+    with pytest.raises(Incompatible, match="exact_contributions"):
+        build_explainer("corrupted", knrm, base="exact_shapley")
+
+
+def _rows(values_by_explainer: dict[str, list[float]], metric: str) -> pd.DataFrame:
+    return pd.DataFrame([{"ranker": "r", "explainer": e, "metric": metric, "qid": f"q{i}", "docid": "d", "value": v,
+                          "status": "ok"} for e, vs in values_by_explainer.items() for i, v in enumerate(vs)])
+
+
+def test_corruption_test_verdicts_and_demotion_by_hand():
+    from suites.report import metric_validity
+    explainers = {"exact_shapley": {}, "c50": {"type": "corrupted", "base": "exact_shapley", "fraction": 0.5},
+                  "c100": {"type": "corrupted", "base": "exact_shapley", "fraction": 1.0}}
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.3, 12)
+    # rank_deletion (lower is better) degrades monotonically: valid
+    good = _rows({"exact_shapley": base, "c50": base + 0.2, "c100": base + 0.4}, "rank_deletion")
+    # rank_insertion (higher is better) improves at 50% corruption: not monotone, demoted
+    bad = _rows({"exact_shapley": base + 0.5, "c50": base + 0.6, "c100": base + 0.1}, "rank_insertion")
+    md, demoted = metric_validity(pd.concat([good, bad]), explainers, ["rank_deletion", "rank_insertion"])
+    text = "\n".join(md)
+    assert demoted == {"rank_insertion"}
+    assert "| r | exact_shapley | rank_deletion ↓ | 12 |" in text and "valid" in text and "fails" in text
+    assert "Demoted from headline by this test: rank_insertion." in text
+
+
+def test_validity_section_from_a_run(tmp_path, capsys):
+    p = tmp_path / "v.toml"
+    p.write_text("""[suite]
+name = "validity"
+collection = "synthetic"
+[samples]
+queries = 8
+top_k = 1
+relevant = 1
+[rankers.bm25]
+[explainers.exact_shapley]
+[explainers.shap_c50]
+type = "corrupted"
+base = "exact_shapley"
+fraction = 0.5
+[explainers.shap_c100]
+type = "corrupted"
+base = "exact_shapley"
+fraction = 1.0
+[metrics.rank_deletion]
+max_steps = 8
+[metrics.rank_insertion]
+max_steps = 8
+""")
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["report", str(tmp_path / "run")]) == 0
+    text = (tmp_path / "run" / "RESULTS.md").read_text()
+    assert text.index("## Metric validity") < text.index("## Leaderboards")
+    validity = text.split("## Metric validity", 1)[1].split("\n## ", 1)[0]
+    assert validity.count("| valid |") == 2 and "rank_deletion ★" in text
+
+
+def test_packed_results_regenerate_the_report_byte_for_byte(tmp_path, capsys):
+    """`report --pack` writes the per-sample results to commit; on a clean clone (no results.sqlite) the same
+    command regenerates RESULTS.md from them, identical."""
+    import shutil
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "pack"\ncollection = "synthetic"\n[samples]\nqueries = 3\n[rankers.bm25]\n'
+                 '[explainers.exact_shapley]\n[explainers.random]\n[metrics.rank_deletion]\nmax_steps = 5\n')
+    run = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(run), "--quiet"]) == 0
+    assert main(["report", str(run), "--pack"]) == 0
+    first = (run / "RESULTS.md").read_text()
+    packed = (run / "results.sqlite.gz").read_bytes()
+    assert main(["report", str(run), "--pack"]) == 0
+    assert (run / "results.sqlite.gz").read_bytes() == packed          # the same results, the same bytes
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    shutil.copy(run / "results.sqlite.gz", clone / "results.sqlite.gz")
+    assert main(["report", str(clone)]) == 0
+    again = (clone / "RESULTS.md").read_text()
+    assert again == first.replace(str(run), str(clone))
+    assert not (clone / "results.sqlite").exists()                      # read from a private copy
