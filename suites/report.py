@@ -119,6 +119,42 @@ SEED_METRICS = ("pair_deletion", "pair_insertion", "rank_deletion", "rank_insert
                 "query_deletion")
 
 
+def layer_sweep(suite_explainers: dict) -> list[tuple[int, str]]:
+    """[(layer, suite explainer name)] of the suite's Grad-CAM explainers that name an integer `layer`."""
+    out = []
+    for name, t in suite_explainers.items():
+        if (t.get("type") or name) == "gradcam" and isinstance(t.get("layer"), int) and not isinstance(
+                t.get("layer"), bool):
+            out.append((int(t["layer"]), name))
+    return sorted(out)
+
+
+def layer_sweep_figure(df: pd.DataFrame, suite_explainers: dict, heads: set[str], path: Path) -> bool:
+    """Grad-CAM's headline values (query-means) against the layer it reads, one line per (ranker, metric)."""
+    sweep = layer_sweep(suite_explainers)
+    if len(sweep) < 2:
+        return False
+    names = {n: layer for layer, n in sweep}
+    sub = df[df.explainer.isin(names) & df.metric.isin(heads) & (df.docid != "*")]
+    qv = query_values(sub)
+    if qv.empty:
+        return False
+    means = qv.groupby(["ranker", "metric", "explainer"]).value.mean().reset_index()
+    means["layer"] = means.explainer.map(names)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for (r, m), g in means.groupby(["ranker", "metric"]):
+        g = g.sort_values("layer")
+        ax.plot(g.layer, g.value, marker="o", label=f"{r} {m} {_arrow(m)}")
+    ax.set_xlabel("layer Grad-CAM reads")
+    ax.set_ylabel("query-mean")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def seed_claim_section(df: pd.DataFrame) -> list[str]:
     """The seed's claim (Grad-CAM on interaction layers; snippets and query-term importance) on its own rankers:
     every Grad-CAM variant and competitor against Grad-CAM at pair, term, snippet and query level, and a
@@ -776,6 +812,10 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
                                   exps=exps, headlines=heads)
         md += comparisons_section(df, metric_order, heads)
         md += seed_claim_section(df)
+        if layer_sweep_figure(df, suite.get("explainers", {}), heads, figs / "gradcam_layers.png"):
+            md += ["### Grad-CAM across layers", "", "The suite's Grad-CAM explainers that read different layers "
+                   "(`[explainers.NAME] type = \"gradcam\"`, `layer = i`): each headline metric's query-mean per "
+                   "layer.", "", f"![Grad-CAM layers]({rel(figs / 'gradcam_layers.png')})", ""]
         md += normalised_section(df, [m for m in metric_order if _score_normalised(m)])
         md += meta_evaluation_section(df, metric_order)
         md += operator_section(df, suite.get("rankers", {}))

@@ -208,3 +208,17 @@ def test_seed_claim_section_counts_the_paired_verdicts():
     md = "\n".join(seed_claim_section(pd.DataFrame(rows)))
     assert "## The seed's claim" in md and "### knrm: versus gradcam" in md
     assert "of 2 (ranker, metric, explainer) comparisons with Grad-CAM, 1 better, 0 worse, 1 negligible" in md
+
+
+def test_gradcam_layer_sweep_figure(tmp_path):
+    import pandas as pd
+
+    from suites.report import layer_sweep, layer_sweep_figure
+    suite = {"gradcam": {}, "gc0": {"type": "gradcam", "layer": 0}, "gc1": {"type": "gradcam", "layer": 1},
+             "occlusion": {"window": 1}}
+    assert layer_sweep(suite) == [(0, "gc0"), (1, "gc1")]
+    rows = [{"ranker": "crossencoder", "explainer": e, "metric": "rank_deletion", "qid": f"q{q}", "docid": "d",
+             "value": v + 0.01 * q, "status": "ok"} for q in range(3) for e, v in (("gc0", 0.6), ("gc1", 0.4))]
+    assert layer_sweep_figure(pd.DataFrame(rows), suite, {"rank_deletion"}, tmp_path / "layers.png")
+    assert (tmp_path / "layers.png").stat().st_size > 1000
+    assert not layer_sweep_figure(pd.DataFrame(rows), {"gc0": suite["gc0"]}, {"rank_deletion"}, tmp_path / "x.png")
