@@ -90,6 +90,9 @@ class Pair:
     oov: dict = field(default_factory=dict)  # {"query": [words], "doc_fraction": f}: units the ranker reads as <unk>
     doc_offsets: list[tuple[int, int]] | None = None    # [n_doc] spans in the original document text
     query_offsets: list[tuple[int, int]] | None = None  # [n_query] spans in the original query text
+    #: the query's top candidates (units, the ranker's order; the explained document among them where it ranks
+    #: there), for listwise explainers (`Explainer.needs_candidates`); None when unknown (free text)
+    candidates: list[list[str]] | None = None
 
 
 def _units(ranker: Ranker, x: str | Sequence[str]) -> tuple[list[str], list[tuple[int, int]] | None]:
@@ -134,6 +137,8 @@ class Explainer:
     stochastic = False
     #: a reference point (chance, lexical matching), not a competitor: left out of reliability statistics
     baseline = False
+    #: explains the query's ranking: needs `Pair.candidates` (set by the runner and by `rexbench explain --qid`)
+    needs_candidates = False
     #: user-settable constructor parameters (suite tables, `--param`, `rexbench list --json`)
     params: dict[str, Param] = {"seed": Int(0, lo=0, hi=2 ** 32 - 1, doc="RNG seed (stochastic explainers)"),
                                 "batch_size": Int(256, lo=1, hi=65536, doc="rows per model call")}

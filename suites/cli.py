@@ -296,6 +296,11 @@ def cmd_explain(args) -> int:
         params.setdefault("idf", collection_idf(coll))
     explainer = build_explainer(args.explainer, ranker, **{"seed": args.seed, **params})  # --param seed=N wins
     pair = make_pair(ranker, q_text, d_text, contrast, contrast_id)
+    if getattr(explainer, "needs_candidates", False) and not free:  # a listwise explainer: the query's ranking
+        q_units, d_units = coll.units(ranker.analyzer)
+        cands = coll.candidates(args.qid)
+        scores = ranker.score_tokens(q_units[args.qid], [d_units[d] for d in cands]).numpy()
+        pair.candidates = [d_units[cands[i]] for i in np.argsort(-scores, kind="stable")]
     _warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
     ex = explainer.attribute_pair(pair)
     out = ex.to_json()

@@ -210,8 +210,10 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
     ranking = [cands[i] for i in np.argsort(-scores, kind="stable")]
     by_doc = dict(zip(cands, scores))
     pending, explained = [], {e: {} for e in names}
+    ranked_units = [d_units[k] for k in ranking]
     for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
         pair = make_pair(ranker, coll.queries[qid], coll.docs[d])
+        pair.candidates = ranked_units  # listwise explainers (ranking_shap) explain the query's ranking
         others = np.array([s for k, s in by_doc.items() if k != d])
         peers: dict[str, Explanation] = {}
         for ename in names:

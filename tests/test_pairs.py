@@ -222,3 +222,40 @@ def test_gradcam_layer_sweep_figure(tmp_path):
     assert layer_sweep_figure(pd.DataFrame(rows), suite, {"rank_deletion"}, tmp_path / "layers.png")
     assert (tmp_path / "layers.png").stat().st_size > 1000
     assert not layer_sweep_figure(pd.DataFrame(rows), {"gc0": suite["gc0"]}, {"rank_deletion"}, tmp_path / "x.png")
+
+
+def test_ranking_shap_by_hand():
+    """Shapley values of the query words for v(S) = Kendall tau(full-query scores, S-query scores) over the
+    candidates, computed by hand for two words; sampled permutations approach them."""
+    from scipy.stats import kendalltau
+    words = ["a", "b", "x", "y", "z"]
+    weights = {("a", "x"): 3.0, ("a", "y"): 1.0, ("b", "y"): 2.5, ("b", "z"): 1.0, ("a", "z"): 0.2}
+    r = PairAdditiveRanker(words, weights)
+    cands = [["x"], ["y"], ["z"], ["x", "z"]]
+    pair = make_pair(r, ["a", "b"], ["x"])
+    pair.candidates = cands
+
+    def scores(q):
+        return np.array([sum(weights.get((t, d), 0.0) for t in q for d in c) for c in cands])
+
+    full = scores(["a", "b"])
+    v = {(): 0.0, ("a",): kendalltau(full, scores(["a"])).statistic, ("b",): kendalltau(full, scores(["b"])).statistic,
+         ("a", "b"): 1.0}
+    phi_a = 0.5 * ((v[("a",)] - v[()]) + (v[("a", "b")] - v[("b",)]))
+    phi_b = 0.5 * ((v[("b",)] - v[()]) + (v[("a", "b")] - v[("a",)]))
+    ex = build_explainer("ranking_shap", r).attribute_pair(pair)
+    np.testing.assert_allclose(ex.query_scores, [phi_a, phi_b], atol=1e-9)
+    assert ex.query_scores.sum() == pytest.approx(1.0)             # efficiency: v(full) - v(empty)
+    assert not ex.doc_scores.any() and ex.info["shapley"] == "exact"
+    sampled = build_explainer("ranking_shap", r, exact_max=1, n_samples=400, seed=0).attribute_pair(pair)
+    np.testing.assert_allclose(sampled.query_scores, [phi_a, phi_b], atol=0.1)
+    from explainers import Incompatible
+    with pytest.raises(Incompatible, match="needs the query's candidates"):
+        build_explainer("ranking_shap", r).attribute_pair(make_pair(r, ["a", "b"], ["x"]))
+
+
+def test_ranking_shap_from_the_cli_is_scored_by_query_deletion(capsys):
+    assert main(["explain", "--ranker", "bm25", "--explainer", "ranking_shap", "--collection", "synthetic",
+                 "--qid", "q001", "--docid", "d0001", "--metrics", "query_deletion", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["query_scores"]) == len(out["query_tokens"]) and 0 <= out["metrics"]["query_deletion"] <= 1
