@@ -8,7 +8,7 @@ from explainers.aggregate import pair_to_terms, pieces_to_words
 from explainers.applications import best_snippet, query_term_importance
 from rankers.errors import BadInput
 from rankers.training import build_ranker
-from tests.toys import TinyConvRanker
+from tests.toys import TinyConvRanker, explain_with_candidates
 
 CRAN_PAIRS = [("1", 0), ("5", 0), ("10", 1), ("25", 0)]  # (qid, index into its relevant docs)
 
@@ -99,7 +99,7 @@ def test_every_explainer_on_every_compatible_ranker(expl_name, ranker_name, cran
     q, d = next(_pairs(cranfield))
     params = {"idf": collection_idf(cranfield)} if expl_name == "idf_match" else {}
     params.update({"n_samples": 30} if expl_name in ("kernel_shap", "lime") else {})
-    a, b = (_explain(build_explainer(expl_name, r, seed=7, **params), r, q, d) for _ in range(2))
+    a, b = (explain_with_candidates(build_explainer(expl_name, r, seed=7, **params), r, q, d) for _ in range(2))
     n = min(len(d), r.max_doc_len)
     assert a.doc_scores.shape == (n,) and np.isfinite(a.doc_scores).all()
     assert a.query_scores is None or a.query_scores.shape == (len(q),)
@@ -178,13 +178,3 @@ def test_snippet_and_query_term_importance(cran_rankers, cranfield):
     assert [v for _, v in imp] == sorted((v for _, v in imp), reverse=True)
     em = build_explainer("exact_match", bm25).attribute(q, d)
     assert dict(query_term_importance(bm25, em))[q[0]] == d.count(q[0])
-
-
-def _explain(expl, r, q, d):
-    """attribute(q, d); a listwise explainer also gets a candidate list (d and two parts of it), as the runner gives."""
-    if not getattr(expl, "needs_candidates", False):
-        return expl.attribute(q, d)
-    from explainers import make_pair
-    pair = make_pair(r, q, d)
-    pair.candidates = [list(d), list(d[: len(d) // 2]), list(d[len(d) // 2:])]
-    return expl.attribute_pair(pair)

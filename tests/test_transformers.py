@@ -8,6 +8,7 @@ import torch
 from explainers import EXPLAINERS, build_explainer, collection_idf, make_pair
 from metrics import MetricContext, compute_metrics
 from metrics.curves import step_counts
+from toys import explain_with_candidates
 
 transformers = pytest.importorskip("transformers")
 
@@ -88,7 +89,7 @@ def test_every_explainer_on_transformers(expl_name, ranker_name, tiny_rankers, c
     params.update({"n_samples": 20} if expl_name in ("kernel_shap", "lime") else {})
     params.update({"n_samples": 2} if expl_name == "shapley_sampling" else {})
     params.update({"n_steps": 16} if expl_name == "integrated_gradients" else {})
-    a, b = (_explain(build_explainer(expl_name, r, seed=3, **params), r, q, d) for _ in range(2))
+    a, b = (explain_with_candidates(build_explainer(expl_name, r, seed=3, **params), r, q, d) for _ in range(2))
     n = len(a.doc_tokens)
     assert a.doc_tokens == d[:n] and a.doc_scores.shape == (n,)  # word-level units
     assert np.isfinite(a.doc_scores).all()
@@ -179,13 +180,3 @@ def test_delete_operator_equals_removing_the_words(tiny_dir, name):
         padded = float(pad(e3.q_ids, e3.d_ids, mask)[0])
     assert masked == pytest.approx(written, abs=1e-5)
     assert abs(padded - written) > 1e-6
-
-
-def _explain(expl, r, q, d):
-    """attribute(q, d); a listwise explainer also gets a candidate list (d and two parts of it), as the runner gives."""
-    if not getattr(expl, "needs_candidates", False):
-        return expl.attribute(q, d)
-    from explainers import make_pair
-    pair = make_pair(r, q, d)
-    pair.candidates = [list(d), list(d[: len(d) // 2]), list(d[len(d) // 2:])]
-    return expl.attribute_pair(pair)

@@ -68,3 +68,14 @@ class PairAdditiveRanker(Ranker):
         if pair_mask is not None:
             cells = cells * pair_mask
         return cells.sum((1, 2))
+
+
+def explain_with_candidates(expl, r, q, d):
+    """expl.attribute(q, d); a listwise explainer (`needs_candidates`) also gets a candidate list (d and two
+    parts of it), as the runner gives it the query's ranking."""
+    if not getattr(expl, "needs_candidates", False):
+        return expl.attribute(q, d)
+    from explainers import make_pair
+    pair = make_pair(r, q, d)
+    pair.candidates = [list(d), list(d[: len(d) // 2]), list(d[len(d) // 2:])]
+    return expl.attribute_pair(pair)
