@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 
 from rankers.params import Float, Param, Str
+from rankers.scorer import Cost
 
 from .base import Explainer, Incompatible, Pair, build_explainer, explainer_class, register_explainer
 
@@ -41,7 +42,7 @@ class CorruptedExplainer(Explainer):
 
     def _attribute(self, pair: Pair) -> dict:
         ex = self.base.attribute_pair(pair)
-        self._cost.append(_Cost(ex))
+        self._cost.append(Cost(ex.forward_passes, ex.forward_rows, ex.backward_passes))  # the base's model calls
         s = np.asarray(ex.doc_scores, dtype=np.float64).copy()
         n = len(s)
         k = int(round(self.fraction * n))
@@ -52,10 +53,3 @@ class CorruptedExplainer(Explainer):
         return {"doc_scores": s, "score": ex.score,
                 "info": {"base": self.base_name, "fraction": self.fraction, "shuffled": k}}
 
-
-class _Cost:
-    """The base explanation's model calls, counted toward the corrupted one."""
-
-    def __init__(self, ex):
-        self.forward_passes, self.forward_rows = ex.forward_passes, ex.forward_rows
-        self.backward_passes = ex.backward_passes

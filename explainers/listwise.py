@@ -14,10 +14,10 @@ import itertools
 import math
 
 import numpy as np
-import torch
 from scipy.stats import kendalltau
 
 from rankers.params import Int
+from rankers.scorer import Cost, score_chunks
 
 from .base import Explainer, Pair, register_explainer
 
@@ -57,10 +57,8 @@ class RankingShap(Explainer):
                 drop = [j for j in range(n) if j not in c]
                 if drop:
                     q[i * m: (i + 1) * m, drop] = 0
-            with torch.no_grad():
-                s = torch.cat([r(q[a: a + self.batch_size], d[a: a + self.batch_size])
-                               for a in range(0, len(q), self.batch_size)]).double().cpu().numpy()
-            self._cost.append(_Rows(len(q), math.ceil(len(q) / self.batch_size)))
+            s = score_chunks(r, q, d, batch_size=self.batch_size)
+            self._cost.append(Cost(math.ceil(len(q) / self.batch_size), len(q)))
             for i, c in enumerate(todo):
                 cache[c] = s[i * m: (i + 1) * m]
 
@@ -102,7 +100,3 @@ class RankingShap(Explainer):
         return {"doc_scores": np.zeros(len(pair.doc_tokens)), "query_scores": phi,
                 "info": {"k": len(enc.d_ids), "shapley": how, "v_full": v(everyone)}}
 
-
-class _Rows:
-    def __init__(self, rows: int, calls: int):
-        self.forward_passes, self.forward_rows, self.backward_passes = calls, rows, 0

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from rankers.params import Float, Int, Param
+from rankers.scorer import score_chunks
 
 from .base import MetricResult, Skip, register_metric, require
 from .curves import (EMPTY_NOT_BELOW, attribution_orders, auc, curve_masks, normalise, ranks_among, standing,
@@ -244,9 +245,7 @@ def listwise_tau(ranker, query_tokens, docs_tokens, explanations, k_frac: float 
         order = attribution_orders(ex.doc_scores, 1)[0]
         k = max(1, math.ceil(k_frac * len(order)))
         mask[2 * i + 1, :n] = curve_masks(order, np.array([k]), "deletion")[0]
-    with torch.no_grad():  # one batched call (chunked) for the whole list
-        s = torch.cat([ranker(q_ids[a: a + batch_size], d_ids[a: a + batch_size], mask[a: a + batch_size])
-                       for a in range(0, len(d_ids), batch_size)]).double().cpu().numpy()
+    s = score_chunks(ranker, q_ids, d_ids, mask, batch_size=batch_size)  # the whole list in batched calls
     before, after = s[0::2], s[1::2]
     info = {"k_frac": k_frac, "n_docs": len(before)}
     if np.ptp(before) == 0:

@@ -25,23 +25,13 @@ import numpy as np
 import torch
 
 from rankers.params import Int
+from rankers.scorer import score_chunks
 
 from .base import MetricResult, register_metric, require
 from .curves import attribution_orders, auc, ranks_among, standing, step_counts
 
 _PAIR_PARAMS = {"max_steps": Int(20, lo=1, hi=10000, doc="curve steps (fewer when there are fewer cells)"),
                 "tie_orders": Int(8, lo=1, hi=256, doc="random orders of tied cells averaged")}
-
-
-def _pair_rows(ranker, pair, masks: torch.Tensor, batch_size: int) -> np.ndarray:
-    """Scores of one pair under cell masks [R, Lq, Ld], in batches of `batch_size` rows."""
-    out = []
-    q, d = pair.q_ids[None], pair.d_ids[None]
-    with torch.no_grad():
-        for a in range(0, len(masks), batch_size):
-            m = masks[a: a + batch_size].to(pair.d_ids.device)
-            out.append(ranker(q.expand(len(m), -1), d.expand(len(m), -1), None, m).double().cpu().numpy())
-    return np.concatenate(out)
 
 
 class _PairCurve:
@@ -64,7 +54,9 @@ class _PairCurve:
                 m = torch.ones(n) if cls.kind == "deletion" else torch.zeros(n)
                 m[torch.as_tensor(order[:c], dtype=torch.long)] = 0.0 if cls.kind == "deletion" else 1.0
                 rows.append(m.view(nq, nd))
-        s = _pair_rows(ctx.ranker, ctx.pair, torch.stack(rows), ctx.batch_size).reshape(-1, len(counts))
+        masks = torch.stack(rows).to(ctx.pair.d_ids.device)
+        q, d = ctx.pair.q_ids[None].expand(len(masks), -1), ctx.pair.d_ids[None].expand(len(masks), -1)
+        s = score_chunks(ctx.ranker, q, d, pair_mask=masks, batch_size=ctx.batch_size).reshape(-1, len(counts))
         r = ranks_among(s, ctx.other_scores).mean(0)
         x = counts / n
         return MetricResult(auc(x, standing(r, len(ctx.other_scores))), curve={"x": x.tolist(), "y": r.tolist()},
@@ -117,19 +109,12 @@ def query_deletion(ctx):
     order = attribution_orders(qs[:lq], 1, seed=ctx.seed)[0]
     r = ctx.ranker
     enc = r.encode(list(ctx.pair.query_tokens), [list(ctx.pair.doc_tokens)] + [list(t) for t in ctx.other_docs])
-    ranks = []
-    with torch.no_grad():
-        for k in range(lq + 1):
-            q = enc.q_ids.clone()
-            if k:
-                q[:, torch.as_tensor(order[:k], dtype=torch.long)] = 0   # PAD: the query word is gone
-            if k == lq:   # no query left: every document scores alike under an empty query; the standing is 0.5
-                ranks.append(None)
-                continue
-            s = torch.cat([r(q[a: a + ctx.batch_size], enc.d_ids[a: a + ctx.batch_size])
-                           for a in range(0, len(q), ctx.batch_size)]).double().cpu().numpy()
-            ranks.append(float(ranks_among(s[:1], s[1:])[0]))
-    n_others = len(ctx.other_docs)
-    st = [0.5 if x is None else float(standing(np.array([x]), n_others)[0]) for x in ranks]
+    st = []
+    for k in range(lq):
+        q = enc.q_ids.clone()
+        q[:, torch.as_tensor(order[:k], dtype=torch.long)] = 0   # PAD: the query word is gone
+        s = score_chunks(r, q, enc.d_ids, batch_size=ctx.batch_size)
+        st.append(float(standing(ranks_among(s[:1], s[1:]), len(ctx.other_docs))[0]))
+    st.append(0.5)  # no query left: every document scores alike under an empty query; the standing is chance
     x = np.arange(lq + 1) / lq
     return MetricResult(auc(x, np.asarray(st)), curve={"x": x.tolist(), "y": st}, info={"query_words": lq})

@@ -107,6 +107,20 @@ def resolve_batch_size(batch_size: int | str, device: str | torch.device, ranker
 
 
 @torch.no_grad()
+def score_chunks(ranker: Ranker, q_ids: torch.Tensor, d_ids: torch.Tensor, d_mask: torch.Tensor | None = None,
+                 pair_mask: torch.Tensor | None = None, batch_size: int = 256) -> np.ndarray:
+    """Scores [B] (float64, CPU) of rows q_ids [B, Lq], d_ids [B, Ld] (optional d_mask [B, Ld], pair_mask
+    [B, Lq, Ld] for rankers with `pair_removal`) in model calls of at most `batch_size` rows."""
+    out = []
+    for a in range(0, len(d_ids), batch_size):
+        sl = slice(a, a + batch_size)
+        kw = {} if pair_mask is None else {"pair_mask": pair_mask[sl]}
+        out.append(ranker(q_ids[sl], d_ids[sl], None if d_mask is None else d_mask[sl], **kw)
+                   .double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@torch.no_grad()
 def score_rows(ranker: Ranker, jobs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
                batch_size: int = 256) -> list[np.ndarray]:
     """Cross-pair batching: jobs = [(q_ids [Lq_i], d_ids [Ld_i], masks [R_i, Ld_i])], e.g. the pairs of one
