@@ -25,15 +25,14 @@ from .params import Int, Str
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
 from .neural import _Tap
-from .transformer import _HFRanker
+from .transformer import _SingleTextRanker
 
 
 @register_ranker("late_interaction", kind="transformer", trainable=False)
-class LateInteraction(_HFRanker):
+class LateInteraction(_SingleTextRanker):
     capabilities = ("mask_gradient", "interaction_layer", "feature_layer", "pair_removal", "exact_pairs",
                     "randomisable")
     runtime_params = ()
-    _net_attr = "encoder_model"
     params = {"model": Str(None, nullable=True, doc="local path or HF id of an encoder (default: the bundled MiniLM)"),
               "max_length": Int(256, lo=8, hi=32768, doc="pieces per encoded text"),
               "max_doc_len": Int(256, lo=1, hi=100000, doc="document words kept"),
@@ -43,31 +42,19 @@ class LateInteraction(_HFRanker):
                  max_doc_len: int = 256, max_query_len: int = 32, init_seed: int = 0, tokenizer=None):
         super().__init__(vocab, model, max_length, max_doc_len=max_doc_len, max_query_len=max_query_len,
                          init_seed=init_seed, tokenizer=tokenizer)
-        from transformers import AutoModel
-        self.encoder_model = self._load(AutoModel)
-        self._bind(self.encoder_model)
-        self.left_pad = False
+        self._load_encoder()
         self.interaction_layer = _Tap()
         self.feature_layer = _Tap()
-        self._vectors: dict = {}
 
     def config(self) -> dict:
         return {"model": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
                 "max_query_len": self.max_query_len, "init_seed": self.init_seed}
 
-    def _layout(self, q_row, d_row):
-        return self.inputs.single(*self._text(d_row))
-
-    def _model(self, embeds, b, hidden: bool, attentions: bool):
-        raise NotImplementedError  # late interaction reads word vectors (`word_vectors`), not a score head
-
     def word_vectors(self, rows: torch.Tensor) -> torch.Tensor:
         """Normalised word vectors [B, L, H] of word-id rows [B, L] (0 at padding); each distinct row is encoded
         once (the encoder is not perturbed by removal)."""
         b, inv = self._rows(rows, rows)
-        emb = self.word_embeddings(b.ids)
-        kw = {"token_type_ids": b.types} if b.types is not None else {}
-        states = self.encoder_model(inputs_embeds=emb, attention_mask=b.attn, **kw).last_hidden_state  # [U, P, H]
+        states = self._model(self.word_embeddings(b.ids), b, hidden=False, attentions=False).score  # [U, P, H]
         n_words = rows.shape[1]
         w = b.widx.clamp(min=0)
         keep = (b.widx >= 0).to(states.dtype)[..., None]

@@ -81,6 +81,10 @@ class Batch:
     qidx: torch.Tensor
     types: torch.Tensor | None
 
+    def take(self, idx: torch.Tensor) -> "Batch":
+        """The rows `idx` [B] (unique layouts expanded back to the batch's rows)."""
+        return Batch(*(None if t is None else t[idx] for t in (self.ids, self.attn, self.widx, self.qidx, self.types)))
+
 
 @dataclass
 class ModelOut:
@@ -379,8 +383,32 @@ def _compact(b: Batch, pad_id: int, left: bool) -> Batch:
     return Batch(ids, attn, gone(g(b.widx)), gone(g(b.qidx)), None if types is None else types * attn)
 
 
+class _SingleTextRanker(_HFRanker):
+    """A ranker whose query and document are each encoded alone by an `AutoModel` encoder (bi-encoder,
+    late interaction): right-padded, one text per sequence, the last layer's token states as output."""
+
+    _net_attr = "encoder_model"
+
+    def _load_encoder(self, hf_model: nn.Module | None = None) -> None:
+        from transformers import AutoModel
+        self.encoder_model = hf_model if hf_model is not None else self._load(AutoModel)
+        self._bind(self.encoder_model)
+        self.left_pad = False  # each side is read over its own pieces: right padding is exact
+
+    def _layout(self, q_row, d_row) -> Layout:
+        return self.inputs.single(*self._text(d_row))
+
+    def _model(self, embeds, b: Batch, hidden: bool, attentions: bool) -> ModelOut:
+        """score = the last layer's token states [B, P, H]."""
+        kw = {"token_type_ids": b.types} if b.types is not None else {}
+        out = self.encoder_model(inputs_embeds=embeds, attention_mask=b.attn, output_hidden_states=hidden,
+                                 output_attentions=attentions, **kw)
+        return ModelOut(out.last_hidden_state, out.hidden_states if hidden else None,
+                        out.attentions if attentions else None)
+
+
 @register_ranker("biencoder", kind="transformer", trainable=False)
-class BiEncoder(_HFRanker):
+class BiEncoder(_SingleTextRanker):
     """score = similarity(pooled query states, pooled document states), as sentence-transformers.
 
     Any HF encoder (`AutoModel`; a sentence-transformers directory works: its transformer
@@ -391,42 +419,28 @@ class BiEncoder(_HFRanker):
     """
 
     capabilities = (*_HFRanker.capabilities, "pooled_states")
-    _net_attr = "encoder_model"
     params = {**_HFRanker.params, "pooling": Choice("mean", ("mean", "cls"), doc="how token states become a vector"),
               "similarity": Choice("cosine", ("cosine", "dot"), doc="query-document similarity")}
 
     def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 256,
                  pooling: str = "mean", similarity: str = "cosine", hf_model: nn.Module | None = None, **kw):
         super().__init__(vocab, model, max_length, **kw)
-        from transformers import AutoModel
         if self.template is not None:
             raise BadInput("biencoder: a template does not apply (each side is encoded alone)")
         self.pooling, self.similarity = pooling, similarity
         if pooling != "mean":
             self.capabilities = tuple(c for c in self.capabilities if c != "pooled_states")
-        self.encoder_model = hf_model if hf_model is not None else self._load(AutoModel)
-        self._bind(self.encoder_model)
-        self.left_pad = False  # each side is pooled over its own pieces: right padding is exact
+        self._load_encoder(hf_model)
 
     def config(self) -> dict:
         return {**super().config(), "pooling": self.pooling, "similarity": self.similarity}
-
-    def _layout(self, q_row, d_row) -> Layout:
-        return self.inputs.single(*self._text(d_row))
-
-    def _model(self, embeds, b: Batch, hidden: bool, attentions: bool) -> ModelOut:
-        kw = {"token_type_ids": b.types} if b.types is not None else {}
-        out = self.encoder_model(inputs_embeds=embeds, attention_mask=b.attn, output_hidden_states=hidden,
-                                 output_attentions=attentions, **kw)
-        return ModelOut(out.last_hidden_state, out.hidden_states if hidden else None,
-                        out.attentions if attentions else None)
 
     def _side(self, side, rows, d_mask=None):
         """Pooled, normalised embeddings [B, H]. Without a mask each distinct row is encoded once
         (a query repeated over a batch costs one pass); with one, every row is encoded."""
         b, inv = self._rows(rows, rows)
         if d_mask is not None:
-            b = Batch(*(None if t is None else t[inv] for t in (b.ids, b.attn, b.widx, b.qidx, b.types)))
+            b = b.take(inv)
         b, emb = self._masked(b, d_mask)
         pm = self._piece_mask(d_mask, b.widx)
         states = self._run(side, emb, b).score  # [B, P, H]
@@ -448,14 +462,11 @@ class BiEncoder(_HFRanker):
 class _PairRanker(_HFRanker):
     """A ranker reading query and document in one sequence (tokenizer pair or template)."""
 
-    def _score(self, out, b: Batch) -> torch.Tensor:
-        raise NotImplementedError
-
     def forward(self, q_ids, d_ids, d_mask=None):
         if d_mask is not None:
             d_mask = d_mask * (d_ids != PAD_ID).float()
         b, inv = self._rows(q_ids, d_ids)
-        b = Batch(*(None if t is None else t[inv] for t in (b.ids, b.attn, b.widx, b.qidx, b.types)))
+        b = b.take(inv)
         b, emb = self._masked(b, d_mask)
         return self._run("pair", emb, b).score
 
