@@ -296,21 +296,22 @@ def cmd_explain(args) -> int:
         params.setdefault("idf", collection_idf(coll))
     explainer = build_explainer(args.explainer, ranker, **{"seed": args.seed, **params})  # --param seed=N wins
     pair = make_pair(ranker, q_text, d_text, contrast, contrast_id)
-    if getattr(explainer, "needs_candidates", False) and not free:  # a listwise explainer: the query's ranking
+    ranked = None  # (docid, units, score) of the query's candidates, best first, scored once when needed
+    if not free and (metric_names or getattr(explainer, "needs_candidates", False)):
         q_units, d_units = coll.units(ranker.analyzer)
         cands = coll.candidates(args.qid)
-        scores = ranker.score_tokens(q_units[args.qid], [d_units[d] for d in cands]).numpy()
-        pair.candidates = [d_units[cands[i]] for i in np.argsort(-scores, kind="stable")]
+        scores = ranker.score_tokens(q_units[args.qid], [d_units[d] for d in cands]).double().numpy()
+        ranked = [(cands[i], d_units[cands[i]], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
+    if ranked is not None and getattr(explainer, "needs_candidates", False):  # a listwise explainer
+        pair.candidates = [u for _, u, _ in ranked]
     _warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
     ex = explainer.attribute_pair(pair)
     out = ex.to_json()
     if metric_names:
         others, other_docs = None, None
-        if not free:
-            cands = [d for d in coll.candidates(args.qid) if d != args.docid]
-            q_units, d_units = coll.units(ranker.analyzer)
-            other_docs = [d_units[d] for d in cands]
-            others = ranker.score_tokens(q_units[args.qid], other_docs).double().numpy()
+        if ranked is not None:
+            rest = [(u, s) for d, u, s in ranked if d != args.docid]
+            other_docs, others = [u for u, _ in rest], np.array([s for _, s in rest])
         ctx = MetricContext(ranker, pair, ex, explainer, others,
                             contrast_score=None if contrast is None else pair.offset,
                             rationale=coll.rationales.get((args.qid, args.docid)),

@@ -211,10 +211,16 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
     by_doc = dict(zip(cands, scores))
     pending, explained = [], {e: {} for e in names}
     ranked_units = [d_units[k] for k in ranking]
-    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
+
+    def pair_of(d: str):
         pair = make_pair(ranker, coll.queries[qid], coll.docs[d])
         pair.candidates = ranked_units  # listwise explainers (ranking_shap) explain the query's ranking
+        return pair
+
+    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant, cfg.contrast_gap):
+        pair = pair_of(d)
         others = np.array([s for k, s in by_doc.items() if k != d])
+        other_docs = [d_units[k] for k in by_doc if k != d]
         peers: dict[str, Explanation] = {}
         for ename in names:
             key, cell_base = (cfg.name, rname, ename, qid, d), {**base, "explainer": ename, "docid": d}
@@ -236,11 +242,10 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
             ctx = MetricContext(ranker, pair, ex, rt.explainers[ename], others,
                                 float(by_doc[contrast]) if contrast is not None else None,
                                 coll.rationales.get((qid, d)), rt.bm25, peers, cfg.seed, batch_size,
-                                other_docs=[d_units[k] for k in by_doc if k != d])
+                                other_docs=other_docs)
             pending.append((key, cell_base, ex, ctx, _peak_mem_mb(spec.device)))
     res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries, rname)
-    res.cells += _query_cells(cfg, base, rt, q_units[qid], explained, ranking,
-                              lambda d: make_pair(ranker, coll.queries[qid], coll.docs[d]))
+    res.cells += _query_cells(cfg, base, rt, q_units[qid], explained, ranking, pair_of)
     res.seconds = time.perf_counter() - t0
     return res
 

@@ -259,3 +259,19 @@ def test_ranking_shap_from_the_cli_is_scored_by_query_deletion(capsys):
                  "--qid", "q001", "--docid", "d0001", "--metrics", "query_deletion", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out["query_scores"]) == len(out["query_tokens"]) and 0 <= out["metrics"]["query_deletion"] <= 1
+
+
+def test_ranking_shap_in_a_suite_with_listwise_tau(tmp_path):
+    """Candidates listwise_tau explains beyond the suite's samples get the query's ranking too."""
+    import pandas as pd
+
+    from suites.config import load_suite
+    from suites.runner import run_suite
+    p = tmp_path / "rs.toml"
+    p.write_text('[suite]\nname = "rs"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 1\n'
+                 '[rankers.bm25]\n[explainers.ranking_shap]\n[metrics.listwise_tau]\n[metrics.query_deletion]\n')
+    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
+    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    tau = df[df.metric == "listwise_tau"]
+    assert len(tau) == 2 and (tau.status == "ok").all(), tau.message.tolist()
+    assert (df[df.metric == "query_deletion"].status == "ok").all()
