@@ -164,8 +164,7 @@ class SuiteConfig:
                 "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
                 "rankers": rankers,
                 "explainers": {e: {**({"type": p["type"]} if "type" in p else {}),
-                                   **resolved(explainer_class(self.explainer_type(e)).params,
-                                              {k: v for k, v in p.items() if k != "type"})}
+                                   **resolved(explainer_class(self.explainer_type(e)).params, self.explainer_params(e))}
                                for e, p in self.explainers.items()},
                 "metrics": {m: resolved(metric_spec(m).params, p) for m, p in self.metrics.items()},
                 "effectiveness": {"collections": self.effectiveness, "rankers": self.effectiveness_rankers}}

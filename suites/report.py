@@ -171,16 +171,7 @@ def seed_claim_section(df: pd.DataFrame) -> list[str]:
           "(query_deletion); cells as in \"Comparisons that matter\" (+ = better than Grad-CAM).", ""]
     tally: dict[str, int] = {}
     for r in rankers:
-        rows: dict[str, dict[str, str]] = {}
-        for m in metrics:
-            c = compare_to(df, r, m, "gradcam")
-            for x in c.itertuples():
-                rows.setdefault(x.explainer, {})[f"{m} {_arrow(m)}"] = (
-                    f"{x.diff:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}] n={x.queries} {x.verdict}")
-                tally[x.verdict] = tally.get(x.verdict, 0) + 1
-        if rows:
-            t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(rows.items())]).fillna("n/a")
-            md += [f"### {r}: versus gradcam", "", _table(t), ""]
+        md += comparison_table(df, r, metrics, "gradcam", tally)
     total = sum(tally.values())
     if total:
         parts = ", ".join(f"{tally.get(v, 0)} {v}" for v in ("better", "worse", "negligible", "not shown different",
@@ -429,22 +420,26 @@ def comparisons_section(df: pd.DataFrame, metrics: list[str], headlines: set[str
           "anchored gains, whose random-to-oracle span is 1); negligible = the CI lies within that difference, "
           "or the difference is significant but smaller; underpowered = too few queries for any Holm p below "
           f"{ALPHA}; else not shown different.", ""]
-    any_table = False
-    for ref in REFERENCES:
-        for r in df.ranker.unique():
-            rows: dict[str, dict[str, str]] = {}
-            for m in heads:
-                c = compare_to(df, r, m, ref)
-                for x in c.itertuples():
-                    rows.setdefault(x.explainer, {})[f"{m} {_arrow(m)}"] = (
-                        f"{x.diff:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}] r={x.effect:+.2f} n={x.queries} "
-                        f"{x.verdict}")
-            if not rows:
-                continue
-            any_table = True
-            t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(rows.items())]).fillna("n/a")
-            md += [f"### {r}: versus {ref}", "", _table(t), ""]
-    return md if any_table else []
+    tables = [line for ref in REFERENCES for r in df.ranker.unique()
+              for line in comparison_table(df, r, heads, ref)]
+    return md + tables if tables else []
+
+
+def comparison_table(df: pd.DataFrame, ranker: str, metrics: list[str], reference: str,
+                     tally: dict[str, int] | None = None) -> list[str]:
+    """"### RANKER: versus REFERENCE" and a table explainer x metric of `stats.compare_to` cells (difference
+    [CI] r n verdict), or nothing when no explainer is compared; `tally` counts the verdicts."""
+    rows: dict[str, dict[str, str]] = {}
+    for m in metrics:
+        for x in compare_to(df, ranker, m, reference).itertuples():
+            rows.setdefault(x.explainer, {})[f"{m} {_arrow(m)}"] = (
+                f"{x.diff:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}] r={x.effect:+.2f} n={x.queries} {x.verdict}")
+            if tally is not None:
+                tally[x.verdict] = tally.get(x.verdict, 0) + 1
+    if not rows:
+        return []
+    t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(rows.items())]).fillna("n/a")
+    return [f"### {ranker}: versus {reference}", "", _table(t), ""]
 
 
 def normalised_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
