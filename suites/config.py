@@ -76,8 +76,13 @@ RANKER_KEYS = {"type": Str(None, nullable=True, doc="registered ranker type (def
                "checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
                "train": Bool(True, "train (or fine-tune) on first use when no checkpoint is cached; false: never train "
                              "(HF models are used as given; others need a checkpoint)"),
+               "train_seed": Int(None, lo=0, hi=2 ** 32 - 1, nullable=True,
+                                 doc="training seed of this ranker (default: the suite's seed); tables of one type "
+                                 "that differ only in train_seed form RESULTS.md's training-seed study"),
                "queries": Int(0, lo=0, hi=100000, doc="fewer queries for this ranker (0 = the suite's)"),
                "explain": Bool(True, "explain this ranker; false: effectiveness only (e.g. a variant to compare)"),
+               "skip": Param((list,), [], each=Str(None), doc="suite explainers and metrics not run for this ranker "
+                             "(their rows are recorded as skipped, with this reason: e.g. what a CPU cannot afford)"),
                "explainers": Param((dict,), {}, doc="per-ranker explainer parameter overrides"),
                "metrics": Param((dict,), {}, doc="per-ranker metric parameter overrides")}
 EFFECTIVENESS_KEYS = {"collections": Param((list,), [], each=Str(None)), "rankers": Param((list,), [], each=Str(None))}
@@ -131,7 +136,7 @@ class SuiteConfig:
         from .rankerdef import RankerDef
         t = self.rankers[name]
         return RankerDef(name, self.ranker_type(name), self.ranker_config(name), bool(t.get("train", True)),
-                         t.get("checkpoint"), self.base_dir())
+                         t.get("checkpoint"), self.base_dir(), t.get("train_seed"))
 
     def base_dir(self) -> str | None:
         """The suite file's folder (its modules import without PYTHONPATH), or None without a file."""
@@ -250,6 +255,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
         check_params(f"{f} [rankers.{name}]", schema, params)
         check_tables(f"{f} [rankers.{name}].explainers", "explainer", params.get("explainers", {}), cfg.explainers)
         check_tables(f"{f} [rankers.{name}].metrics", "metric", params.get("metrics", {}), cfg.metrics)
+        for x in params.get("skip", []):
+            if x not in cfg.explainers and x not in cfg.metrics:
+                raise BadInput(f"{f} [rankers.{name}].skip: {x!r} is neither an explainer nor a metric of the suite")
     ref = cfg.metrics.get("explainer_agreement", {}).get("reference")
     if ref is not None and ref not in EXPLAINERS:
         raise BadInput(f"{f} [metrics.explainer_agreement].reference: unknown explainer {ref!r}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rankers.memory import PeakMemory
 from explainers import EXPLAINERS, Explanation, Incompatible, build_explainer, collection_idf, make_pair
 from metrics import (METRICS, MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
                      metric_spec)
@@ -111,6 +112,11 @@ class RankerRuntime:
     batch_size: int
     #: explainers whose table sets its own batch_size
     fixed_batch: dict[str, int] = field(default_factory=dict)
+    #: metrics the suite leaves out for this ranker (`skip`): recorded as skipped rows
+    skipped_metrics: set = field(default_factory=set)
+
+
+SKIPPED_BY_SUITE = "left out for this ranker by the suite (its table's `skip`)"
 
 
 def explainer_order(cfg: SuiteConfig) -> list[str]:
@@ -132,7 +138,11 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
         ranker = cfg.load_ranker(rname, coll, spec.device)
     explainers, errors, fixed = {}, {}, {}
     batch_size = resolve_batch_size(cfg.batch_size, spec.device, ranker)
+    skip = set(t.get("skip", []))
     for ename in explainer_order(cfg):
+        if ename in skip:
+            errors[ename] = ("skipped", SKIPPED_BY_SUITE)
+            continue
         etype = cfg.explainer_type(ename)
         params = cfg.explainer_params(ename, rname)
         if etype == "idf_match":
@@ -152,7 +162,7 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
             errors[ename] = ("error", f"{type(e).__name__}: {e}")
     metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
     _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll), batch_size,
-                                fixed)
+                                fixed, {m for m in skip if m in cfg.metrics})
     return _STATE[key]
 
 
@@ -228,10 +238,10 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
                 status, msg = rt.build_errors[ename]
                 res.cells.append(Cell(key, _failed(cell_base, pair_metrics, status, msg)))
                 continue
-            if spec.device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
+            mem = PeakMemory(spec.device)
             try:
-                ex = rt.explainers[ename].attribute_pair(pair)
+                with mem:
+                    ex = rt.explainers[ename].attribute_pair(pair)
             except torch.cuda.OutOfMemoryError:
                 raise
             except Exception as e:  # recorded, the suite goes on
@@ -243,8 +253,9 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
                                 float(by_doc[contrast]) if contrast is not None else None,
                                 coll.rationales.get((qid, d)), rt.bm25, peers, cfg.seed, batch_size,
                                 other_docs=other_docs)
-            pending.append((key, cell_base, ex, ctx, _peak_mem_mb(spec.device)))
-    res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries, rname)
+            pending.append((key, cell_base, ex, ctx, mem.mb))
+    res.cells += _finish_cells(pending, pair_metrics, rt.metric_params, batch_size, oom_retries, rname,
+                               rt.skipped_metrics)
     res.cells += _query_cells(cfg, base, rt, q_units[qid], explained, ranking, pair_of)
     res.seconds = time.perf_counter() - t0
     return res
@@ -277,12 +288,23 @@ def _failed_shard(cfg, res: ShardResult, base: dict, rt, pair_metrics: list[str]
     return res
 
 
-def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries, rname: str = "") -> list[Cell]:
+def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries, rname: str = "",
+                  skipped: set = frozenset()) -> list[Cell]:
     """Pair-scope metrics of every explained cell of the shard, perturbation rows batched across pairs. When
     the ranker fails on the batch, each cell is retried alone; a cell whose ranker still fails gets error rows
-    (the suite goes on)."""
+    (the suite goes on). Metrics in `skipped` get skipped rows."""
     if not pending:
         return []
+    if skipped:
+        run = [m for m in metric_names if m not in skipped]
+        cells = _finish_cells(pending, run, metric_params, batch_size, oom_retries, rname) if run else [
+            Cell(key, [], explanation_json(ex)) for key, _, ex, _, _ in pending]
+        for cell, (_, cell_base, ex, _, peak) in zip(cells, pending):
+            cell.rows += [{**cell_base, "seconds": ex.seconds, "forward_passes": ex.forward_passes,
+                           "backward_passes": ex.backward_passes, "truncated": ex.truncated, "peak_mem_mb": peak,
+                           **r} for r in _failed({}, [m for m in metric_names if m in skipped], "skipped",
+                                                 SKIPPED_BY_SUITE)]
+        return cells
     t = time.perf_counter()
     try:
         results = compute_metrics_many([p[3] for p in pending], metric_names, metric_params, batch_size)
@@ -312,33 +334,32 @@ def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries,
 
 def _query_cells(cfg, base, rt, query_units, explained, ranking, pair_of) -> list[Cell]:
     """Query-scope metrics (docid "*"), one cell per explainer, from the query's explanations (docid -> Explanation);
-    a metric that needs more of the ranking (listwise_tau's top k) has the explainer explain them (`pair_of`)."""
-    names = [m for m in cfg.metrics if metric_spec(m).scope == "query"]
-    if not names:
+    a metric that needs more of the ranking (listwise_tau's top k) has the explainer explain them (`pair_of`).
+    Metrics the suite skips for this ranker get skipped rows."""
+    scoped = [m for m in cfg.metrics if metric_spec(m).scope == "query"]
+    names = [m for m in scoped if m not in rt.skipped_metrics]
+    skipped = [m for m in scoped if m in rt.skipped_metrics]
+    if not scoped:
         return []
     out = []
     for ename, exps in explained.items():
         key, cell_base = (cfg.name, rt.name, ename, base["qid"], "*"), {**base, "explainer": ename, "docid": "*"}
         if ename in rt.build_errors:
-            out.append(Cell(key, _failed(cell_base, names, *rt.build_errors[ename])))
+            out.append(Cell(key, _failed(cell_base, scoped, *rt.build_errors[ename])))
             continue
-        qctx = QueryContext(rt.ranker, list(query_units), list(exps.values()), ranking=list(ranking), by_doc=dict(exps),
-                            explain=(lambda d, e=rt.explainers[ename]: e.attribute_pair(pair_of(d))))
-        res = compute_query_metrics(qctx, names, rt.metric_params)
-        out.append(Cell(key, [{**cell_base, "metric": m, "value": r.value, "status": r.status, "message": r.message,
-                               "info": r.info} for m, r in res.items()]))
+        rows = _failed(cell_base, skipped, "skipped", SKIPPED_BY_SUITE)
+        if names:
+            qctx = QueryContext(rt.ranker, list(query_units), list(exps.values()), ranking=list(ranking),
+                                by_doc=dict(exps), explain=(lambda d, e=rt.explainers[ename]: e.attribute_pair(pair_of(d))))
+            res = compute_query_metrics(qctx, names, rt.metric_params)
+            rows = [{**cell_base, "metric": m, "value": r.value, "status": r.status, "message": r.message,
+                     "info": r.info} for m, r in res.items()] + rows
+        out.append(Cell(key, rows))
     return out
 
 
 def _failed(base: dict, metrics: list[str], status: str, message: str) -> list[dict]:
     return [{**base, "metric": m, "value": math.nan, "status": status, "message": message} for m in metrics]
-
-
-def _peak_mem_mb(device: str) -> float:
-    import resource
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2 ** 20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (Linux: KiB)
 
 
 def explanation_json(ex: Explanation) -> dict:

@@ -49,11 +49,14 @@ class RankerDef:
     checkpoint: str | None = None
     #: the suite file's folder: modules there import without PYTHONPATH (`importable_from`)
     base_dir: str | None = None
+    #: training seed (None: the caller's, i.e. the suite's seed)
+    train_seed: int | None = None
 
     def load(self, coll, seed: int = 0, device: str = "cpu", progress: bool = True) -> Ranker:
         """The ready ranker (checkpoint, cache, trained now, or as given; see `get_ranker`)."""
         from rankers.training import get_ranker
         with importable_from(self.base_dir):
+            seed = seed if self.train_seed is None else int(self.train_seed)
             return get_ranker(self.type, coll, seed, self.checkpoint, train_if_missing=self.train, device=device,
                               progress=progress, config=self.params)
 

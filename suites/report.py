@@ -510,6 +510,43 @@ def meta_evaluation_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
     return md
 
 
+def seed_section(df: pd.DataFrame, suite_rankers: dict, suite_seed: int, metrics: list[str]) -> list[str]:
+    """RESULTS.md "Training seeds" (`suites.seeds`): per seed group and headline metric, the Kendall tau of
+    the explainer orderings across seeds [query-bootstrap CI], the verdicts against Grad-CAM that every seed
+    shares, and the pooled leaderboard whose CI resamples seeds and queries."""
+    from .seeds import seed_groups, seed_study
+    groups = seed_groups(suite_rankers, suite_seed, set(df.ranker))
+    if not groups:
+        return []
+    md = ["## Training seeds", "",
+          "Rankers trained from different seeds (suite tables that differ only in `train_seed`), explained on the "
+          "same queries with the same settings. Per headline metric: the mean Kendall tau between the competing "
+          "explainers' orderings under every two seeds [95% CI, resampling queries]; how many explainers get the "
+          "same verdict against Grad-CAM under every seed; and, below, the leaderboard pooled over seeds, whose "
+          "95% CI resamples seeds and queries (so it includes the model's variance, not only the queries').", ""]
+    for first, by_seed in groups.items():
+        names = [by_seed[k] for k in sorted(by_seed)]
+        rows, pooled = [], {}
+        for m in metrics:
+            st = seed_study(df, names, m)
+            if st is None:
+                continue
+            rows.append({"metric": f"{m} {_arrow(m)}", "seeds": st["seeds"], "queries": st["queries"],
+                         "explainers": len(st["explainers"]),
+                         "ordering tau [CI]": f"{st['tau']:.2f} [{st['tau_low']:.2f}, {st['tau_high']:.2f}]",
+                         "same verdict vs gradcam": f"{st['verdicts_same']} of {st['verdicts_compared']}"})
+            for i, e in enumerate(st["explainers"]):
+                pooled.setdefault(e, {})[f"{m} {_arrow(m)}"] = (
+                    f"{st['pooled'][i]:.3f} [{st['pooled_low'][i]:.3f}, {st['pooled_high'][i]:.3f}]")
+        if not rows:
+            continue
+        seeds = ", ".join(f"{by_seed[k]} (seed {k})" for k in sorted(by_seed))
+        md += [f"### {first}: {seeds}", "", _table(pd.DataFrame(rows)), ""]
+        t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(pooled.items())]).fillna("n/a")
+        md += ["Pooled over seeds (mean [95% CI over seeds and queries]):", "", _table(t), ""]
+    return md if any(line.startswith("### ") for line in md) else []
+
+
 def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
     """How much the explainer ranking changes with the removal operator (ROAD, Rong et al. 2022): for
     suite rankers of one type whose tables differ only in `removal`, per headline metric, Kendall tau
@@ -813,6 +850,7 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
                    "layer.", "", f"![Grad-CAM layers]({rel(figs / 'gradcam_layers.png')})", ""]
         md += normalised_section(df, [m for m in metric_order if _score_normalised(m)])
         md += meta_evaluation_section(df, metric_order)
+        md += seed_section(df, suite.get("rankers", {}), int(suite.get("seed") or 0), sorted(heads, key=metric_order.index))
         md += operator_section(df, suite.get("rankers", {}))
         bad = df[df.status != "ok"]
         if not bad.empty:
@@ -844,8 +882,10 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
                 show[c] = show[c].map(lambda v, nd=nd: _fmt(v, nd))
             md += ["## Cost per explanation", "",
                    f"Measured on `{env.get('device')}` ({env.get('device_name')}). Passes are batched model calls "
-                   "counted by hooks; peak memory is the process peak RSS on CPU, `torch.cuda.max_memory_allocated` "
-                   "on a GPU.", "",
+                   "counted by hooks; `peak_mb` is the largest peak of one explanation above the memory in use when "
+                   "it began (`rankers.memory.PeakMemory`: on CPU the process RSS sampled every 5 ms, on a GPU "
+                   "`torch.cuda.max_memory_allocated` after a reset), so it is the explainer's own memory, not the "
+                   "process's.", "",
                    _table(show[["ranker", "explainer", "n", "median_ms", "fwd", "rows", "bwd", "expl/s", "peak_mb"]]),
                    "", "`rows` = model evaluations (query-document pairs scored) per explanation, the cost that does not "
                    "depend on batching; `fwd` = batched calls.", "",
