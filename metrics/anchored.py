@@ -99,13 +99,14 @@ _GAIN_PARAMS = {"max_steps": _STEPS, "tie_orders": _TIES, "random_orders": _RAND
 
 
 @register_metric("rank_deletion_gain", "higher", "(random - explainer) / (random - oracle) rank_deletion AUC: "
-                 "0 random, 1 search oracle", range=(None, None), params=_GAIN_PARAMS)
+                 "0 random, 1 search oracle", range=(None, None), params=_GAIN_PARAMS, headline=True)
 def rank_deletion_gain(ctx, max_steps=20, tie_orders=8, random_orders=16):
     return _gain(ctx, "deletion", max_steps, tie_orders, random_orders)
 
 
 @register_metric("rank_insertion_gain", "higher", "(random - explainer) / (random - oracle) rank_insertion AUC "
-                 "(signed: higher better): 0 random, 1 search oracle", range=(None, None), params=_GAIN_PARAMS)
+                 "(signed: higher better): 0 random, 1 search oracle", range=(None, None), params=_GAIN_PARAMS,
+                 headline=True)
 def rank_insertion_gain(ctx, max_steps=20, tie_orders=8, random_orders=16):
     return _gain(ctx, "insertion", max_steps, tie_orders, random_orders)
 

@@ -71,7 +71,7 @@ class MetricSpec:
     finish: Callable | None = None        # finish(ctx, scores [R], **params) -> MetricResult
     curve: bool = False
     params: dict[str, Param] = field(default_factory=dict)
-    headline: bool = False  # defined on every sample of every ranker, bounded, invariant to score rescaling
+    headline: bool = False  # rank-based (invariant to score rescaling); bounded and defined on every sample, or anchored
     #: "pair": fn(MetricContext) per explained pair; "query": fn(QueryContext) once per (query, explainer)
     #: from the query's explanations (stored with docid "*")
     scope: str = "pair"

@@ -134,3 +134,26 @@ def _dur(s: float) -> str:
     if not math.isfinite(s):
         return "?"
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
+
+
+PLAN_FILE = "plan.json"
+
+
+def plan_vs_run(plan: dict, shards, workers: int | None = None, wall_s: float | None = None) -> list[dict]:
+    """The plan's prediction against a measured run of the same suite: per ranker, predicted seconds (the
+    calibrated seconds per query x its queries) against the sum of its measured shard seconds, and the total
+    (predicted wall time against the run's wall time minus training, when given). `shards`: DataFrame with
+    ranker, seconds (`Store.shard_seconds`). Error = (predicted - measured) / measured."""
+    rows = []
+    measured = shards.groupby("ranker").seconds.agg(["sum", "size"])
+    for r, v in plan.get("rankers", {}).items():
+        if r not in measured.index:
+            continue
+        m = float(measured.loc[r, "sum"])
+        rows.append({"ranker": r, "queries": int(measured.loc[r, "size"]), "predicted_s": float(v["predicted_seconds"]),
+                     "measured_s": m, "error": (float(v["predicted_seconds"]) - m) / m if m > 0 else float("nan")})
+    if wall_s is not None and rows:
+        p = float(plan["predicted_total_seconds"])
+        rows.append({"ranker": f"total ({plan.get('workers')} workers, wall)", "queries": None, "predicted_s": p,
+                     "measured_s": float(wall_s), "error": (p - wall_s) / wall_s if wall_s > 0 else float("nan")})
+    return rows

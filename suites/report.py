@@ -284,8 +284,10 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = 
           "metric's mean where the ranker has enough queries for a difference to reach significance; on an "
           "underpowered ranker they are alphabetical and nothing is ranked. No cell is marked best: which "
           "differences hold, and how large they are, is in \"Comparisons that matter\" below. Headline "
-          "faithfulness metrics (★) are bounded or anchored, defined on every sample and unchanged by any "
-          "increasing transform of the scores. `bm25_agreement` is groundtruth_spearman outside bm25: agreement "
+          "faithfulness metrics (★) are rank-based, so unchanged by any increasing transform of the scores and "
+          "comparable across rankers: the standing AUCs are bounded and defined on every sample; the gains are "
+          "anchored (0 = random, 1 = the search oracle) and skip only a pair on which every order gives the same "
+          "standing. `bm25_agreement` is groundtruth_spearman outside bm25: agreement "
           "with BM25's exact shares, not ground truth. sanity_randomization is a pass/fail check against its "
           "self-consistency ceiling, not a score. \"constant\" = share of the explainer's explanations that give "
           "every token the same score (their curves are tie orders). n/a = not applicable (see skips below).", ""]
@@ -307,7 +309,7 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = 
                 else:
                     s = f"{_fmt(row['mean'])} [{_fmt(row.ci_low)}, {_fmt(row.ci_high)}]"
                 cells.setdefault(row.explainer, {})[m] = s
-                if m in heads:
+                if m in heads or not heads:
                     q, p = ns.get(row.explainer, (0, 0))
                     ns[row.explainer] = (max(q, int(row.queries)), max(p, int(row.pairs)))
         if not cells:
@@ -547,6 +549,38 @@ def seed_section(df: pd.DataFrame, suite_rankers: dict, suite_seed: int, metrics
     return md if any(line.startswith("### ") for line in md) else []
 
 
+def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict) -> list[str]:
+    """"Cost prediction": the `rexbench plan --json` output saved beside the run as plan.json (made before the
+    run, on the same machine) against the run's measured shard seconds."""
+    import json
+
+    from .planner import PLAN_FILE, plan_vs_run
+    f = run_dir / PLAN_FILE
+    if not f.is_file() or shards.empty:
+        return []
+    try:
+        plan = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return []
+    wall = fin.get("wall_seconds")
+    rows = plan_vs_run(plan, shards, wall_s=None if wall is None else float(wall))
+    if not rows:
+        return []
+    t = pd.DataFrame(rows)
+    t["queries"] = t["queries"].map(lambda v: "-" if v is None or v != v else str(int(v)))
+    for c in ("predicted_s", "measured_s"):
+        t[c] = t[c].map(lambda v: _fmt(v, 1))
+    t["error"] = t["error"].map(lambda v: f"{v:+.0%}" if v == v else "-")
+    cal = plan.get("calibration", {})
+    return ["## Cost prediction", "",
+            f"`rexbench plan {plan.get('suite')} --workers {plan.get('workers')} --json` before the run, on the same "
+            f"machine ({run_dir / PLAN_FILE}; calibration: {cal.get('queries')} query per ranker in "
+            f"{_fmt(cal.get('wall_seconds'), 0)} s): predicted seconds per ranker (calibrated seconds per query x "
+            "queries) against the sum of the ranker's measured shard seconds; error = (predicted - measured) / "
+            "measured. The total compares the predicted wall time with the run's (the calibration trained and "
+            "cached the rankers, so training is in neither).", "", _table(t), ""]
+
+
 def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
     """How much the explainer ranking changes with the removal operator (ROAD, Rong et al. 2022): for
     suite rankers of one type whose tables differ only in `removal`, per headline metric, Kendall tau
@@ -753,7 +787,7 @@ def _read_run(run_dir: Path, db: Path):
         src = db if os.access(run_dir, os.W_OK | os.X_OK) else copy_database(db, Path(tmp))
         store = Store(src, readonly=src == db)
         try:
-            return store.meta(), store.results(), store.rankers(), store.explanations()
+            return store.meta(), store.results(), store.rankers(), store.explanations(), store.shard_seconds()
         finally:
             store.close()
 
@@ -785,7 +819,7 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
     if not os.access(out.parent if out.parent.exists() else Path.cwd(), os.W_OK | os.X_OK):
         raise BadInput(f"cannot write the report: {out.parent} is not a writable directory")
     live = _live_writer(run_dir / LOCK)
-    meta, df, rankers, exps = _read_run(db.parent if db.parent != run_dir else run_dir, db)
+    meta, df, rankers, exps, shards = _read_run(db.parent if db.parent != run_dir else run_dir, db)
     # figures beside the run (the committed layout); beside the report when the run directory is read-only
     figs = run_dir / "figures" if os.access(run_dir, os.W_OK | os.X_OK) else out.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
@@ -852,6 +886,7 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
         md += meta_evaluation_section(df, metric_order)
         md += seed_section(df, suite.get("rankers", {}), int(suite.get("seed") or 0), sorted(heads, key=metric_order.index))
         md += operator_section(df, suite.get("rankers", {}))
+        md += plan_section(run_dir, shards, fin)
         bad = df[df.status != "ok"]
         if not bad.empty:
             n_expl = df.groupby("ranker").explainer.nunique()

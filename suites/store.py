@@ -123,6 +123,10 @@ class Store:
                               "AND docid=?", key).fetchone()
         return None if row is None else json.loads(row[0])
 
+    def shard_seconds(self) -> pd.DataFrame:
+        """One row per finished shard: ranker, qid, seconds (its wall time in the worker)."""
+        return pd.read_sql_query("SELECT ranker, qid, seconds FROM shards", self.db)
+
     def meta(self) -> dict:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 

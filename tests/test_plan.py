@@ -64,3 +64,18 @@ def test_budgets_and_significance_by_hand(capsys):
     assert "--budget 'soon'" in capsys.readouterr().err
     # 13 explainers: Holm over 12 comparisons, smallest p 12 x 2^(1-n) < 0.05 first at n = 9
     assert queries_for_significance(13) == 9 and queries_for_significance(2) == 6
+
+
+def test_plan_vs_run_by_hand():
+    import pandas as pd
+
+    from suites.planner import plan_vs_run
+    plan = {"workers": 2, "predicted_total_seconds": 90.0,
+            "rankers": {"a": {"predicted_seconds": 30.0}, "b": {"predicted_seconds": 50.0},
+                        "c": {"predicted_seconds": 5.0}}}
+    shards = pd.DataFrame({"ranker": ["a", "a", "b"], "seconds": [10.0, 10.0, 100.0]})
+    rows = {r["ranker"]: r for r in plan_vs_run(plan, shards, wall_s=60.0)}
+    assert rows["a"]["measured_s"] == 20.0 and rows["a"]["error"] == pytest.approx(0.5) and rows["a"]["queries"] == 2
+    assert rows["b"]["error"] == pytest.approx(-0.5)
+    assert "c" not in rows  # a ranker the run did not reach has nothing to compare
+    assert rows["total (2 workers, wall)"]["error"] == pytest.approx(0.5)
