@@ -34,12 +34,14 @@ def empty_document_standing(ranker, collection, run: dict[str, dict[str, float]]
     return {"empty_below_95": float(np.mean(np.array(fracs) >= 0.95)), "empty_below_mean": float(np.mean(fracs))}
 
 
-def evaluate(ranker, collection, split: str = "test", empty: bool = False) -> dict:
+def evaluate(ranker, collection, split: str = "test", empty: bool = False,
+             run: dict[str, dict[str, float]] | None = None) -> dict:
     """{"queries", "ndcg@10", "mrr@10", "map"} on `split` (graded qrels, ir-measures/pytrec_eval);
-    with `empty`, also `empty_document_standing`."""
+    with `empty`, also `empty_document_standing`. `run`: the ranker's `run_ranker` scores when already
+    computed (e.g. by the same weights under another removal operator, which scores unperturbed text alike)."""
     import ir_measures
     measures = {k: ir_measures.parse_measure(v) for k, v in MEASURE_NAMES.items()}
-    run = run_ranker(ranker, collection, split)
+    run = run_ranker(ranker, collection, split) if run is None else run
     qrels = {q: collection.qrels.get(q, {}) for q in run}
     agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
     out = {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}

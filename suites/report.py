@@ -179,8 +179,29 @@ def seed_claim_section(df: pd.DataFrame) -> list[str]:
         md += [f"What the evidence supports: of {total} (ranker, metric, explainer) comparisons with Grad-CAM, "
                f"{parts} (better = the explainer beats Grad-CAM by at least the minimum meaningful difference "
                "after Holm). A claim that Grad-CAM is the most faithful explanation of these rankers holds only "
-               "where no explainer is better.", ""]
+               "where no explainer is better." + _seed_claim_detail(df, rankers, metrics), ""]
     return md
+
+
+def _seed_claim_detail(df: pd.DataFrame, rankers: list[str], metrics: list[str]) -> str:
+    """Per ranker and seed's-use metric (pair map, snippet, query terms): which explainers beat Grad-CAM and
+    how many it beats, from the same paired comparisons."""
+    out = []
+    for r in rankers:
+        parts = []
+        for m in ("pair_deletion", "snippet_sufficiency", "query_deletion"):
+            if m not in metrics:
+                continue
+            c = compare_to(df, r, m, "gradcam")
+            if c.empty:
+                continue
+            better = sorted(c[c.verdict == "better"].explainer)
+            worse = int((c.verdict == "worse").sum())
+            parts.append(f"{m}: {len(better)} of {len(c)} better than Grad-CAM"
+                         + (f" ({', '.join(better)})" if better else "") + f", {worse} worse")
+        if parts:
+            out.append(f"{r}: " + "; ".join(parts))
+    return (" Per ranker, at the seed's own granularity and uses: " + ". ".join(out) + ".") if out else ""
 
 
 def explanation_rows(exps: list[dict]) -> dict[tuple[str, str], float]:

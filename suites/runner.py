@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import errno
+import json
 import platform
 import sqlite3
 import time
@@ -14,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rankers.errors import BadInput, RunFault, about_ranker
-from rankers.evaluate import evaluate
+from rankers.evaluate import evaluate, run_ranker
 from rankers.registry import ranker_spec
 from rankers.scorer import resolve_batch_size
 from rankers.training import build_ranker, cached_checkpoint, get_ranker, rexbench_version
@@ -275,14 +276,19 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
     `probed`: rankers `check_inputs` loaded already) and record its effectiveness. Returns the loaded
     rankers that will be explained, and (with `qid`) each one's seconds to score that query's
     candidates: the planner's estimate of what its shards cost."""
-    loaded, cost = {}, {}
+    loaded, cost, runs = {}, {}, {}
     for rname, rparams in cfg.rankers.items():
         t0 = time.perf_counter()
         ranker = (probed[rname].to(device).eval() if rname in probed
                   else cfg.load_ranker(rname, coll, device, progress))
         load_s = time.perf_counter() - t0
         if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
-            eff = evaluate(ranker, coll, "test", empty=True)
+            # rankers with the same weights (tables that differ only in a runtime parameter such as `removal`)
+            # score the unperturbed candidates alike: ranked once; the empty document is each one's own
+            key = _weights_key(cfg, rname)
+            if key is not None and key not in runs:
+                runs[key] = run_ranker(ranker, coll, "test")
+            eff = evaluate(ranker, coll, "test", empty=True, run=runs.get(key))
             log = getattr(ranker, "train_log", {}) or {}
             store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
                                                         "best_epoch": log.get("best_epoch"),
@@ -295,6 +301,18 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             if qid is not None:
                 cost[rname] = _scoring_seconds(ranker, coll, qid)
     return loaded, cost
+
+
+def _weights_key(cfg: SuiteConfig, rname: str) -> str | None:
+    """What determines a suite ranker's unperturbed scores: type, constructor parameters other than its runtime
+    ones, training seed and checkpoint (None for Python objects: never shared)."""
+    if rname in cfg.objects:
+        return None
+    t = cfg.rankers[rname]
+    runtime = set(ranker_spec(cfg.ranker_type(rname)).cls.runtime_params)
+    params = {k: v for k, v in cfg.ranker_config(rname).items() if k not in runtime}
+    return json.dumps([cfg.ranker_type(rname), params, t.get("train_seed"), t.get("checkpoint"),
+                       t.get("train", True)], sort_keys=True, default=str)
 
 
 def _scoring_seconds(ranker, coll, qid: str) -> float:

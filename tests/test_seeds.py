@@ -54,3 +54,19 @@ def test_identical_seeds_agree_perfectly():
     st = seed_study(_rows({"r0": base, "r1": base, "r2": base}), ["r0", "r1", "r2"], "rank_deletion")
     assert st["tau"] == pytest.approx(1.0) and st["tau_low"] == pytest.approx(1.0)
     assert st["verdicts_same"] == st["verdicts_compared"] == 2
+
+
+def test_rankers_with_the_same_weights_share_one_effectiveness_ranking(tmp_path):
+    """Tables that differ only in a runtime parameter (removal) rank the collection once (suites.runner)."""
+    from suites.config import load_suite
+    from suites.runner import _weights_key
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\n[rankers.crossencoder]\n'
+                 '[rankers.ce_delete]\ntype = "crossencoder"\nremoval = "delete"\n'
+                 '[rankers.ce_seed1]\ntype = "crossencoder"\ntrain_seed = 1\n'
+                 '[rankers.ce_long]\ntype = "crossencoder"\nmax_length = 64\n[rankers.bm25]\n'
+                 '[explainers.random]\n[metrics.rank_deletion]\n')
+    cfg = load_suite(p)
+    keys = {r: _weights_key(cfg, r) for r in cfg.rankers}
+    assert keys["crossencoder"] == keys["ce_delete"]
+    assert len({keys["crossencoder"], keys["ce_seed1"], keys["ce_long"], keys["bm25"]}) == 4
