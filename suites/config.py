@@ -76,6 +76,8 @@ RANKER_KEYS = {"type": Str(None, nullable=True, doc="registered ranker type (def
                "checkpoint": Str(None, nullable=True, doc="trained checkpoint directory"),
                "train": Bool(True, "train (or fine-tune) on first use when no checkpoint is cached; false: never train "
                              "(HF models are used as given; others need a checkpoint)"),
+               "relevant": Int(None, lo=0, hi=1000, nullable=True,
+                               doc="judged-relevant samples per query for this ranker (default: the suite's [samples])"),
                "train_seed": Int(None, lo=0, hi=2 ** 32 - 1, nullable=True,
                                  doc="training seed of this ranker (default: the suite's seed); tables of one type "
                                  "that differ only in train_seed form RESULTS.md's training-seed study"),
