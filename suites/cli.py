@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibrate", type=_int_at_least(1), default=1, metavar="Q",
                    help="queries per ranker in the calibration run (default 1)")
     p.add_argument("--budget", default=None, help="wall-time budget, e.g. 1h or 45m: queries each ranker can afford")
+    p.add_argument("--calibration-run", default=None, metavar="DIR",
+                   help="calibrate from the first Q queries of each ranker in DIR, a run of this suite (no calibration "
+                        "run; e.g. to check a prediction against the finished run)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", action="store_true")
 
@@ -406,7 +409,7 @@ def cmd_plan(args) -> int:
     if args.device:
         _device(args.device)
     p = plan_suite(cfg, device=args.device, workers=args.workers, calibrate=args.calibrate, budget_s=budget,
-                   data_dir=args.data_dir)
+                   data_dir=args.data_dir, calibration_run=args.calibration_run)
     print(json.dumps(p, indent=2) if args.json else plan_text(p))
     return 0
 

@@ -61,16 +61,28 @@ def planned_queries(cfg: SuiteConfig, n_sampled: int) -> dict[str, int]:
 
 
 def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, calibrate: int = 1,
-               budget_s: float | None = None, data_dir: str | None = None) -> dict:
-    """The plan as a JSON-serialisable dict (see the module docstring)."""
+               budget_s: float | None = None, data_dir: str | None = None,
+               calibration_run: str | Path | None = None) -> dict:
+    """The plan as a JSON-serialisable dict (see the module docstring). `calibration_run`: calibrate from the
+    first `calibrate` queries of each ranker in an existing run of this very suite (its shard times, recorded
+    under the run's own workers) instead of running a calibration."""
     from suites.collections import load_collection
-
-    from .runner import run_suite
     device = device or cfg.device
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
     n_avail = len(coll.split(cfg.split))
     planned = planned_queries(cfg, min(cfg.queries, n_avail))
-    cal_cfg = dataclasses.replace(cfg, queries=int(calibrate))  # the runner slices each ranker's queries from these
+    if calibration_run is not None:
+        cal = _from_run(cfg, coll, Path(calibration_run), int(calibrate), device, data_dir)
+    else:
+        cal = _calibrate(cfg, int(calibrate), device, data_dir)
+    return _plan(cfg, planned, cal, device, workers, calibrate, budget_s)
+
+
+def _calibrate(cfg: SuiteConfig, calibrate: int, device: str, data_dir: str | None) -> dict:
+    """Run the suite on its first `calibrate` queries in a temporary directory; its shards, explanation rows,
+    training seconds, wall time and fixed cost."""
+    from .runner import run_suite
+    cal_cfg = dataclasses.replace(cfg, queries=calibrate)  # the runner slices each ranker's queries from these
     with tempfile.TemporaryDirectory(prefix="rexbench-plan-") as tmp:
         t0 = time.perf_counter()
         run_suite(cal_cfg, Path(tmp) / "cal", device=device, progress=False, data_dir=data_dir)
@@ -83,16 +95,47 @@ def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, ca
             exps = [(r, e, json.loads(x)) for r, e, x in con.execute("SELECT ranker, explainer, data FROM explanations")]
         finally:
             con.close()
+    shard_total = sum(float(s) for _, s in shards)
+    training = float(sum(t for t in trained if t))  # paid by the calibration, cached for the run
+    return {"shards": shards, "exps": exps, "wall": wall, "training": training,
+            "fixed": max(wall - shard_total - training, 0.0), "source": "calibration run"}
+
+
+def _from_run(cfg: SuiteConfig, coll, run_dir: Path, calibrate: int, device: str, data_dir: str | None) -> dict:
+    """The calibration read from an existing run of the same suite (fingerprint checked): each ranker's shards
+    on the suite's first `calibrate` sampled queries; the fixed cost is the run's recorded preparation time."""
+    from .rundir import DB, first_difference
+    from .runner import run_fingerprint, sampled_queries
+    db = run_dir / DB
+    if not db.is_file():
+        raise BadInput(f"--calibration-run {run_dir}: no {DB} there")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+        diff = first_difference(meta.get("fingerprint") or {}, run_fingerprint(cfg, device, coll))
+        if diff is not None:
+            raise BadInput(f"--calibration-run {run_dir} is a run of another suite or settings (differs at {diff})")
+        first = set(sampled_queries(cfg, coll)[:calibrate])
+        shards = [(r, s) for r, q, s in con.execute("SELECT ranker, qid, seconds FROM shards") if q in first]
+        exps = [(r, e, json.loads(x)) for r, e, q, x in
+                con.execute("SELECT ranker, explainer, qid, data FROM explanations") if q in first]
+    finally:
+        con.close()
+    fixed = float((meta.get("prepared") or {}).get("seconds", float("nan")))
+    return {"shards": shards, "exps": exps, "wall": sum(float(s) for _, s in shards), "training": 0.0,
+            "fixed": fixed, "source": f"the first {calibrate} queries of {run_dir}"}
+
+
+def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, workers: int, calibrate: int,
+          budget_s: float | None) -> dict:
     per: dict[str, list[float]] = {}
-    for r, s in shards:
+    for r, s in cal["shards"]:
         per.setdefault(r, []).append(float(s))
     rows: dict[str, dict[str, list[float]]] = {}
-    for r, e, d in exps:
+    for r, e, d in cal["exps"]:
         if d.get("forward_rows") is not None:
             rows.setdefault(r, {}).setdefault(e, []).append(float(d["forward_rows"]))
-    shard_total = sum(s for v in per.values() for s in v)
-    training = float(sum(t for t in trained if t))  # paid by the calibration, cached for the run
-    fixed = max(wall - shard_total - training, 0.0)
+    fixed = cal["fixed"]
     n_expl = len(cfg.explainers)
     need = queries_for_significance(n_expl)
     out_rankers = {}
@@ -102,13 +145,13 @@ def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, ca
                  "rows_per_explanation": {e: sum(v) / len(v) for e, v in sorted(rows.get(r, {}).items())},
                  "queries_for_significance": need, "underpowered": q < need}
         if budget_s is not None:
-            spare = max(budget_s - fixed, 0.0) * max(workers, 1)
+            spare = max(budget_s - (fixed if math.isfinite(fixed) else 0.0), 0.0) * max(workers, 1)
             entry["affordable_queries"] = int(spare // sec) if sec > 0 else None
         out_rankers[r] = entry
     total = fixed + sum(v["predicted_seconds"] for v in out_rankers.values()) / max(workers, 1)
     return {"suite": cfg.name, "device": device, "workers": workers,
-            "calibration": {"queries": calibrate, "wall_seconds": wall, "fixed_seconds": fixed,
-                            "training_seconds": training},
+            "calibration": {"queries": calibrate, "wall_seconds": cal["wall"], "fixed_seconds": fixed,
+                            "training_seconds": cal["training"], "source": cal["source"]},
             "rankers": out_rankers, "predicted_total_seconds": total,
             **({"budget_seconds": budget_s, "fits": total <= budget_s} if budget_s is not None else {})}
 
@@ -152,7 +195,11 @@ def plan_vs_run(plan: dict, shards, workers: int | None = None, wall_s: float | 
         m = float(measured.loc[r, "sum"])
         rows.append({"ranker": r, "queries": int(measured.loc[r, "size"]), "predicted_s": float(v["predicted_seconds"]),
                      "measured_s": m, "error": (float(v["predicted_seconds"]) - m) / m if m > 0 else float("nan")})
-    if wall_s is not None and rows:
+    if rows:
+        p_sum, m_sum = sum(r["predicted_s"] for r in rows), sum(r["measured_s"] for r in rows)
+        rows.append({"ranker": "all rankers (shard seconds)", "queries": None, "predicted_s": p_sum,
+                     "measured_s": m_sum, "error": (p_sum - m_sum) / m_sum if m_sum > 0 else float("nan")})
+    if wall_s is not None and rows and math.isfinite(float(plan.get("predicted_total_seconds", float("nan")))):
         p = float(plan["predicted_total_seconds"])
         rows.append({"ranker": f"total ({plan.get('workers')} workers, wall)", "queries": None, "predicted_s": p,
                      "measured_s": float(wall_s), "error": (p - wall_s) / wall_s if wall_s > 0 else float("nan")})

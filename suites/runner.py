@@ -151,8 +151,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
         cfg = dataclasses.replace(cfg, queries=int(limit))
     stored = check_out_dir(out, resume, overwrite)
     coll, qids, probed = check_inputs(cfg, device, data_dir)
-    fp = fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
-                     {**versions(), "rexbench": rexbench_version()})
+    fp = run_fingerprint(cfg, device, coll)
     _check_resumable(out, stored, fp)
     # workers start now: before this process opens the run's files (forked workers inherit no descriptor)
     # and, spawned, while it loads and trains rankers; a scheduler at --address must answer here
@@ -174,6 +173,12 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
         raise RunFault(f"cannot write in {out} ({e.strerror or e}); {_continue(cfg, out)}") from None
     finally:
         eng.close()
+
+
+def run_fingerprint(cfg: SuiteConfig, device: str, coll) -> dict:
+    """What a run of `cfg` on `device` is (`rundir.fingerprint`): --resume and plan --calibration-run check it."""
+    return fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
+                       {**versions(), "rexbench": rexbench_version()})
 
 
 def _continue(cfg: SuiteConfig, out: Path) -> str:
@@ -207,6 +212,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
         # shard order matters only when shards run side by side
         loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
                                None if isinstance(eng, SerialEngine) else qids[0])
+        store.set_meta("prepared", {"seconds": time.perf_counter() - t_start})  # the fixed cost (`rexbench plan`)
         shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
         with eng:
             _execute(eng, spec, shards, loaded, store, cfg, address, progress,

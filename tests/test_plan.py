@@ -79,3 +79,30 @@ def test_plan_vs_run_by_hand():
     assert rows["b"]["error"] == pytest.approx(-0.5)
     assert "c" not in rows  # a ranker the run did not reach has nothing to compare
     assert rows["total (2 workers, wall)"]["error"] == pytest.approx(0.5)
+
+
+def test_plan_from_an_existing_run_uses_its_first_queries(tmp_path, capsys):
+    """--calibration-run: the prediction from the run's own first query per ranker (no calibration run), and a
+    run of another suite is refused."""
+    p = tmp_path / "plan.toml"
+    p.write_text(SUITE.replace("[rankers.knrm]\nqueries = 4\n", ""))
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    shards = con.execute("SELECT qid, seconds FROM shards WHERE ranker = 'bm25'").fetchall()
+    prepared = json.loads(con.execute("SELECT value FROM meta WHERE key = 'prepared'").fetchone()[0])["seconds"]
+    con.close()
+    capsys.readouterr()
+    assert main(["plan", str(p), "--json", "--calibration-run", str(tmp_path / "run")]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    from suites.collections import load_collection
+    from suites.config import load_suite
+    from suites.runner import sampled_queries
+    first = sampled_queries(load_suite(p), load_collection("synthetic"))[0]
+    want = dict(shards)[first]
+    assert plan["rankers"]["bm25"]["seconds_per_query"] == pytest.approx(want)
+    assert plan["rankers"]["bm25"]["predicted_seconds"] == pytest.approx(6 * want)
+    assert plan["calibration"]["fixed_seconds"] == pytest.approx(prepared)
+    assert plan["rankers"]["bm25"]["rows_per_explanation"]["kernel_shap"] == 50
+    p.write_text(p.read_text().replace("n_samples = 50", "n_samples = 40"))
+    assert main(["plan", str(p), "--calibration-run", str(tmp_path / "run")]) == 2
+    assert "another suite or settings" in capsys.readouterr().err
