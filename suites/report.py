@@ -683,6 +683,25 @@ def ig_completeness_section(df: pd.DataFrame, exps: list[dict]) -> list[str]:
             "", _table(t), ""]
 
 
+def _ranker_settings(suite_rankers: dict) -> list[str]:
+    """'- per-ranker settings: ...' lines for rankers whose tables set their own queries, samples, training seed or
+    skips (what differs from the suite's defaults), grouped by identical settings."""
+    groups: dict[str, list[str]] = {}
+    for name, t in suite_rankers.items():
+        if not t.get("explain", True):
+            continue
+        bits = []
+        if t.get("queries"):
+            bits.append(f"{t['queries']} queries")
+        if t.get("relevant") is not None:
+            bits.append(f"{t['relevant']} judged-relevant samples per query")
+        if t.get("skip"):
+            bits.append("skipped: " + ", ".join(f"`{x}`" for x in t["skip"]))
+        if bits:
+            groups.setdefault("; ".join(bits), []).append(name)
+    return [f"- {', '.join(names)}: {what}" for what, names in groups.items()]
+
+
 def _batch_text(rankers: pd.DataFrame) -> str:
     """Rows per model call of each ranker (`batch_size = "auto"` is resolved per device and ranker)."""
     if rankers.empty or "batch_size" not in rankers:
@@ -854,6 +873,7 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
           f"- collection: `{suite.get('collection')}`, split `{suite.get('split')}`, samples per query: the ranker's "
           f"top {suite.get('samples', {}).get('top_k')} plus up to {suite.get('samples', {}).get('relevant')} judged "
           f"relevant, over {df.qid.nunique() if not df.empty else 0} queries; seed {suite.get('seed')}",
+          *_ranker_settings(suite.get("rankers", {})),
           f"- device: `{env.get('device')}` ({env.get('device_name')})" + _batch_text(rankers),
           "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
           f"- started {env.get('started')}, finished {fin.get('finished')}, wall time "
