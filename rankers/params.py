@@ -25,6 +25,7 @@ class Param:
     nullable: bool = False
     doc: str = ""
     each: "Param | None" = None  # lists: every element is checked against this
+    allow_empty: bool = False  # lists: [] is a valid value (else "expected a non-empty list")
 
     def check(self, where: str, value: Any) -> Any:
         """`value` validated (an int where a float is expected becomes a float); else BadInput."""
@@ -45,7 +46,7 @@ class Param:
         if isinstance(value, list):
             if self.each is not None:
                 value = [self.each.check(f"{where}[{i}]", v) for i, v in enumerate(value)]
-            if not value:
+            if not value and not self.allow_empty:
                 raise BadInput(f"{where}: expected a non-empty list")
         if self.choices is not None and value not in self.choices:
             raise BadInput(f"{where}: {value!r}; allowed: {', '.join(map(str, self.choices))}")

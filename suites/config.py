@@ -83,7 +83,7 @@ RANKER_KEYS = {"type": Str(None, nullable=True, doc="registered ranker type (def
                                  "that differ only in train_seed form RESULTS.md's training-seed study"),
                "queries": Int(0, lo=0, hi=100000, doc="fewer queries for this ranker (0 = the suite's)"),
                "explain": Bool(True, "explain this ranker; false: effectiveness only (e.g. a variant to compare)"),
-               "skip": Param((list,), [], each=Str(None), doc="suite explainers and metrics not run for this ranker "
+               "skip": Param((list,), [], each=Str(None), allow_empty=True, doc="suite explainers and metrics not run for this ranker "
                              "(their rows are recorded as skipped, with this reason: e.g. what a CPU cannot afford)"),
                "explainers": Param((dict,), {}, doc="per-ranker explainer parameter overrides"),
                "metrics": Param((dict,), {}, doc="per-ranker metric parameter overrides")}

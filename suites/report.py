@@ -593,13 +593,17 @@ def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict) -> list[str]:
         t[c] = t[c].map(lambda v: _fmt(v, 1))
     t["error"] = t["error"].map(lambda v: f"{v:+.0%}" if v == v else "-")
     cal = plan.get("calibration", {})
+    source = cal.get("source", "calibration run")
+    how = (f"calibrated on {source} (`--calibration-run`: the shards a calibration would have run, timed under "
+           "the run's own workers)" if source != "calibration run" else
+           f"calibrated by a {_fmt(cal.get('wall_seconds'), 0)} s calibration run on the same machine before the run")
     return ["## Cost prediction", "",
-            f"`rexbench plan {plan.get('suite')} --workers {plan.get('workers')} --json` before the run, on the same "
-            f"machine ({run_dir / PLAN_FILE}; calibration: {cal.get('queries')} query per ranker in "
-            f"{_fmt(cal.get('wall_seconds'), 0)} s): predicted seconds per ranker (calibrated seconds per query x "
-            "queries) against the sum of the ranker's measured shard seconds; error = (predicted - measured) / "
-            "measured. The total compares the predicted wall time with the run's (the calibration trained and "
-            "cached the rankers, so training is in neither).", "", _table(t), ""]
+            f"`rexbench plan {plan.get('suite')} --workers {plan.get('workers')} --json` ({run_dir / PLAN_FILE}), "
+            f"{how}, {cal.get('queries')} query per ranker: predicted seconds per ranker (seconds per calibration "
+            "query x the ranker's queries) against the sum of the ranker's measured shard seconds; error = "
+            "(predicted - measured) / measured, so it measures how well one query stands for the others. The "
+            "total compares the predicted wall time (fixed cost + shard seconds / workers) with the run's.", "",
+            _table(t), ""]
 
 
 def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:

@@ -159,20 +159,22 @@ def test_snippet_sufficiency_and_lead_by_hand():
 def test_late_interaction_on_cranfield(tmp_path):
     """Zero-shot MiniLM late interaction on 6 Cranfield queries: exact_pairs sums to the score and beats random
     on pair_deletion by a clear margin."""
-    import pandas as pd
-
-    from suites.config import load_suite
-    from suites.runner import run_suite
-    p = tmp_path / "li.toml"
-    p.write_text('[suite]\nname = "li"\ncollection = "cranfield"\n[samples]\nqueries = 6\ntop_k = 2\nrelevant = 1\n'
-                 '[rankers.late_interaction]\ntrain = false\n[explainers.exact_pairs]\n[explainers.random]\n'
-                 '[explainers.gradcam]\n[metrics.pair_deletion]\n')
-    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
-    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    from tests.toys import run_suite_text
+    df = run_suite_text(tmp_path, '[suite]\nname = "li"\ncollection = "cranfield"\n[samples]\nqueries = 6\ntop_k = 2\n'
+                        'relevant = 1\n[rankers.late_interaction]\ntrain = false\n[explainers.exact_pairs]\n'
+                        '[explainers.random]\n[explainers.gradcam]\n[metrics.pair_deletion]\n', "li")
     ok = df[df.status == "ok"]
     means = ok.groupby("explainer").value.mean()
     assert ok.qid.nunique() == 6
     assert means["exact_pairs"] < means["random"] - 0.1
+    import json
+    import sqlite3
+    con = sqlite3.connect(tmp_path / "run_li" / "results.sqlite")
+    maps = [json.loads(d) for (d,) in con.execute("SELECT data FROM explanations WHERE explainer = 'exact_pairs'")]
+    con.close()
+    assert len(maps) >= 6
+    for e in maps:
+        assert np.sum(e["pair_map"]) == pytest.approx(e["score"], abs=1e-3)
 
 
 def test_query_deletion_by_hand():
@@ -263,15 +265,10 @@ def test_ranking_shap_from_the_cli_is_scored_by_query_deletion(capsys):
 
 def test_ranking_shap_in_a_suite_with_listwise_tau(tmp_path):
     """Candidates listwise_tau explains beyond the suite's samples get the query's ranking too."""
-    import pandas as pd
-
-    from suites.config import load_suite
-    from suites.runner import run_suite
-    p = tmp_path / "rs.toml"
-    p.write_text('[suite]\nname = "rs"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 1\n'
-                 '[rankers.bm25]\n[explainers.ranking_shap]\n[metrics.listwise_tau]\n[metrics.query_deletion]\n')
-    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
-    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    from tests.toys import run_suite_text
+    df = run_suite_text(tmp_path, '[suite]\nname = "rs"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\n'
+                        'relevant = 1\n[rankers.bm25]\n[explainers.ranking_shap]\n[metrics.listwise_tau]\n'
+                        '[metrics.query_deletion]\n', "rs")
     tau = df[df.metric == "listwise_tau"]
     assert len(tau) == 2 and (tau.status == "ok").all(), tau.message.tolist()
     assert (df[df.metric == "query_deletion"].status == "ok").all()

@@ -109,7 +109,7 @@ def test_bm25_ground_truth_beats_random_on_every_headline_metric(tmp_path, capsy
     p.write_text(SUITE)
     d = run_suite(load_suite(p), tmp_path / "run", progress=False)
     df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
-    heads = [m for m, spec in METRICS.items() if spec.headline]
+    heads = [m for m, spec in METRICS.items() if spec.headline and m in set(df.metric)]
     assert (df[df.metric.isin(heads)].status == "ok").all()  # defined on every sample
     with capsys.disabled():
         print()
@@ -172,7 +172,11 @@ n_steps = 8
         assert (lo is None or (v >= lo - 1e-9).all()) and (hi is None or (v <= hi + 1e-9).all()), (m, v.min(), v.max())
     heads = df[df.metric.isin([m for m, s in METRICS.items() if s.headline]) & df.explainer.isin(
         ["feature_ablation", "random", "exact_match"])]
-    assert (heads.status == "ok").all(), heads[heads.status != "ok"].message.unique()
+    # defined everywhere, except an anchored gain on a pair where every order gives the same standing (its one
+    # declared skip: the untrained stand-ins here can score every perturbation alike)
+    tie = heads.metric.str.endswith("_gain") & heads.message.fillna("").str.contains("reach the same")
+    assert ((heads.status == "ok") | ((heads.status == "skipped") & tie)).all(), \
+        heads[heads.status != "ok"].message.unique()
     # the runner skips exactly the pairs `rexbench list` calls incompatible, with the same reason
     from suites.listing import listing
     listed = {e["name"]: e["incompatible"] for e in listing()["explainers"]}

@@ -77,16 +77,10 @@ def test_exs_without_candidates_is_incompatible():
 
 def test_lirme_and_exs_in_a_suite_are_scored(tmp_path):
     """The runner gives exs the query's ranking; both are scored by the term-level curves."""
-    import pandas as pd
-
-    from suites.config import load_suite
-    from suites.runner import run_suite
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.bm25]\n[explainers.lirme]\nn_samples = 64\n[explainers.exs]\nn_samples = 64\n'
-                 '[metrics.rank_deletion]\n')
-    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
-    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    from tests.toys import run_suite_text
+    df = run_suite_text(tmp_path, '[suite]\nname = "s"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\n'
+                        'relevant = 0\n[rankers.bm25]\n[explainers.lirme]\nn_samples = 64\n[explainers.exs]\n'
+                        'n_samples = 64\n[metrics.rank_deletion]\n')
     rd = df[df.metric == "rank_deletion"]
     assert set(rd.explainer) == {"lirme", "exs"} and (rd.status == "ok").all(), rd.message.tolist()
     assert rd.value.between(0, 1).all()
@@ -94,25 +88,22 @@ def test_lirme_and_exs_in_a_suite_are_scored(tmp_path):
 
 def test_a_ranker_table_can_skip_explainers_and_metrics(tmp_path):
     """`skip` leaves suite explainers/metrics out for one ranker: recorded as skipped rows with the reason."""
-    import pandas as pd
-
     from suites.config import load_suite
     from suites.execute import SKIPPED_BY_SUITE
-    from suites.runner import run_suite
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 2\nrelevant = 0\n'
-                 '[rankers.bm25]\n[rankers.bm25_b]\ntype = "bm25"\nskip = ["lime", "listwise_tau"]\n'
-                 '[explainers.lime]\nn_samples = 32\n[explainers.random]\n[metrics.rank_deletion]\n'
-                 '[metrics.listwise_tau]\nk = 2\n')
-    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
-    df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
+    from tests.toys import run_suite_text
+    text = ('[suite]\nname = "s"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 2\nrelevant = 0\n'
+            '[rankers.bm25]\n[rankers.bm25_b]\ntype = "bm25"\nskip = ["lime", "listwise_tau"]\n'
+            '[explainers.lime]\nn_samples = 32\n[explainers.random]\n[metrics.rank_deletion]\n'
+            '[metrics.listwise_tau]\nk = 2\n')
+    df = run_suite_text(tmp_path, text)
     mine = df[df.message == SKIPPED_BY_SUITE]
     assert set(mine.ranker) == {"bm25_b"}
     assert set(zip(mine.explainer, mine.metric)) == {("lime", "rank_deletion"), ("lime", "listwise_tau"),
                                                       ("random", "listwise_tau")}
     ok = df[(df.ranker == "bm25") & (df.status == "ok")]
     assert set(zip(ok.explainer, ok.metric)) >= {("lime", "rank_deletion"), ("lime", "listwise_tau")}
-    p.write_text(p.read_text().replace('skip = ["lime", "listwise_tau"]', 'skip = ["nope"]'))
+    p = tmp_path / "bad.toml"
+    p.write_text(text.replace('skip = ["lime", "listwise_tau"]', 'skip = ["nope"]'))
     from rankers.errors import BadInput
     with pytest.raises(BadInput, match="neither an explainer nor a metric"):
         load_suite(p)

@@ -79,3 +79,15 @@ def explain_with_candidates(expl, r, q, d):
     pair = make_pair(r, q, d)
     pair.candidates = [list(d), list(d[: len(d) // 2]), list(d[len(d) // 2:])]
     return expl.attribute_pair(pair)
+
+
+def run_suite_text(tmp_path, text: str, name: str = "s"):
+    """Write suite `text` to tmp_path/NAME.toml, run it serially and return its results.csv as a DataFrame."""
+    import pandas as pd
+
+    from suites.config import load_suite
+    from suites.runner import run_suite
+    p = tmp_path / f"{name}.toml"
+    p.write_text(text)
+    d = run_suite(load_suite(p), tmp_path / f"run_{name}", progress=False)
+    return pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
