@@ -139,8 +139,13 @@ def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, wor
     n_expl = len(cfg.explainers)
     need = queries_for_significance(n_expl)
     out_rankers = {}
+    missing = [r for r in planned if r not in per]
     for r, q in planned.items():
-        sec = float(sum(per.get(r, [0.0])) / max(len(per.get(r, [])), 1))
+        if r in missing:  # no calibration shard (e.g. a --calibration-run that has not reached this ranker)
+            out_rankers[r] = {"queries": q, "seconds_per_query": None, "predicted_seconds": None,
+                              "rows_per_explanation": {}, "queries_for_significance": need, "underpowered": q < need}
+            continue
+        sec = float(sum(per[r]) / len(per[r]))
         entry = {"queries": q, "seconds_per_query": sec, "predicted_seconds": sec * q,
                  "rows_per_explanation": {e: sum(v) / len(v) for e, v in sorted(rows.get(r, {}).items())},
                  "queries_for_significance": need, "underpowered": q < need}
@@ -148,12 +153,14 @@ def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, wor
             spare = max(budget_s - (fixed if math.isfinite(fixed) else 0.0), 0.0) * max(workers, 1)
             entry["affordable_queries"] = int(spare // sec) if sec > 0 else None
         out_rankers[r] = entry
-    total = fixed + sum(v["predicted_seconds"] for v in out_rankers.values()) / max(workers, 1)
+    total = (fixed + sum(v["predicted_seconds"] for v in out_rankers.values()) / max(workers, 1)
+             if not missing else None)
     return {"suite": cfg.name, "device": device, "workers": workers,
             "calibration": {"queries": calibrate, "wall_seconds": cal["wall"], "fixed_seconds": fixed,
                             "training_seconds": cal["training"], "source": cal["source"]},
-            "rankers": out_rankers, "predicted_total_seconds": total,
-            **({"budget_seconds": budget_s, "fits": total <= budget_s} if budget_s is not None else {})}
+            "rankers": out_rankers, "predicted_total_seconds": total, "uncalibrated": missing,
+            **({"budget_seconds": budget_s, "fits": None if total is None else total <= budget_s}
+               if budget_s is not None else {})}
 
 
 def plan_text(p: dict) -> str:
@@ -168,13 +175,16 @@ def plan_text(p: dict) -> str:
                      f"{'UNDERPOWERED, ' if v['underpowered'] else ''}significance needs >= "
                      f"{v['queries_for_significance']} queries; model evaluations per explanation "
                      f"{min(rows.values()) if rows else 0:.0f}..{max(rows.values()) if rows else 0:.0f}{extra}")
+    if p.get("uncalibrated"):
+        lines.append(f"no calibration shard for {', '.join(p['uncalibrated'])}: their cost and the total are unknown")
     if "budget_seconds" in p:
-        lines.append(f"budget {_dur(p['budget_seconds'])}: {'fits' if p['fits'] else 'does NOT fit'}")
+        fits = {True: "fits", False: "does NOT fit", None: "unknown (uncalibrated rankers)"}[p["fits"]]
+        lines.append(f"budget {_dur(p['budget_seconds'])}: {fits}")
     return "\n".join(lines)
 
 
-def _dur(s: float) -> str:
-    if not math.isfinite(s):
+def _dur(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
         return "?"
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
@@ -190,7 +200,7 @@ def plan_vs_run(plan: dict, shards, workers: int | None = None, wall_s: float | 
     rows = []
     measured = shards.groupby("ranker").seconds.agg(["sum", "size"])
     for r, v in plan.get("rankers", {}).items():
-        if r not in measured.index:
+        if r not in measured.index or v.get("predicted_seconds") is None:
             continue
         m = float(measured.loc[r, "sum"])
         rows.append({"ranker": r, "queries": int(measured.loc[r, "size"]), "predicted_s": float(v["predicted_seconds"]),
@@ -199,7 +209,8 @@ def plan_vs_run(plan: dict, shards, workers: int | None = None, wall_s: float | 
         p_sum, m_sum = sum(r["predicted_s"] for r in rows), sum(r["measured_s"] for r in rows)
         rows.append({"ranker": "all rankers (shard seconds)", "queries": None, "predicted_s": p_sum,
                      "measured_s": m_sum, "error": (p_sum - m_sum) / m_sum if m_sum > 0 else float("nan")})
-    if wall_s is not None and rows and math.isfinite(float(plan.get("predicted_total_seconds", float("nan")))):
+    total = plan.get("predicted_total_seconds")
+    if wall_s is not None and rows and total is not None and math.isfinite(float(total)):
         p = float(plan["predicted_total_seconds"])
         rows.append({"ranker": f"total ({plan.get('workers')} workers, wall)", "queries": None, "predicted_s": p,
                      "measured_s": float(wall_s), "error": (p - wall_s) / wall_s if wall_s > 0 else float("nan")})

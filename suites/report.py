@@ -570,7 +570,7 @@ def seed_section(df: pd.DataFrame, suite_rankers: dict, suite_seed: int, metrics
     return md if any(line.startswith("### ") for line in md) else []
 
 
-def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict) -> list[str]:
+def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict, meta_env: dict | None = None) -> list[str]:
     """"Cost prediction": the `rexbench plan --json` output saved beside the run as plan.json (made before the
     run, on the same machine) against the run's measured shard seconds."""
     import json
@@ -584,7 +584,9 @@ def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict) -> list[str]:
     except (OSError, ValueError):
         return []
     wall = fin.get("wall_seconds")
-    rows = plan_vs_run(plan, shards, wall_s=None if wall is None else float(wall))
+    # a resumed run's wall time spans several starts (and its recorded preparation may be a resume's): shards only
+    whole = wall is not None and not (meta_env or {}).get("resumed")
+    rows = plan_vs_run(plan, shards, wall_s=float(wall) if whole else None)
     if not rows:
         return []
     t = pd.DataFrame(rows)
@@ -602,7 +604,8 @@ def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict) -> list[str]:
             f"{how}, {cal.get('queries')} query per ranker: predicted seconds per ranker (seconds per calibration "
             "query x the ranker's queries) against the sum of the ranker's measured shard seconds; error = "
             "(predicted - measured) / measured, so it measures how well one query stands for the others. The "
-            "total compares the predicted wall time (fixed cost + shard seconds / workers) with the run's.", "",
+            "total compares the predicted wall time (fixed cost + shard seconds / workers) with the run's, when "
+            "the run was made in one start (a resumed run is compared on shard seconds only).", "",
             _table(t), ""]
 
 
@@ -931,7 +934,7 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
         md += meta_evaluation_section(df, metric_order)
         md += seed_section(df, suite.get("rankers", {}), int(suite.get("seed") or 0), sorted(heads, key=metric_order.index))
         md += operator_section(df, suite.get("rankers", {}))
-        md += plan_section(run_dir, shards, fin)
+        md += plan_section(run_dir, shards, fin, env)
         bad = df[df.status != "ok"]
         if not bad.empty:
             n_expl = df.groupby("ranker").explainer.nunique()

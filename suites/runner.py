@@ -212,7 +212,8 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
         # shard order matters only when shards run side by side
         loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
                                None if isinstance(eng, SerialEngine) else qids[0])
-        store.set_meta("prepared", {"seconds": time.perf_counter() - t_start})  # the fixed cost (`rexbench plan`)
+        if "prepared" not in store.meta():  # the fixed cost (`rexbench plan`): the first start's, not a resume's
+            store.set_meta("prepared", {"seconds": time.perf_counter() - t_start, "resumed": resume})
         shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
         with eng:
             _execute(eng, spec, shards, loaded, store, cfg, address, progress,

@@ -72,12 +72,14 @@ def test_plan_vs_run_by_hand():
     from suites.planner import plan_vs_run
     plan = {"workers": 2, "predicted_total_seconds": 90.0,
             "rankers": {"a": {"predicted_seconds": 30.0}, "b": {"predicted_seconds": 50.0},
-                        "c": {"predicted_seconds": 5.0}}}
-    shards = pd.DataFrame({"ranker": ["a", "a", "b"], "seconds": [10.0, 10.0, 100.0]})
+                        "c": {"predicted_seconds": 5.0}, "d": {"predicted_seconds": None}}}
+    shards = pd.DataFrame({"ranker": ["a", "a", "b", "d"], "seconds": [10.0, 10.0, 100.0, 7.0]})
     rows = {r["ranker"]: r for r in plan_vs_run(plan, shards, wall_s=60.0)}
     assert rows["a"]["measured_s"] == 20.0 and rows["a"]["error"] == pytest.approx(0.5) and rows["a"]["queries"] == 2
     assert rows["b"]["error"] == pytest.approx(-0.5)
     assert "c" not in rows  # a ranker the run did not reach has nothing to compare
+    assert "d" not in rows  # nor one the calibration did not reach (no prediction)
+    assert rows["all rankers (shard seconds)"]["predicted_s"] == 80.0 and rows["all rankers (shard seconds)"]["measured_s"] == 120.0
     assert rows["total (2 workers, wall)"]["error"] == pytest.approx(0.5)
 
 
