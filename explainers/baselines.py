@@ -14,14 +14,19 @@ from .base import Explainer, Pair, register_explainer
 
 @register_explainer("random")
 class RandomExplainer(Explainer):
-    """Standard-normal scores per document token, seeded by (seed, document)."""
+    """Standard-normal scores per document token, seeded by (seed, document); and the pair-level chance
+    baseline: a standard-normal pair_map [n_query, n_doc] drawn independently, seeded by (seed, query,
+    document), whose row sums are its query scores (so pair- and query-level metrics have a random
+    reference too). The document scores are not the map's column sums: each level is its own draw."""
     baseline = True
 
     stochastic = True
 
     def _attribute(self, pair: Pair) -> dict:
         key = zlib.crc32(" ".join(pair.doc_tokens).encode()) ^ self.seed
-        return {"doc_scores": np.random.default_rng(key).standard_normal(len(pair.doc_tokens))}
+        pkey = zlib.crc32((" ".join(pair.query_tokens) + "\x00" + " ".join(pair.doc_tokens)).encode()) ^ self.seed
+        pm = np.random.default_rng([pkey, 1]).standard_normal((len(pair.q_ids), len(pair.doc_tokens)))
+        return {"doc_scores": np.random.default_rng(key).standard_normal(len(pair.doc_tokens)), "pair_map": pm}
 
 
 def index_terms(analyzer: str, units) -> list[list[str]]:

@@ -272,3 +272,18 @@ def test_ranking_shap_in_a_suite_with_listwise_tau(tmp_path):
     tau = df[df.metric == "listwise_tau"]
     assert len(tau) == 2 and (tau.status == "ok").all(), tau.message.tolist()
     assert (df[df.metric == "query_deletion"].status == "ok").all()
+
+
+def test_random_gives_a_seeded_pair_map_scored_at_pair_level():
+    """The pair-level chance baseline: random's pair map is [n_query, n_doc], the same for the same (seed, pair),
+    another for another seed; its row sums are the query scores; pair_deletion scores it."""
+    r = PairAdditiveRanker(Q + D, W)
+    a = build_explainer("random", r).attribute(Q, D)
+    b = build_explainer("random", r).attribute(Q, D)
+    c = build_explainer("random", r, seed=1).attribute(Q, D)
+    assert a.pair_map.shape == (len(Q), len(D)) and np.array_equal(a.pair_map, b.pair_map)
+    assert not np.allclose(a.pair_map, c.pair_map)
+    assert np.allclose(a.query_scores, a.pair_map.sum(1))
+    pair = make_pair(r, Q, D)
+    got = compute_metrics(MetricContext(r, pair, a, other_scores=np.array([4.5, 4.0, 1.0])), ["pair_deletion"])
+    assert got["pair_deletion"].status == "ok" and 0 <= got["pair_deletion"].value <= 1
