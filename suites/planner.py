@@ -192,10 +192,10 @@ def _dur(s: float | None) -> str:
 PLAN_FILE = "plan.json"
 
 
-def plan_vs_run(plan: dict, shards, workers: int | None = None, wall_s: float | None = None) -> list[dict]:
+def plan_vs_run(plan: dict, shards, wall_s: float | None = None) -> list[dict]:
     """The plan's prediction against a measured run of the same suite: per ranker, predicted seconds (the
-    calibrated seconds per query x its queries) against the sum of its measured shard seconds, and the total
-    (predicted wall time against the run's wall time minus training, when given). `shards`: DataFrame with
+    calibrated seconds per query x its queries) against the sum of its measured shard seconds, their total over
+    the compared rankers, and, with `wall_s`, the predicted wall time against the run's. `shards`: DataFrame with
     ranker, seconds (`Store.shard_seconds`). Error = (predicted - measured) / measured."""
     rows = []
     measured = shards.groupby("ranker").seconds.agg(["sum", "size"])
@@ -211,7 +211,7 @@ def plan_vs_run(plan: dict, shards, workers: int | None = None, wall_s: float | 
                      "measured_s": m_sum, "error": (p_sum - m_sum) / m_sum if m_sum > 0 else float("nan")})
     total = plan.get("predicted_total_seconds")
     if wall_s is not None and rows and total is not None and math.isfinite(float(total)):
-        p = float(plan["predicted_total_seconds"])
+        p = float(total)
         rows.append({"ranker": f"total ({plan.get('workers')} workers, wall)", "queries": None, "predicted_s": p,
                      "measured_s": float(wall_s), "error": (p - wall_s) / wall_s if wall_s > 0 else float("nan")})
     return rows

@@ -169,9 +169,10 @@ def seed_claim_section(df: pd.DataFrame) -> list[str]:
           "weights: the seed's) on the seed's rankers, at pair level (pair_deletion / pair_insertion), term "
           "level (rank_deletion / rank_insertion), snippet level (snippet_sufficiency) and query level "
           "(query_deletion); cells as in \"Comparisons that matter\" (+ = better than Grad-CAM).", ""]
-    tally: dict[str, int] = {}
+    compared: dict[tuple[str, str], pd.DataFrame] = {}
     for r in rankers:
-        md += comparison_table(df, r, metrics, "gradcam", tally)
+        md += comparison_table(df, r, metrics, "gradcam", compared)
+    tally = pd.concat(compared.values()).verdict.value_counts().to_dict() if compared else {}
     total = sum(tally.values())
     if total:
         parts = ", ".join(f"{tally.get(v, 0)} {v}" for v in ("better", "worse", "negligible", "not shown different",
@@ -179,21 +180,19 @@ def seed_claim_section(df: pd.DataFrame) -> list[str]:
         md += [f"What the evidence supports: of {total} (ranker, metric, explainer) comparisons with Grad-CAM, "
                f"{parts} (better = the explainer beats Grad-CAM by at least the minimum meaningful difference "
                "after Holm). A claim that Grad-CAM is the most faithful explanation of these rankers holds only "
-               "where no explainer is better." + _seed_claim_detail(df, rankers, metrics), ""]
+               "where no explainer is better." + _seed_claim_detail(compared, rankers), ""]
     return md
 
 
-def _seed_claim_detail(df: pd.DataFrame, rankers: list[str], metrics: list[str]) -> str:
+def _seed_claim_detail(compared: dict[tuple[str, str], pd.DataFrame], rankers: list[str]) -> str:
     """Per ranker and seed's-use metric (pair map, snippet, query terms): which explainers beat Grad-CAM and
-    how many it beats, from the same paired comparisons."""
+    how many it beats, from the section's paired comparisons (`compared`: (ranker, metric) -> compare_to)."""
     out = []
     for r in rankers:
         parts = []
         for m in ("pair_deletion", "snippet_sufficiency", "query_deletion"):
-            if m not in metrics:
-                continue
-            c = compare_to(df, r, m, "gradcam")
-            if c.empty:
+            c = compared.get((r, m))
+            if c is None:
                 continue
             better = sorted(c[c.verdict == "better"].explainer)
             worse = int((c.verdict == "worse").sum())
@@ -449,16 +448,18 @@ def comparisons_section(df: pd.DataFrame, metrics: list[str], headlines: set[str
 
 
 def comparison_table(df: pd.DataFrame, ranker: str, metrics: list[str], reference: str,
-                     tally: dict[str, int] | None = None) -> list[str]:
+                     compared: dict[tuple[str, str], pd.DataFrame] | None = None) -> list[str]:
     """"### RANKER: versus REFERENCE" and a table explainer x metric of `stats.compare_to` cells (difference
-    [CI] r n verdict), or nothing when no explainer is compared; `tally` counts the verdicts."""
+    [CI] r n verdict), or nothing when no explainer is compared; `compared` collects each non-empty
+    (ranker, metric) comparison for callers that summarise them."""
     rows: dict[str, dict[str, str]] = {}
     for m in metrics:
-        for x in compare_to(df, ranker, m, reference).itertuples():
+        c = compare_to(df, ranker, m, reference)
+        if compared is not None and not c.empty:
+            compared[(ranker, m)] = c
+        for x in c.itertuples():
             rows.setdefault(x.explainer, {})[f"{m} {_arrow(m)}"] = (
                 f"{x.diff:+.3f} [{x.ci_low:+.3f}, {x.ci_high:+.3f}] r={x.effect:+.2f} n={x.queries} {x.verdict}")
-            if tally is not None:
-                tally[x.verdict] = tally.get(x.verdict, 0) + 1
     if not rows:
         return []
     t = pd.DataFrame([{"explainer": e, **v} for e, v in sorted(rows.items())]).fillna("n/a")
@@ -571,8 +572,8 @@ def seed_section(df: pd.DataFrame, suite_rankers: dict, suite_seed: int, metrics
 
 
 def plan_section(run_dir: Path, shards: pd.DataFrame, fin: dict, meta_env: dict | None = None) -> list[str]:
-    """"Cost prediction": the `rexbench plan --json` output saved beside the run as plan.json (made before the
-    run, on the same machine) against the run's measured shard seconds."""
+    """"Cost prediction": the `rexbench plan --json` output saved beside the run as plan.json (a calibration on the
+    same machine, or `--calibration-run` on the run itself) against the run's measured shard seconds."""
     import json
 
     from .planner import PLAN_FILE, plan_vs_run
@@ -691,8 +692,8 @@ def ig_completeness_section(df: pd.DataFrame, exps: list[dict]) -> list[str]:
 
 
 def _ranker_settings(suite_rankers: dict) -> list[str]:
-    """'- per-ranker settings: ...' lines for rankers whose tables set their own queries, samples, training seed or
-    skips (what differs from the suite's defaults), grouped by identical settings."""
+    """'- NAMES: ...' lines for explained rankers whose tables set their own queries, relevant samples or skips
+    (what differs from the suite's defaults), rankers with identical settings on one line."""
     groups: dict[str, list[str]] = {}
     for name, t in suite_rankers.items():
         if not t.get("explain", True):
