@@ -133,6 +133,11 @@ class SuiteConfig:
         """The ranker's own constructor parameters given in its table."""
         return {k: v for k, v in self.rankers[name].items() if k not in RANKER_KEYS}
 
+    def ranker_seed(self, name: str) -> int:
+        """The seed ranker `name` is built and trained with: its `train_seed`, else the suite's `seed`."""
+        seed = self.rankers[name].get("train_seed")
+        return self.seed if seed is None else int(seed)
+
     def ranker_def(self, name: str):
         """The `RankerDef` of the suite's ranker `name` (type, parameters, train, checkpoint)."""
         from .rankerdef import RankerDef

@@ -99,16 +99,17 @@ def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str):
     t = cfg.rankers[rname]
     cached = False
     if spec.trainable and t.get("train", True) and not t.get("checkpoint"):
-        cache = cached_checkpoint(spec.name, coll, cfg.seed, cfg.ranker_config(rname))
+        cache = cached_checkpoint(spec.name, coll, cfg.ranker_seed(rname), cfg.ranker_config(rname))
         if not (cache / "config.json").exists():  # trained on first use (KNRM, MatchPyramid, fine-tuned models)
             writable_ancestor(cache, f"ranker {rname!r} will be trained and cached in {cache}; $REXBENCH_HOME")
             if spec.cls.pretrained:
-                build_ranker(spec.name, coll, cfg.seed, **cfg.ranker_config(rname))  # the weights load
+                build_ranker(spec.name, coll, cfg.ranker_seed(rname), **cfg.ranker_config(rname))  # weights load
             return None
         cached = True  # get_ranker loads the cache (nothing to train)
     # never trains here: as given, a checkpoint or the cache; the same model the run loads
     try:
-        r = get_ranker(spec.name, coll, cfg.seed, t.get("checkpoint"), train_if_missing=cached, progress=False,
+        r = get_ranker(spec.name, coll, cfg.ranker_seed(rname), t.get("checkpoint"), train_if_missing=cached,
+                       progress=False,
                        config=cfg.ranker_config(rname))
     except BadInput as e:
         raise BadInput(about_ranker(rname, e)) from None
@@ -355,7 +356,8 @@ def _effectiveness(store, cfg, device, progress, data_dir):
         for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
             known = rname in cfg.rankers
             with importable_from(cfg.base_dir()):
-                m = get_ranker(cfg.ranker_type(rname) if known else rname, c, cfg.seed, None,
+                m = get_ranker(cfg.ranker_type(rname) if known else rname, c,
+                               cfg.ranker_seed(rname) if known else cfg.seed, None,
                                train_if_missing=rparams.get("train", True), device=device, progress=progress,
                                config=cfg.ranker_config(rname) if known else None)
             log = getattr(m, "train_log", {}) or {}

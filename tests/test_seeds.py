@@ -70,3 +70,33 @@ def test_rankers_with_the_same_weights_share_one_effectiveness_ranking(tmp_path)
     keys = {r: _weights_key(cfg, r) for r in cfg.rankers}
     assert keys["crossencoder"] == keys["ce_delete"]
     assert len({keys["crossencoder"], keys["ce_seed1"], keys["ce_long"], keys["bm25"]}) == 4
+
+
+def test_a_seed_table_never_loads_another_seeds_cached_model(tmp_path):
+    """`train_seed` decides which cached model a suite table loads (the run's probe once took the suite seed's
+    cached KNRM for knrm_seed1, so every seed had seed 0's weights and effectiveness)."""
+    import torch
+    from rankers.training import build_ranker, cached_checkpoint, save_ranker
+    from suites.config import load_suite
+    from suites.collections import load_collection
+    from suites.runner import check_inputs
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\nseed = 0\n[samples]\nqueries = 1\n'
+                 '[rankers.knrm]\nn_kernels = 5\n[rankers.knrm_seed1]\ntype = "knrm"\nn_kernels = 5\ntrain_seed = 1\n'
+                 '[explainers.random]\n[metrics.rank_deletion]\n')
+    cfg = load_suite(p)
+    coll = load_collection("synthetic", seed=0)
+    models = {seed: build_ranker("knrm", coll, seed, n_kernels=5) for seed in (0, 1)}
+    with torch.no_grad():  # distinct weights per seed whatever the initialisation
+        for w in models[1].parameters():
+            w.add_(torch.randn_like(w))
+    save_ranker(models[0], cached_checkpoint("knrm", coll, 0, {"n_kernels": 5}), coll.name)
+    _, _, probed = check_inputs(cfg, "cpu", None)
+    assert "knrm" in probed and "knrm_seed1" not in probed  # seed 1 is not cached: trained by the run
+    save_ranker(models[1], cached_checkpoint("knrm", coll, 1, {"n_kernels": 5}), coll.name)
+    _, _, probed = check_inputs(cfg, "cpu", None)
+    for rname, seed in (("knrm", 0), ("knrm_seed1", 1)):
+        got, want = probed[rname].state_dict(), models[seed].state_dict()
+        assert all(torch.equal(got[k], want[k]) for k in want)
+    a, b = probed["knrm"].state_dict(), probed["knrm_seed1"].state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)
