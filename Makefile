@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS ?= dev,transformers,distributed
+# pins of the evidence run's environment (a --resume across sessions needs the same versions); empty: newest
+CONSTRAINTS ?= constraints.txt
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.rexbench-installed
 export HF_HUB_OFFLINE := 1
@@ -10,10 +12,10 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-slow bench bench-baseline bench-compare bench-scale bench-transformers suite clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	$(PY) -m pip install -q $(if $(CONSTRAINTS),-c $(CONSTRAINTS)) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
