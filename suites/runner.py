@@ -60,8 +60,13 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     checks loaded, by name: the run reuses them instead of loading them again)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
-    if cfg.top_k == 0 and cfg.relevant == 0:
-        raise BadInput("[samples] top_k = 0 and relevant = 0 select no document to explain; set one above 0")
+    if cfg.top_k == 0:
+        empty = [r for r, t in cfg.rankers.items() if t.get("explain", True)
+                 and (cfg.relevant if t.get("relevant") is None else t["relevant"]) == 0]
+        if empty:
+            where = "[samples]" if cfg.relevant == 0 else f"[rankers.{empty[0]}]"
+            raise BadInput(f"{where}: top_k = 0 and relevant = 0 select no document to explain for "
+                           f"{', '.join(empty)}; set one above 0")
     if not any(t.get("explain", True) for t in cfg.rankers.values()):
         raise BadInput("no ranker of the suite is explained (every [rankers] table has explain = false)")
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)

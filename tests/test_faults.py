@@ -192,11 +192,14 @@ def test_validation_errors_write_nothing(tmp_path, capsys, monkeypatch):
     before = _snapshot(fresh)
     _one_line(capsys, 2, ["run", str(p), "--out", str(fresh), "--quiet"])
     assert _snapshot(fresh) == before
-    # plans without samples
-    for extra in ("top_k = 0\nrelevant = 0",):
+    # plans without samples: the suite's, or one ranker's own relevant = 0 when top_k = 0
+    for extra, ranker_line, where in (("top_k = 0\nrelevant = 0", "", "[samples]"),
+                                      ("top_k = 0\nrelevant = 1", "relevant = 0\n", "[rankers.bm25]")):
         q = tmp_path / "zero.toml"
-        q.write_text(p.read_text().replace("top_k = 1\nrelevant = 0", extra))
-        assert "select no document" in _one_line(capsys, 2, ["run", str(q), "--out", str(tmp_path / "z"), "--quiet"])
+        q.write_text(p.read_text().replace("top_k = 1\nrelevant = 0", extra)
+                     .replace("[rankers.bm25]\n", "[rankers.bm25]\n" + ranker_line))
+        err = _one_line(capsys, 2, ["run", str(q), "--out", str(tmp_path / "z"), "--quiet"])
+        assert "select no document" in err and err.split(": ")[2] == where, err
         assert not (tmp_path / "z").exists()
 
 
