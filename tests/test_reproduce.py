@@ -31,7 +31,6 @@ def test_small_committed_run_regenerates_byte_for_byte(tmp_path, monkeypatch):
     assert again == committed
 
 
-@pytest.mark.skipif(not (ROOT / "results/cranfield/results.sqlite.gz").exists(), reason="no packed Cranfield run")
 def test_committed_cranfield_report_regenerates_byte_for_byte(tmp_path, monkeypatch):
     committed, again = _regenerate(tmp_path, monkeypatch, "results/cranfield", "RESULTS.md")
     assert again.splitlines() == committed.splitlines()
