@@ -138,6 +138,11 @@ class SuiteConfig:
         seed = self.rankers[name].get("train_seed")
         return self.seed if seed is None else int(seed)
 
+    def ranker_relevant(self, name: str) -> int:
+        """Judged-relevant samples per query for ranker `name`: its own `relevant`, else the suite's."""
+        relevant = self.rankers.get(name, {}).get("relevant")
+        return self.relevant if relevant is None else int(relevant)
+
     def ranker_def(self, name: str):
         """The `RankerDef` of the suite's ranker `name` (type, parameters, train, checkpoint)."""
         from .rankerdef import RankerDef

@@ -227,9 +227,7 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
         pair.candidates = ranked_units  # listwise explainers (ranking_shap) explain the query's ranking
         return pair
 
-    relevant = cfg.rankers.get(rname, {}).get("relevant")
-    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.relevant if relevant is None else relevant,
-                                      cfg.contrast_gap):
+    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.ranker_relevant(rname), cfg.contrast_gap):
         pair = pair_of(d)
         others = np.array([s for k, s in by_doc.items() if k != d])
         other_docs = [d_units[k] for k in by_doc if k != d]

@@ -61,8 +61,7 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
     if cfg.top_k == 0:
-        empty = [r for r, t in cfg.rankers.items() if t.get("explain", True)
-                 and (cfg.relevant if t.get("relevant") is None else t["relevant"]) == 0]
+        empty = [r for r, t in cfg.rankers.items() if t.get("explain", True) and cfg.ranker_relevant(r) == 0]
         if empty:
             where = "[samples]" if cfg.relevant == 0 else f"[rankers.{empty[0]}]"
             raise BadInput(f"{where}: top_k = 0 and relevant = 0 select no document to explain for "
