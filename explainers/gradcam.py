@@ -33,7 +33,7 @@ from torch import nn
 from rankers.errors import BadInput
 from rankers.params import Bool, Choice, Param
 
-from .base import Explainer, Pair, register_explainer
+from .base import Explainer, Incompatible, Pair, register_explainer
 
 
 def resolve_layer(ranker: nn.Module, name: str) -> nn.Module:
@@ -65,7 +65,15 @@ class GradCAM(Explainer):
         self.tokens = "token_states" in ranker.capabilities
         if self.tokens:
             self.layer_name = int(ranker.layer if layer is None else layer)
+            n = ranker.n_layers
+            if weights == "position" and ranker.reads_one_position() and n and self.layer_name % n == n - 1:
+                raise Incompatible(f"gradcam with weights = \"position\" at the last layer of {ranker.name}: its "
+                                   "score reads one position there ([CLS] or the last token), so every word's "
+                                   "gradient is zero and the map is constant; set `layer` to an earlier one")
         else:
+            if isinstance(layer, int):
+                raise Incompatible(f"gradcam layer {layer}: an integer indexes a transformer's encoder layers; "
+                                   f"{ranker.name} names its feature layer (e.g. \"feature_layer\")")
             self.layer_name = layer or "feature_layer"
             self.layer = resolve_layer(ranker, self.layer_name)
 

@@ -125,6 +125,10 @@ class CausalLMRanker(_Generative):
             raise BadInput(f"model {self.model_name!r} is an encoder-decoder model; use type = \"seq2seq\"")
         self.left_pad = True
 
+    def reads_one_position(self) -> bool:
+        """The score is read at the prompt's last position."""
+        return True
+
     def _model(self, embeds, b: Batch, hidden: bool, attentions: bool) -> ModelOut:
         kw = {"logits_to_keep": 1} if "logits_to_keep" in self._extra else {}
         out = self.model(inputs_embeds=embeds, attention_mask=b.attn, position_ids=self._positions(b.attn),

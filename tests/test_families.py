@@ -218,3 +218,34 @@ def test_removal_mask_needs_a_mask_token(models):
     from rankers.transformer import CrossEncoder
     with pytest.raises(BadInput, match="no mask token"):
         CrossEncoder(model=models["qwen2-cls"], removal="mask")
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert", "qwen2"])
+def test_gradcam_position_weights_where_the_last_layer_reads_one_position(family, models, tmp_path):
+    """At the last layer of a model whose score reads one position ([CLS], a decoder's last token) every
+    word's gradient is exactly zero, so gradient x activation per position is constant: Grad-CAM with
+    weights = "position" is not applicable there (skipped with the reason); an earlier layer works."""
+    from explainers import Incompatible, build_explainer, make_pair
+    from rankers.generative import CausalLMRanker
+    from rankers.transformer import CrossEncoder
+    cls = CausalLMRanker if TYPE[family] == "causal_lm" else CrossEncoder
+    r = cls(model=models[family]).eval()
+    pair = make_pair(r, QUERY, DOC)
+    sc = build_explainer("gradcam", r).scorer(pair)
+    with r.capture(layer=-1) as cap:
+        s = sc(sc.full_input())
+    side = next(iter(cap))
+    h, widx = cap[side][0], cap[side][1]
+    (g,) = torch.autograd.grad(s.sum(), [h])
+    word_grad = g[0][widx[0] >= 0].abs().max().item()
+    if r.reads_one_position():
+        assert word_grad == 0.0
+        with pytest.raises(Incompatible, match="reads one position"):
+            build_explainer("gradcam", r, weights="position")
+    else:  # ModernBERT pools the mean of its last layer: every position has a gradient
+        assert family == "modernbert" and word_grad > 0
+        build_explainer("gradcam", r, weights="position").attribute_pair(pair)
+    early = build_explainer("gradcam", r, weights="position", layer=0, signed=True).attribute_pair(pair)
+    assert np.ptp(early.doc_scores) > 0
+    mean = build_explainer("gradcam", r).attribute_pair(pair)          # the channel mean still applies
+    assert mean.doc_scores.shape == (len(pair.doc_tokens),)

@@ -62,6 +62,14 @@ def test_gradcam_position_weights_are_gradient_times_activation(small_knrm, synt
     np.testing.assert_allclose(signed.pair_map, (g * a).sum(1)[0].detach().numpy(), rtol=1e-5, atol=1e-7)
 
 
+
+def test_gradcam_integer_layer_is_for_transformers(small_knrm):
+    """A layer sweep (`layer = i` tables) skips the interaction rankers with the reason, not an error."""
+    from explainers import Incompatible
+    with pytest.raises(Incompatible, match="integer indexes a transformer"):
+        build_explainer("gradcam", small_knrm, layer=2)
+
+
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):
     from hf_tiny import build
