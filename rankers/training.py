@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -68,7 +69,30 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
 
 
 TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
-                  "patience": 3, "time_budget_s": None, "empty_margin": None}
+                  "patience": 3, "time_budget_s": None, "empty_margin": None, "pseudo_queries": 0}
+
+
+#: options added after checkpoints were first cached, at the value that means "off": a checkpoint trained
+#: before an option existed was trained with it off
+_ADDED_OFF = {"pseudo_queries": 0}
+
+
+def training_hyperparameters(cls: type) -> dict:
+    """What `train` uses for ranker class `cls` without overrides: TRAIN_DEFAULTS, then its `train_defaults`.
+    Part of a cached checkpoint's identity (`get_ranker`) and of a run's fingerprint."""
+    return json.loads(json.dumps({**TRAIN_DEFAULTS, **getattr(cls, "train_defaults", {})}))
+
+
+def stale_training(model: Ranker, cls: type) -> str | None:
+    """The first difference between the hyper-parameters `model` was trained with and `cls`'s current ones;
+    None when they agree or none are recorded (a checkpoint saved without a training log is used as given)."""
+    was = (getattr(model, "train_log", None) or {}).get("hyperparameters")
+    now = training_hyperparameters(cls)
+    if was is None:
+        return None
+    was = {**_ADDED_OFF, **was}
+    diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
+    return f"{diff[0]} = {was.get(diff[0])!r} (now {now.get(diff[0])!r})" if diff else None
 
 
 def _param_groups(model: Ranker, hp: dict) -> list[dict]:
@@ -100,6 +124,51 @@ def _triples(collection, rng: np.random.Generator, n_per_query: int):
     return out
 
 
+def _lead_and_rest(text: str) -> tuple[str, str] | None:
+    """A document's first sentence (up to its first " . ") and the rest; None without one."""
+    cut = text.find(" . ")
+    return None if cut < 0 else (text[:cut], text[cut + 3:])
+
+
+class PseudoQueries:
+    """Pseudo-queries from the collection's own documents (inverse-cloze style, no judgments used): a
+    document's first sentence (Cranfield: its title) is the query, the rest of that document the positive,
+    and the rest of a document BM25 ranks 5..50 for the pseudo-query the negative (the first sentence is cut
+    from every document, so its presence cannot give the answer away). Only documents whose first sentence
+    has 3..32 units and whose rest has at least 10 qualify. Units are the ranker's (`analyzer`)."""
+
+    def __init__(self, collection, analyzer: str):
+        from .text import analyze, tokenize
+        self.collection, self.analyze, self.tokenize, self.analyzer = collection, analyze, tokenize, analyzer
+        self.items: dict[str, tuple[list[str], list[str]]] = {}
+        for d, text in collection.docs.items():
+            split = _lead_and_rest(text)
+            if split is None:
+                continue
+            lead, rest = (analyze(analyzer, t) for t in split)
+            if 3 <= len(lead) <= 32 and len(rest) >= 10:
+                self.items[d] = (lead, rest)
+        self._negatives: dict[str, list[str]] = {}
+
+    def negatives(self, d: str) -> list[str]:
+        if d not in self._negatives:
+            lead = _lead_and_rest(self.collection.docs[d])[0]
+            hits = [x for x, _ in self.collection.index.retrieve(self.tokenize(lead), 50)][5:]
+            self._negatives[d] = [x for x in hits if x != d and x in self.items]
+        return self._negatives[d]
+
+    def triples(self, rng: np.random.Generator, n: int) -> list[tuple[list[str], list[str], list[str]]]:
+        """`n` (query units, positive units, negative units), sampled without replacement."""
+        docs = sorted(self.items, key=int) if all(d.isdigit() for d in self.items) else sorted(self.items)
+        out = []
+        for i in rng.permutation(len(docs))[:n]:
+            d = docs[int(i)]
+            neg = self.negatives(d)
+            if neg:
+                out.append((self.items[d][0], self.items[d][1], self.items[neg[rng.integers(len(neg))]][1]))
+        return out
+
+
 def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **overrides) -> dict:
     """Pairwise hinge training with early stopping on dev nDCG@10; restores the best epoch.
 
@@ -109,29 +178,35 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     (new output head), patience, time_budget_s (None: no wall-clock stop; set it only
     knowingly, the model then depends on machine speed), empty_margin (None, or the
     margin by which every negative must outscore its own empty version: the empty
-    document as a further negative). Returns a log dict: per-epoch
+    document as a further negative), pseudo_queries (per epoch, further triples from the documents
+    themselves: `PseudoQueries`). Returns a log dict: per-epoch
     loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
-    hp = {**TRAIN_DEFAULTS, **getattr(model, "train_defaults", {}), **overrides}
+    hp = {**training_hyperparameters(type(model)), **overrides}
     epochs, n_per_query, batch_size = int(hp["epochs"]), int(hp["n_per_query"]), int(hp["batch_size"])
     patience, time_budget_s = int(hp["patience"]), hp["time_budget_s"]
     seed_everything(seed)
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(_param_groups(model, hp))
     queries, docs = collection.units(model.analyzer)
+    pseudo = PseudoQueries(collection, model.analyzer) if int(hp["pseudo_queries"]) > 0 else None
     log = {"epochs": [], "seed": seed, "hyperparameters": hp}
     best, best_state, bad, t0 = -1.0, None, 0, time.perf_counter()
     for ep in range(epochs):
         model.train()
-        triples = _triples(collection, rng, n_per_query)
+        triples = [(queries[q], docs[p], docs[n]) for q, p, n in _triples(collection, rng, n_per_query)]
+        if pseudo is not None:
+            triples += pseudo.triples(rng, int(hp["pseudo_queries"]))
+            order = rng.permutation(len(triples))
+            triples = [triples[int(i)] for i in order]
         total = 0.0
         bar = tqdm(range(0, len(triples), batch_size), desc=f"train {model.name} ep{ep + 1}", disable=not progress,
                    leave=False)
         for s in bar:
             chunk = triples[s: s + batch_size]
-            q_tok = [queries[q] for q, _, _ in chunk]
-            pos = [docs[p] for _, p, _ in chunk]
-            neg = [docs[n] for _, _, n in chunk]
+            q_tok = [q for q, _, _ in chunk]
+            pos = [p for _, p, _ in chunk]
+            neg = [n for _, _, n in chunk]
             sp = _score_pairs(model, q_tok, pos)
             sn = _score_pairs(model, q_tok, neg)
             loss = torch.relu(1.0 - sp + sn).mean()
@@ -273,8 +348,17 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             model.check_usable_untrained()
     else:
         path = checkpoint_dir(collection.name, name, seed, config)
-        if (path / "config.json").exists():
-            model = load_checkpoint(path, expect)
+        model = load_checkpoint(path, expect) if (path / "config.json").exists() else None
+        stale = stale_training(model, spec.cls) if model is not None else None
+        if stale and not train_if_missing:
+            raise BadInput(f"the cached {name} at {path} was trained with other hyper-parameters ({stale}); "
+                           "run `rexbench train` to retrain it")
+        if stale:  # a cache entry of an older recipe: retrained (and replaced), said on stderr
+            print(f"retraining {name} (seed {seed}): the cached checkpoint at {path} was trained with {stale}",
+                  file=sys.stderr)
+            model = None
+        if model is not None:
+            pass  # the cached checkpoint
         elif not train_if_missing:
             raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")
         else:

@@ -165,6 +165,7 @@ class SuiteConfig:
         from explainers import explainer_class
         from metrics import metric_spec
         from rankers import ranker_spec
+        from rankers.training import training_hyperparameters
         rankers = {}
         for r, t in self.rankers.items():
             if r in self.objects:  # a Python object: its class and constructor config identify it
@@ -177,6 +178,9 @@ class SuiteConfig:
                                      {k: v for k, v in t.items() if k in RANKER_KEYS}),
                           "type": self.ranker_type(r), "params": own, "explainers": t.get("explainers", {}),
                           "metrics": t.get("metrics", {})}
+            spec = ranker_spec(self.ranker_type(r))
+            if spec.trainable and t.get("train", True) and not t.get("checkpoint"):  # trained by this run
+                rankers[r]["training"] = training_hyperparameters(spec.cls)
         return {"suite": {k: getattr(self, k) for k in SUITE_KEYS if k not in NOT_FINGERPRINTED},
                 "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
                 "rankers": rankers,

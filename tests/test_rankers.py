@@ -59,6 +59,26 @@ def test_get_ranker_trains_once_then_loads(synthetic):
         get_ranker("bert", synthetic)
 
 
+def test_a_cached_checkpoint_of_another_training_recipe_is_not_reused(synthetic, small_knrm, capsys, monkeypatch):
+    """Changing a ranker's training defaults (a new rexbench) retrains the cached model instead of silently
+    reusing one trained with the old recipe; without training allowed it is a one-line error."""
+    from rankers.training import cached_checkpoint, training_hyperparameters
+    monkeypatch.setattr(type(small_knrm), "train_defaults", {"epochs": 1, "n_per_query": 2}, raising=False)
+    path = cached_checkpoint("knrm", synthetic, 7)
+    now = training_hyperparameters(type(small_knrm))
+    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": now, "epochs": []})
+    same = get_ranker("knrm", synthetic, seed=7, train_if_missing=False)       # same recipe: loaded
+    assert same.train_log["hyperparameters"] == now
+    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": {**now, "epochs": now["epochs"] + 1},
+                                                "epochs": []})
+    with pytest.raises(BadInput, match="other hyper-parameters .epochs = "):
+        get_ranker("knrm", synthetic, seed=7, train_if_missing=False)
+    fresh = get_ranker("knrm", synthetic, seed=7, progress=False)               # retrained, replaced
+    assert "retraining knrm" in capsys.readouterr().err
+    assert fresh.train_log["hyperparameters"] == now and fresh.train_log["epochs"]
+    assert load_checkpoint(path).train_log["hyperparameters"] == now
+
+
 def test_bad_input(synthetic):
     m = build_ranker("bm25", synthetic)
     with pytest.raises(BadInput, match="empty query"):
@@ -112,3 +132,37 @@ def test_knrm_ranks_the_empty_document_last_on_cranfield(cranfield, capsys):
         print(f"\nknrm on cranfield/test: nDCG@10 {res['ndcg@10']:.4f}; empty document below 95% of the candidates "
               f"in {res['empty_below_95']:.0%} of queries (mean share of candidates above it {res['empty_below_mean']:.3f})")
     assert res["empty_below_95"] >= 0.95
+
+
+def test_pseudo_queries_from_the_documents_themselves():
+    """Inverse-cloze triples: a document's first sentence is the query, the rest of it the positive, the rest
+    of a lower BM25 hit the negative; no document keeps its first sentence, so its presence tells nothing."""
+    import numpy as np
+
+    from rankers.text import analyze
+    from rankers.training import PseudoQueries
+    from suites.collections import Collection
+    topics = ["wing flutter", "boundary layer", "shock wave", "heat transfer", "jet noise", "panel buckling",
+              "cone drag", "slip flow", "nozzle thrust", "rotor blade", "plate vibration", "gas mixture",
+              "vortex sheet", "cylinder wake"]
+    filler = "the results are compared with measurements made in a wind tunnel at several speeds"
+    docs = {str(i + 1): f"On {t} of a Model . The {t} was studied;\nits {t} shows {filler}."
+            for i, t in enumerate(topics)}
+    docs["15"] = "no sentence break in this document at all " + filler   # no first sentence: left out
+    docs["16"] = "Short . " + filler                                       # a one-word lead: left out
+    coll = Collection("toy", docs, {"1": "wing flutter"}, {"1": {"1": 1}})
+    pq = PseudoQueries(coll, "words")
+    assert set(pq.items) == {str(i + 1) for i in range(len(topics))}
+    lead, rest = pq.items["1"]
+    assert lead == analyze("words", "On wing flutter of a Model")
+    assert rest == analyze("words", f"The wing flutter was studied;\nits wing flutter shows {filler}.")
+    rng = np.random.default_rng(0)
+    trip = pq.triples(rng, 5)
+    assert len(trip) == 5
+    by_lead = {tuple(v[0]): d for d, v in pq.items.items()}
+    for q, pos, neg in trip:
+        d = by_lead[tuple(q)]
+        assert pos == pq.items[d][1] and neg != pos
+        assert any(neg == pq.items[x][1] for x in pq.negatives(d)) and d not in pq.negatives(d)
+    again = PseudoQueries(coll, "words").triples(np.random.default_rng(0), 5)
+    assert again == trip
