@@ -166,3 +166,18 @@ def test_pseudo_queries_from_the_documents_themselves():
         assert any(neg == pq.items[x][1] for x in pq.negatives(d)) and d not in pq.negatives(d)
     again = PseudoQueries(coll, "words").triples(np.random.default_rng(0), 5)
     assert again == trip
+
+
+@pytest.mark.slow
+def test_shipped_crossencoder_beats_bm25_and_ranks_the_empty_document_last(cranfield, capsys):
+    """#20's bar for the cross-encoder rexbench trains (its defaults, seed 0; about 35 minutes on 2 CPU
+    cores): nDCG@10 on Cranfield test at least BM25's on the same candidates, and its empty document
+    below >= 95% of the candidates in >= 95% of the test queries."""
+    from rankers.evaluate import evaluate
+    ce = evaluate(get_ranker("crossencoder", cranfield, seed=0, progress=False), cranfield, "test", empty=True)
+    bm25 = evaluate(build_ranker("bm25", cranfield), cranfield, "test")
+    with capsys.disabled():
+        print(f"\ncrossencoder on cranfield/test: nDCG@10 {ce['ndcg@10']:.4f} (bm25 {bm25['ndcg@10']:.4f}); empty "
+              f"document below 95% of the candidates in {ce['empty_below_95']:.0%} of queries")
+    assert ce["ndcg@10"] >= bm25["ndcg@10"]
+    assert ce["empty_below_95"] >= 0.95
