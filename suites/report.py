@@ -925,12 +925,18 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
         md += leaderboard_section(df, [m for m in metric_order if not _score_normalised(m)],
                                   gpu_suite=(Path(__file__).parent / f"{suite.get('name')}_gpu.toml").exists(),
                                   exps=exps, headlines=heads)
-        md += comparisons_section(df, metric_order, heads)
-        md += seed_claim_section(df)
+        # the layer sweep is a study of Grad-CAM itself (its figure below), not a competitor: one of its layers
+        # is the default gradcam's own, which would be compared with itself
+        sweep = [n for _, n in layer_sweep(suite.get("explainers", {}))]
+        compared = df[~df.explainer.isin(sweep)] if len(sweep) >= 2 else df
+        md += comparisons_section(compared, metric_order, heads)
+        md += seed_claim_section(compared)
         if layer_sweep_figure(df, suite.get("explainers", {}), heads, figs / "gradcam_layers.png"):
             md += ["### Grad-CAM across layers", "", "The suite's Grad-CAM explainers that read different layers "
                    "(`[explainers.NAME] type = \"gradcam\"`, `layer = i`): each headline metric's query-mean per "
-                   "layer.", "", f"![Grad-CAM layers]({rel(figs / 'gradcam_layers.png')})", ""]
+                   f"layer ({', '.join(f'`{n}`' for n in sweep)}; left out of the comparisons above, since the "
+                   "default `gradcam` reads one of these layers itself).", "",
+                   f"![Grad-CAM layers]({rel(figs / 'gradcam_layers.png')})", ""]
         md += normalised_section(df, [m for m in metric_order if _score_normalised(m)])
         md += meta_evaluation_section(df, metric_order)
         md += seed_section(df, suite.get("rankers", {}), int(suite.get("seed") or 0), sorted(heads, key=metric_order.index))
