@@ -138,28 +138,30 @@ class PseudoQueries:
     has 3..32 units and whose rest has at least 10 qualify. Units are the ranker's (`analyzer`)."""
 
     def __init__(self, collection, analyzer: str):
-        from .text import analyze, tokenize
-        self.collection, self.analyze, self.tokenize, self.analyzer = collection, analyze, tokenize, analyzer
+        from .text import analyze
+        self.collection = collection
         self.items: dict[str, tuple[list[str], list[str]]] = {}
+        self._leads: dict[str, str] = {}  # the first sentence's text: the BM25 query for negatives
         for d, text in collection.docs.items():
             split = _lead_and_rest(text)
             if split is None:
                 continue
             lead, rest = (analyze(analyzer, t) for t in split)
             if 3 <= len(lead) <= 32 and len(rest) >= 10:
-                self.items[d] = (lead, rest)
+                self.items[d], self._leads[d] = (lead, rest), split[0]
+        self._order = sorted(self.items, key=int) if all(d.isdigit() for d in self.items) else sorted(self.items)
         self._negatives: dict[str, list[str]] = {}
 
     def negatives(self, d: str) -> list[str]:
         if d not in self._negatives:
-            lead = _lead_and_rest(self.collection.docs[d])[0]
-            hits = [x for x, _ in self.collection.index.retrieve(self.tokenize(lead), 50)][5:]
+            from .text import tokenize
+            hits = [x for x, _ in self.collection.index.retrieve(tokenize(self._leads[d]), 50)][5:]
             self._negatives[d] = [x for x in hits if x != d and x in self.items]
         return self._negatives[d]
 
     def triples(self, rng: np.random.Generator, n: int) -> list[tuple[list[str], list[str], list[str]]]:
         """`n` (query units, positive units, negative units), sampled without replacement."""
-        docs = sorted(self.items, key=int) if all(d.isdigit() for d in self.items) else sorted(self.items)
+        docs = self._order
         out = []
         for i in rng.permutation(len(docs))[:n]:
             d = docs[int(i)]
@@ -357,11 +359,9 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             print(f"retraining {name} (seed {seed}): the cached checkpoint at {path} was trained with {stale}",
                   file=sys.stderr)
             model = None
-        if model is not None:
-            pass  # the cached checkpoint
-        elif not train_if_missing:
+        if model is None and not train_if_missing:
             raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")
-        else:
+        if model is None:
             model = build_ranker(name, collection, seed, **config)
             log = train(model, collection, seed=seed, progress=progress)
             save_ranker(model, path, collection.name, log)

@@ -173,12 +173,12 @@ class SuiteConfig:
                 rankers[r] = {"object": f"{type(obj).__module__}.{type(obj).__qualname__}", "params": obj.config(),
                               "explainers": t.get("explainers", {}), "metrics": t.get("metrics", {})}
                 continue
-            own = resolved(ranker_spec(self.ranker_type(r)).cls.params, self.ranker_config(r))
+            spec = ranker_spec(self.ranker_type(r))
+            own = resolved(spec.cls.params, self.ranker_config(r))
             rankers[r] = {**resolved({k: p for k, p in RANKER_KEYS.items() if k not in ("explainers", "metrics")},
                                      {k: v for k, v in t.items() if k in RANKER_KEYS}),
                           "type": self.ranker_type(r), "params": own, "explainers": t.get("explainers", {}),
                           "metrics": t.get("metrics", {})}
-            spec = ranker_spec(self.ranker_type(r))
             if spec.trainable and t.get("train", True) and not t.get("checkpoint"):  # trained by this run
                 rankers[r]["training"] = training_hyperparameters(spec.cls)
         return {"suite": {k: getattr(self, k) for k in SUITE_KEYS if k not in NOT_FINGERPRINTED},
