@@ -47,6 +47,8 @@ class Explanation:
     forward_rows: int = 0
     backward_passes: int = 0
     truncated: bool = False
+    #: the query was cut to the ranker's `max_query_len` words (`truncated` is the document's cut)
+    query_truncated: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     #: [n_doc] / [n_query] (start, end) character spans of the units in the original text, when the
     #: pair was given as text and the ranker's analyzer keeps them (else None)
@@ -75,7 +77,7 @@ class Explanation:
 class Pair:
     """An encoded (query, document) pair, truncated to the ranker's limits.
 
-    q_ids: [Lq], d_ids: [Ld]; `truncated` says the document was cut;
+    q_ids: [Lq], d_ids: [Ld]; `truncated` says the document was cut, `query_truncated` the query;
     `offset` is the contrast document's score for a pairwise target (else 0).
     """
 
@@ -90,6 +92,7 @@ class Pair:
     oov: dict = field(default_factory=dict)  # {"query": [words], "doc_fraction": f}: units the ranker reads as <unk>
     doc_offsets: list[tuple[int, int]] | None = None    # [n_doc] spans in the original document text
     query_offsets: list[tuple[int, int]] | None = None  # [n_query] spans in the original query text
+    query_truncated: bool = False
     #: the query's top candidates (units, the ranker's order; the explained document among them where it ranks
     #: there), for listwise explainers (`Explainer.needs_candidates`); None when unknown (free text)
     candidates: list[list[str]] | None = None
@@ -119,6 +122,7 @@ def make_pair(ranker: Ranker, query: str | Sequence[str], doc: str | Sequence[st
     q_kept, d_kept = list(query_tokens[: ranker.max_query_len]), list(doc_tokens[:n])
     oov = {"query": ranker.vocab.unknown(q_kept), "doc_fraction": len(ranker.vocab.unknown(d_kept)) / max(n, 1)}
     return Pair(q_kept, d_kept, enc.q_ids[0], enc.d_ids[0, :n], enc.truncated[0], target, offset, oov=oov,
+                query_truncated=len(query_tokens) > len(q_kept),
                 doc_offsets=None if d_off is None else d_off[:n],
                 query_offsets=None if q_off is None else q_off[: len(q_kept)])
 
@@ -203,7 +207,7 @@ class Explainer:
             pair_map=None if pm is None else np.asarray(pm, dtype=np.float64), score=score, target=pair.target,
             seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
             forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
-            truncated=pair.truncated, info=info,
+            truncated=pair.truncated, query_truncated=pair.query_truncated, info=info,
             doc_offsets=pair.doc_offsets, query_offsets=pair.query_offsets)
 
     @contextlib.contextmanager

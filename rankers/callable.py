@@ -82,7 +82,6 @@ class CallableRanker(Ranker):
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 <= timeout_s <= 86400:
             raise BadInput(f"callable ranker: timeout_s must be seconds in [0, 86400], got {timeout_s!r}")
         self.timeout_s = float(timeout_s)
-        self._pool = None
         if name is not None:
             self.name = name
         self.calls = 0  # calls of fn so far (cost accounting)
@@ -95,25 +94,30 @@ class CallableRanker(Ranker):
         return {"function": self.function, "batch_size": self.batch_size, "max_doc_len": self.max_doc_len,
                 "max_query_len": self.max_query_len, **({"timeout_s": self.timeout_s} if self.timeout_s else {})}
 
-    def __getstate__(self):  # the timeout's thread pool stays behind (Dask ships rankers to workers)
-        return {**self.__dict__, "_pool": None}
-
     def _timed(self, queries: list[str], docs: list[str]):
-        """fn(queries, docs), bounded by `timeout_s`: the call runs in a helper thread; one that is late is
-        abandoned (Python cannot stop it; it finishes in the background) and reported as a BadInput."""
-        from concurrent.futures import ThreadPoolExecutor, TimeoutError as Late
+        """fn(queries, docs), bounded by `timeout_s`: the call runs in a daemon helper thread; one that is late is
+        abandoned (Python cannot stop it; being a daemon, it never keeps the process from exiting) and reported
+        as a BadInput. The function gets copies of the lists (one that empties them changes nothing here)."""
+        import threading
         if not self.timeout_s:
-            return self.fn(queries, docs)
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rexbench-callable")
-        fut = self._pool.submit(self.fn, queries, docs)
-        try:
-            return fut.result(timeout=self.timeout_s)
-        except Late:
-            self._pool.shutdown(wait=False)
-            self._pool = None
+            return self.fn(list(queries), list(docs))
+        box: dict = {}
+
+        def call():
+            try:
+                box["out"] = self.fn(list(queries), list(docs))
+            except BaseException as e:  # noqa: BLE001 -- handed to the caller's thread
+                box["err"] = e
+
+        t = threading.Thread(target=call, daemon=True, name="rexbench-callable")
+        t.start()
+        t.join(self.timeout_s)
+        if t.is_alive():
             raise BadInput(f"ranker {self.name!r}: the function {self.function} did not return within "
-                           f"{self.timeout_s:g} s (timeout_s) on {len(docs)} pairs") from None
+                           f"{self.timeout_s:g} s (timeout_s) on {len(docs)} pairs")
+        if "err" in box:
+            raise box["err"]
+        return box["out"]
 
     def _text(self, row: torch.Tensor, keep: torch.Tensor | None = None) -> str:
         """The row's text: the original text when nothing is removed; else the kept words, each after
@@ -142,7 +146,7 @@ class CallableRanker(Ranker):
             scores = [float(x) for x in got]
         except BadInput:
             raise
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # SystemExit too: a function's exit() must not end the run unseen
             raise BadInput(f"ranker {self.name!r}: the function {self.function} failed on {len(docs)} pairs "
                            f"({type(e).__name__}: {e})") from None
         self.calls += 1

@@ -11,8 +11,8 @@ works as for the cross-encoder (`rankers.transformer`).
   prompt (left-padded, positions counting real tokens only). The default template is a plain
   yes/no prompt; a model trained with its own prompt (e.g. Qwen3-Reranker's chat format, see
   its model card) must be given that prompt as `template`.
-A token word (e.g. "true") scores through its vocabulary id, or the first piece the tokenizer
-makes of it where the vocabulary has no such token.
+A token word (e.g. "true") scores through its vocabulary id, or the one piece the tokenizer makes
+of it ("▁true"); a word the tokenizer splits or reads as unknown is refused.
 """
 from __future__ import annotations
 
@@ -60,6 +60,10 @@ class _Generative(_PairRanker):
         self.false_token = false_token or self.default_tokens[1]
         import transformers
         self.model = self._load(getattr(transformers, self.auto), dtype=_DTYPES[dtype])
+        if self.missing_weights:  # e.g. a BERT classifier read as a causal LM: its LM head would be random
+            raise BadInput(f"model {self.model_name!r} is not a {self.auto[len('AutoModelFor'):]} checkpoint: "
+                           f"{len(self.missing_weights)} weights it needs are missing (e.g. "
+                           f"{self.missing_weights[0]}), so its answer logits would be random")
         self.encoder_model = self.model
         self._bind(self.model)
         self._extra = set(inspect.signature(self.model.forward).parameters)

@@ -130,7 +130,8 @@ class InputBuilder:
 
 def answer_token(tok, token: str, model_name: str, what: str) -> int:
     """The vocabulary id scoring `token` (e.g. monoT5's 'true'): the token itself where the vocabulary
-    has it, else the first piece the tokenizer makes of it."""
+    has it, else the one piece the tokenizer makes of it ('true' -> '▁true'); a token the tokenizer splits
+    into several pieces or reads as unknown is a BadInput (its first piece would be scored silently)."""
     if not isinstance(token, str) or not token:
         raise BadInput(f"model {model_name!r}: {what} must be a non-empty string")
     vocab = tok.get_vocab()
@@ -139,4 +140,8 @@ def answer_token(tok, token: str, model_name: str, what: str) -> int:
     ids = tok(token, add_special_tokens=False)["input_ids"]
     if not ids:
         raise BadInput(f"model {model_name!r}: its tokenizer makes no piece of {what} {token!r}")
+    if len(ids) > 1 or (tok.unk_token_id is not None and ids[0] == tok.unk_token_id):
+        pieces = tok.convert_ids_to_tokens(ids)
+        raise BadInput(f"model {model_name!r}: {what} {token!r} is not one vocabulary entry (the tokenizer reads "
+                       f"it as {pieces}); give a token the model scores as one piece")
     return int(ids[0])

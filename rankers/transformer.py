@@ -135,26 +135,25 @@ class _HFRanker(Ranker):
         self.model_name = model or (getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None) \
             or default_model_path()
         self.max_length, self.layer, self.init_seed = int(max_length), int(layer), int(init_seed)
-        if removal not in ("pad", "delete", "mask"):
-            raise BadInput(f"removal must be 'pad', 'delete' or 'mask', not {removal!r}")
-        self.removal = removal
         if analyzer not in ("words", "index"):
             raise BadInput(f"analyzer must be 'words' or 'index', not {analyzer!r}")
         self.analyzer = analyzer
         self.template = check_template(template, f"model {self.model_name!r}")
+        if tokenizer is None:
+            check_model_dir(self.model_name)
         try:
             self.tok = tokenizer if tokenizer is not None else \
                 AutoTokenizer.from_pretrained(self.model_name, local_files_only=True)
-        except (OSError, ValueError, TypeError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 -- any failure to read the files is the input's
             raise BadInput(f"model {self.model_name!r}: cannot load its tokenizer offline "
                            f"({_first_line(e)})") from None
+        if len(self.tok) <= len(self.tok.all_special_ids) + 1:
+            raise BadInput(f"model {self.model_name!r}: its tokenizer has {len(self.tok)} tokens (special tokens "
+                           "only): every word would be unknown")
         self.inputs = InputBuilder(self.tok, self.template, self.model_name)
         pad = self.tok.pad_token_id
         self.pad_id = pad if pad is not None else (self.tok.eos_token_id if self.tok.eos_token_id is not None else 0)
-        if removal == "mask" and self.tok.mask_token_id is None:
-            raise BadInput(f"model {self.model_name!r}: its tokenizer has no mask token, so removal = 'mask' "
-                           "does not apply (use 'pad' or 'delete')")
-        self.removed_id = self.tok.mask_token_id if removal == "mask" else self.pad_id
+        self.removal = removal
         self._capture: dict | None = None
         self._capture_attn = False
 
@@ -162,6 +161,22 @@ class _HFRanker(Ranker):
     def from_collection(cls, collection, seed: int = 0, **params) -> "_HFRanker":
         """The HF model as given (a fresh head, if any, seeded by `seed`); words need no collection vocabulary."""
         return cls(init_seed=seed, **params)
+
+    @property
+    def removal(self) -> str:
+        """The removal operator; setting it (constructor, `get_ranker`'s runtime parameter, any route) also sets
+        the id a removed piece moves to (`removed_id`), so the label and the forward cannot disagree."""
+        return self._removal
+
+    @removal.setter
+    def removal(self, removal: str) -> None:
+        if removal not in ("pad", "delete", "mask"):
+            raise BadInput(f"removal must be 'pad', 'delete' or 'mask', not {removal!r}")
+        if removal == "mask" and self.tok.mask_token_id is None:
+            raise BadInput(f"model {self.model_name!r}: its tokenizer has no mask token, so removal = 'mask' "
+                           "does not apply (use 'pad' or 'delete')")
+        self._removal = removal
+        self.removed_id = self.tok.mask_token_id if removal == "mask" else self.pad_id
 
     def config(self) -> dict:
         return {"model": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
@@ -171,10 +186,14 @@ class _HFRanker(Ranker):
 
     def _load(self, cls, **kw):
         try:
-            return cls.from_pretrained(self.model_name, local_files_only=True, **{"dtype": torch.float32, **kw})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            net, info = cls.from_pretrained(self.model_name, local_files_only=True, output_loading_info=True,
+                                            **{"dtype": torch.float32, **kw})
+        except Exception as e:  # noqa: BLE001 -- truncated weights (SafetensorError), wrong architecture, ...
             raise BadInput(f"model {self.model_name!r} cannot be loaded offline as {cls.__name__} "
                            f"({_first_line(e)})") from None
+        #: weights the class needs that the checkpoint lacks (initialised at random by transformers)
+        self.missing_weights = sorted(info.get("missing_keys") or [])
+        return net
 
     def _bind(self, net: nn.Module) -> None:
         """What every forward needs from the loaded model, found through its own API."""
@@ -267,6 +286,21 @@ class _HFRanker(Ranker):
             m = pm[..., None].to(emb.dtype)
             emb = emb * m + fill * (1 - m)
         return b, emb
+
+    def _deleted(self, d_ids: torch.Tensor, d_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Operator "delete" with a hard mask (every value 0 or 1, no gradient): rows of the kept words only
+        ([B, Ld'] word ids, mask None), which the tokenizer then encodes as the text without the removed words,
+        so a word after a removed one is read as it is in that text (a byte-level BPE's first word loses its
+        leading-space piece); other operators and soft masks are returned unchanged (`_masked`)."""
+        if d_mask is None or self.removal != "delete" or d_mask.requires_grad or \
+                not bool(((d_mask == 0) | (d_mask == 1)).all()):
+            return d_ids, d_mask
+        keep = (d_mask > 0) & (d_ids != PAD_ID)
+        n = keep.sum(1)
+        out = torch.full((d_ids.shape[0], max(int(n.max()), 1)), PAD_ID, dtype=d_ids.dtype, device=d_ids.device)
+        for i in range(d_ids.shape[0]):
+            out[i, : int(n[i])] = d_ids[i][keep[i]]
+        return out, None
 
     @staticmethod
     def _piece_mask(d_mask: torch.Tensor | None, widx: torch.Tensor) -> torch.Tensor | None:
@@ -371,6 +405,29 @@ def _position_limit(net: nn.Module, tok) -> int | None:
     return min(limits) if limits else None
 
 
+#: files one of which a local model directory needs for its tokenizer to read words
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model", "spm.model", "merges.txt")
+
+
+def check_model_dir(name: str) -> None:
+    """A local model directory must exist and hold tokenizer files (without them transformers builds an
+    empty tokenizer and every word becomes unknown); a path-like name that is no directory is named as such,
+    not as a hub id."""
+    from pathlib import Path
+    p = Path(name)
+    if p.is_dir():
+        if not any((p / f).is_file() for f in TOKENIZER_FILES):
+            raise BadInput(f"model directory {name} has no tokenizer files (one of {', '.join(TOKENIZER_FILES)}); "
+                           "save the tokenizer with the model (tokenizer.save_pretrained)")
+        if not (p / "config.json").is_file():
+            raise BadInput(f"model directory {name} has no config.json")
+    elif p.exists():
+        raise BadInput(f"model {name} is a file; give the model's directory")
+    elif name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise BadInput(f"model directory {name} does not exist")
+
+
 def _first_line(e: Exception) -> str:
     s = str(e).strip()
     return (s.splitlines()[0][:200] if s else type(e).__name__)
@@ -396,6 +453,17 @@ class _SingleTextRanker(_HFRanker):
 
     def _load_encoder(self, hf_model: nn.Module | None = None) -> None:
         from transformers import AutoModel
+        if hf_model is None:
+            from transformers import AutoConfig
+            try:
+                enc_dec = getattr(AutoConfig.from_pretrained(self.model_name, local_files_only=True),
+                                  "is_encoder_decoder", False)
+            except Exception as e:  # noqa: BLE001
+                raise BadInput(f"model {self.model_name!r}: no loadable config.json offline ({_first_line(e)})") \
+                    from None
+            if enc_dec:
+                raise BadInput(f"model {self.model_name!r} is an encoder-decoder model; {self.name} reads an "
+                               "encoder's token states (use type = \"seq2seq\" for monoT5-style rerankers)")
         self.encoder_model = hf_model if hf_model is not None else self._load(AutoModel)
         self._bind(self.encoder_model)
         self.left_pad = False  # each side is read over its own pieces: right padding is exact
@@ -459,6 +527,7 @@ class BiEncoder(_SingleTextRanker):
         return pooled if d_mask is not None else pooled[inv]
 
     def forward(self, q_ids, d_ids, d_mask=None):
+        d_ids, d_mask = self._deleted(d_ids, d_mask)
         if d_mask is not None:
             d_mask = d_mask * (d_ids != PAD_ID).float()
         return (self._side("query", q_ids) * self._side("doc", d_ids, d_mask)).sum(-1)
@@ -468,6 +537,7 @@ class _PairRanker(_HFRanker):
     """A ranker reading query and document in one sequence (tokenizer pair or template)."""
 
     def forward(self, q_ids, d_ids, d_mask=None):
+        d_ids, d_mask = self._deleted(d_ids, d_mask)
         if d_mask is not None:
             d_mask = d_mask * (d_ids != PAD_ID).float()
         b, inv = self._rows(q_ids, d_ids)

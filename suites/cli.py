@@ -62,8 +62,14 @@ def _common(p: argparse.ArgumentParser, collection: bool = True) -> None:
 
 def _ranker_def(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", default=None, help="suite file whose [rankers.NAME] table defines --ranker")
+    _allow_code(p)
     p.add_argument("--ranker-param", action="append", default=[], metavar="KEY=VALUE",
                    help="ranker parameter (repeatable), e.g. --ranker-param model=/path --ranker-param train=false")
+
+
+def _allow_code(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-code", action="store_true",
+                   help="run Python code the suite file names (callable rankers: function = \"module:attr\")")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("run", help="run a suite file (resumable)")
+    _allow_code(p)
     p.add_argument("suite", help="path to a suite .toml, or the name of a bundled suite (quick, cranfield)")
     p.add_argument("--out", default=None, help="output directory (default results/<suite name>)")
     p.add_argument("--resume", action="store_true",
@@ -126,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "$REXBENCH_CONNECT_TIMEOUT); excludes --workers")
 
     p = sub.add_parser("plan", help="predict a suite's cost on this machine from a short calibration run")
+    _allow_code(p)
     p.add_argument("suite", help="path to a suite .toml, or the name of a bundled suite (quick, cranfield)")
     p.add_argument("--device", default=None, help="cpu | cuda (overrides the suite file)")
     p.add_argument("--workers", type=_int_at_least(1), default=1, help="workers the real run will use")
@@ -242,6 +250,17 @@ def _warn_oov(ranker: str, oov: dict, n_doc: int) -> None:
               "(read as <unk>)", file=sys.stderr)
 
 
+def _warn_truncated(ranker, pair, q_text: str, d_text: str) -> None:
+    """One stderr line per side the ranker cut (`--json` records it too: query_truncated, truncated)."""
+    if pair.query_truncated:
+        print(f"rexbench: warning: the query has {len(ranker.units(q_text))} words; {ranker.name} reads the first "
+              f"{len(pair.query_tokens)} (max_query_len {ranker.max_query_len})", file=sys.stderr)
+    if pair.truncated:
+        print(f"rexbench: warning: the document has {len(ranker.units(d_text))} words; {ranker.name} reads the "
+              f"first {len(pair.doc_tokens)} (max_doc_len {ranker.max_doc_len} words, "
+              f"max_length {getattr(ranker, 'max_length', '-')} pieces)", file=sys.stderr)
+
+
 def cmd_explain(args) -> int:
     import numpy as np
 
@@ -268,8 +287,15 @@ def cmd_explain(args) -> int:
     metric_names = [m for m in args.metrics.split(",") if m]
     for m in metric_names:
         metric_spec(m)
-    explainer_class(args.explainer)
-    params = check_explainer_params(args.explainer, _parse_params(args.param), "--param")
+    etype, params = args.explainer, {}
+    if args.suite:  # the suite's explainer table (its type and parameters, the ranker's overrides), --param wins
+        from suites.config import load_suite
+        cfg = load_suite(args.suite, allow_code=args.allow_code)
+        if args.explainer in cfg.explainers:
+            etype, params = cfg.explainer_type(args.explainer), cfg.explainer_params(args.explainer,
+                                                                                       args.ranker)
+    explainer_class(etype)
+    params = check_explainer_params(etype, {**params, **_parse_params(args.param)}, "--param")
     if args.out:
         if not args.out.endswith((".png", ".html", ".htm")):
             raise BadInput("--out must end in .png or .html")
@@ -295,10 +321,11 @@ def cmd_explain(args) -> int:
         if contrast_id not in coll.docs:
             raise BadInput(f"pair target: document {contrast_id!r} is not in {coll.name}")
         contrast = coll.docs[contrast_id]
-    if args.explainer == "idf_match":
+    if etype == "idf_match":
         params.setdefault("idf", collection_idf(coll))
-    explainer = build_explainer(args.explainer, ranker, **{"seed": args.seed, **params})  # --param seed=N wins
+    explainer = build_explainer(etype, ranker, **{"seed": args.seed, **params})  # --param seed=N wins
     pair = make_pair(ranker, q_text, d_text, contrast, contrast_id)
+    _warn_truncated(ranker, pair, q_text, d_text)
     ranked = None  # (docid, units, score) of the query's candidates, best first, scored once when needed
     if not free and (metric_names or getattr(explainer, "needs_candidates", False)):
         q_units, d_units = coll.units(ranker.analyzer)
@@ -372,7 +399,7 @@ def cmd_run(args) -> int:
     from suites.config import load_suite
     from suites.runner import run_suite
 
-    cfg = load_suite(_suite_path(args.suite))
+    cfg = load_suite(_suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
         _device(args.device)
     t0 = time.perf_counter()
@@ -405,7 +432,7 @@ def cmd_plan(args) -> int:
     from suites.config import load_suite
     from suites.planner import parse_budget, plan_suite, plan_text
     budget = parse_budget(args.budget) if args.budget is not None else None
-    cfg = load_suite(_suite_path(args.suite))
+    cfg = load_suite(_suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
         _device(args.device)
     p = plan_suite(cfg, device=args.device, workers=args.workers, calibrate=args.calibrate, budget_s=budget,

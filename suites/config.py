@@ -53,7 +53,7 @@ from pathlib import Path
 from rankers.errors import BadInput
 from rankers.params import Bool, Choice, Int, IntOrAuto, Param, Str, check_params, resolved
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 SUITE_KEYS = {"name": Str(None, doc="identifier: letters, digits, _ and -"),
               "collection": Str(None, doc="cranfield | synthetic | irds:<id>"),
@@ -165,6 +165,7 @@ class SuiteConfig:
         from explainers import explainer_class
         from metrics import metric_spec
         from rankers import ranker_spec
+        from rankers.identity import artifacts, source_digest
         from rankers.training import training_hyperparameters
         rankers = {}
         for r, t in self.rankers.items():
@@ -172,6 +173,12 @@ class SuiteConfig:
                 obj = self.objects[r]
                 rankers[r] = {"object": f"{type(obj).__module__}.{type(obj).__qualname__}", "params": obj.config(),
                               "explainers": t.get("explainers", {}), "metrics": t.get("metrics", {})}
+                code = artifacts(obj.config())
+                fn = source_digest(getattr(obj, "fn", None))  # a Python function's own source
+                if fn:
+                    code["function"] = fn
+                if code:
+                    rankers[r]["artifacts"] = code
                 continue
             spec = ranker_spec(self.ranker_type(r))
             own = resolved(spec.cls.params, self.ranker_config(r))
@@ -181,6 +188,9 @@ class SuiteConfig:
                           "metrics": t.get("metrics", {})}
             if spec.trainable and t.get("train", True) and not t.get("checkpoint"):  # trained by this run
                 rankers[r]["training"] = training_hyperparameters(spec.cls)
+            code = artifacts(own, t.get("checkpoint"), self.base_dir())
+            if code:  # what computes the scores besides the parameters: code and local files, by content
+                rankers[r]["artifacts"] = code
         return {"suite": {k: getattr(self, k) for k in SUITE_KEYS if k not in NOT_FINGERPRINTED},
                 "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
                 "rankers": rankers,
@@ -197,19 +207,25 @@ def _registered() -> dict:
 
 
 def check_name(name: str, where: str) -> str:
-    if not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise BadInput(f"{where}: {name!r} is not an identifier (letters, digits, _ and -, starting with a "
                        "letter or digit, at most 64 characters)")
     return name
 
 
-def load_suite(path: str | Path) -> SuiteConfig:
-    """Parse and validate a suite file; every problem is a BadInput naming file, key and what is allowed."""
+def load_suite(path: str | Path, allow_code: bool = False) -> SuiteConfig:
+    """Parse and validate a suite file; every problem is a BadInput naming file, key and what is allowed.
+
+    `allow_code`: the user's opt-in (`--allow-code`) to run Python code a suite file names (a callable
+    ranker's `function = "module:attr"`, which imports the module, one beside the suite file included).
+    Without it such a suite is refused in one line: a suite file alone never executes code."""
     from explainers import EXPLAINERS, check_explainer_params
     from metrics import METRICS, check_metric_params
     from rankers import RANKERS
 
     path = Path(path)
+    if path.is_dir():
+        raise BadInput(f"suite file {path} is a directory; give a suite .toml file in it")
     if not path.is_file():
         raise BadInput(f"suite file {path} does not exist")
     try:
@@ -271,6 +287,9 @@ def load_suite(path: str | Path) -> SuiteConfig:
         check_params(f"{f} [rankers.{name}]", schema, params)
         check_tables(f"{f} [rankers.{name}].explainers", "explainer", params.get("explainers", {}), cfg.explainers)
         check_tables(f"{f} [rankers.{name}].metrics", "metric", params.get("metrics", {}), cfg.metrics)
+        if isinstance(params.get("function"), str) and not allow_code:
+            raise BadInput(f"{f} [rankers.{name}]: function = {params['function']!r} imports and runs Python code; "
+                           "a suite file runs code only with --allow-code")
         for x in params.get("skip", []):
             if x not in cfg.explainers and x not in cfg.metrics:
                 raise BadInput(f"{f} [rankers.{name}].skip: {x!r} is neither an explainer nor a metric of the suite")

@@ -325,7 +325,8 @@ def _finish_cells(pending, metric_names, metric_params, batch_size, oom_retries,
     for (key, cell_base, ex, _, peak), res in zip(pending, results):
         common = {**cell_base, "seconds": ex.seconds, "forward_passes": ex.forward_passes,
                   "backward_passes": ex.backward_passes, "truncated": ex.truncated, "peak_mem_mb": peak}
-        info = {"metric_seconds": share, **({"oom_retries": oom_retries} if oom_retries else {})}
+        info = {"metric_seconds": share, **({"oom_retries": oom_retries} if oom_retries else {}),
+                **({"query_truncated": True} if ex.query_truncated else {})}
         rows = [{**common, "metric": m, "value": r.value, "status": r.status, "message": r.message,
                  "curve": r.curve, "info": {**r.info, **info}} for m, r in res.items()]
         out.append(Cell(key, rows, explanation_json(ex)))
@@ -366,5 +367,5 @@ def explanation_json(ex: Explanation) -> dict:
     d = ex.to_json()
     return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
                               "target", "seconds", "forward_passes", "forward_rows", "backward_passes", "truncated",
-                              "doc_offsets",
+                              "query_truncated", "doc_offsets",
                               "query_offsets")}

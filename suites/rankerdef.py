@@ -61,10 +61,10 @@ class RankerDef:
                               progress=progress, config=self.params)
 
 
-def from_suite(path: str, name: str) -> RankerDef:
-    """The `[rankers.NAME]` table of a suite file."""
+def from_suite(path: str, name: str, allow_code: bool = False) -> RankerDef:
+    """The `[rankers.NAME]` table of a suite file (`allow_code`: see `load_suite`)."""
     from .config import load_suite
-    cfg = load_suite(path)
+    cfg = load_suite(path, allow_code)
     if name not in cfg.rankers:
         raise BadInput(f"suite {path} defines no ranker {name!r}; it defines: {', '.join(cfg.rankers)}")
     return cfg.ranker_def(name)
@@ -101,5 +101,5 @@ def from_args(args) -> RankerDef:
     if getattr(args, "suite", None):
         if args.ranker_param or args.checkpoint:
             raise BadInput("--suite takes the ranker's definition from the suite file; drop --ranker-param/--checkpoint")
-        return from_suite(args.suite, args.ranker)
+        return from_suite(args.suite, args.ranker, getattr(args, "allow_code", False))
     return from_cli(args.ranker, args.ranker_param, args.checkpoint)

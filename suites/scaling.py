@@ -60,7 +60,7 @@ def _planned_queries(suite: dict) -> dict[str, int]:
     path = suite.get("path")
     if not path or not Path(path).is_file():
         return {}
-    cfg = load_suite(path)
+    cfg = load_suite(path, allow_code=True)  # shards are planned only: no ranker is loaded, no code runs
     qids = sampled_queries(cfg, load_collection(cfg.collection, seed=cfg.seed))
     return dict(Counter(r for r, _ in plan(cfg, qids, set())))
 

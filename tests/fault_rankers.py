@@ -37,3 +37,24 @@ def sleepy(queries: list[str], docs: list[str]) -> list[float]:
     import os
     time.sleep(float(os.environ.get("REXBENCH_TEST_SLEEP", "0")))
     return overlap(queries, docs)
+
+
+def forever(queries: list[str], docs: list[str]) -> list[float]:
+    """Never returns (a backend that hangs): only `timeout_s` ends its calls."""
+    while True:
+        time.sleep(1)
+
+
+def exits(queries: list[str], docs: list[str]) -> list[float]:
+    """Calls exit(5) on a perturbed document (more than one pair in the call)."""
+    if len(docs) > 2:
+        raise SystemExit(5)
+    return overlap(queries, docs)
+
+
+def empties_its_input(queries: list[str], docs: list[str]) -> list[float]:
+    """Scores, then empties the lists it was given (a function that consumes its input)."""
+    out = overlap(queries, docs)
+    docs.clear()
+    queries.clear()
+    return out

@@ -96,7 +96,11 @@ def build(family: str, path: Path) -> str:
                                         sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
                                         mask_token="[MASK]")
     elif family == "t5":
-        tok = T.T5Tokenizer(vocab=_unigram(["<pad>", "</s>", "<unk>"], "<unk>"), extra_ids=0)
+        # monoT5's answer words are single pieces of its vocabulary, as in the real model
+        vocab = _unigram(["<pad>", "</s>", "<unk>"], "<unk>")
+        best = max(sc for p, sc in vocab[3:])
+        vocab = vocab[:3] + [(w, best) for w in ("▁true", "▁false") if w not in dict(vocab)] + vocab[3:]
+        tok = T.T5Tokenizer(vocab=vocab, extra_ids=0)
     elif family in ("qwen2", "qwen2-cls"):
         vocab, merges = _bpe(["<|endoftext|>"])
         tok = T.Qwen2Tokenizer(vocab=vocab, merges=merges)

@@ -178,7 +178,7 @@ def test_callable_ranker_in_a_suite_and_on_a_run_file(tmp_path, cranfield):
                explainers="[explainers.occlusion]\n[explainers.kernel_shap]\nn_samples = 30\n"
                           "[explainers.integrated_gradients]\nn_steps = 4\n",
                samples=f'queries = 2\ntop_k = 1\nrelevant = 0\nrun_file = "{run.name}"\n')
-    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
+    d = run_suite(load_suite(p, allow_code=True), tmp_path / "run", progress=False)
     df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
     assert all(docid in keep[q] for q, docid in zip(df.qid, df.docid))
     fn = df[df.ranker == "fn"]
@@ -212,7 +212,7 @@ def test_listing_and_runner_agree_on_compatibility(synthetic, ce_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("table, msg", [
-    ('type = "crossencoder"\nmodel = "/nonexistent/model"\ntrain = false', "cannot load its tokenizer"),
+    ('type = "crossencoder"\nmodel = "/nonexistent/model"\ntrain = false', "model directory /nonexistent/model does not exist"),
     ('type = "crossencoder"\nmodel = "{plain}"\ntrain = false', "no sequence-classification head"),
     ('type = "callable"\nfunction = "byo_rankers:wrong_count"', "returned 3 scores for 2"),
     ('type = "callable"\nfunction = "byo_rankers:nan_scores"', "non-finite score"),
@@ -224,7 +224,7 @@ def test_bad_rankers_exit_2_before_writing(table, msg, tmp_path, capsys):
     plain = _save_bert(tmp_path / "plain", head=None)
     p = _suite(tmp_path, "[rankers.bad]\n" + table.replace("{plain}", plain) + "\n")
     prior = tmp_path / "prior"
-    assert main(["run", str(p), "--out", str(prior), "--quiet"]) == 2
+    assert main(["run", str(p), "--allow-code", "--out", str(prior), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert msg in err and "\n" not in err and "Traceback" not in err
     assert not prior.exists()  # nothing written
@@ -281,7 +281,7 @@ def test_readme_toml_example_runs(ce_dir, tmp_path, capsys):
     toml = _readme_block("toml").replace("MODEL_DIR", ce_dir)
     p = tmp_path / "byo.toml"
     p.write_text(toml)
-    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     df = pd.read_csv(tmp_path / "run" / "results.csv")
     assert set(df.ranker) == {"my_ce", "my_fn"}
     assert set(df[df.status == "skipped"].explainer) == {"integrated_gradients"}

@@ -139,7 +139,7 @@ def test_failed_overwrite_keeps_the_complete_run(tmp_path, capsys, fault_module,
     # a callable that returns NaN for the empty document (effectiveness and deletion curves score it)
     bad = _suite(tmp_path, "nan.toml", ranker="mine", ranker_extra='type = "callable"\nfunction = '
                  '"fault_rankers:nan_on_empty"')
-    err = _one_line(capsys, 2, ["run", str(bad), "--out", str(out), "--overwrite", "--quiet"])
+    err = _one_line(capsys, 2, ["run", str(bad), "--allow-code", "--out", str(out), "--overwrite", "--quiet"])
     assert "empty document" in err and "'mine'" in err and "ranker 'mine': ranker" not in err
     assert _snapshot(out) == before
     # a damaged cached checkpoint
@@ -320,13 +320,13 @@ def test_unknown_words_never_match_each_other(name, synthetic):
 def test_ranker_failing_during_metrics_becomes_error_rows(tmp_path, capsys, fault_module):
     p = _suite(tmp_path, ranker="mine", explainer="random",
                ranker_extra='type = "callable"\nfunction = "fault_rankers:fails_on_perturbations"')
-    assert main(["run", str(p), "--out", str(tmp_path / "w1"), "--quiet"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "w1"), "--quiet"]) == 0
     one = _rows(tmp_path / "w1")
     assert len(one) and (one.status == "error").all()
     assert one.message.str.startswith("ranker 'mine': ").all() and not one.message.str.contains("'callable'").any()
     assert one.message.str.contains("backend refused").all()
     pytest.importorskip("distributed")
-    assert main(["run", str(p), "--out", str(tmp_path / "w2"), "--quiet", "--workers", "2"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "w2"), "--quiet", "--workers", "2"]) == 0
     pd.testing.assert_frame_equal(one, _rows(tmp_path / "w2"))
 
 
@@ -416,7 +416,7 @@ def _kill_mid_run(tmp_path, victim: str):
     p = _suite(tmp_path, ranker="mine", explainer="random",
                ranker_extra='type = "callable"\nfunction = "fault_rankers:sleepy"')
     p.write_text(p.read_text().replace("queries = 2", "queries = 6"))
-    assert main(["run", str(p), "--out", str(tmp_path / "ref"), "--quiet"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "ref"), "--quiet"]) == 0
     port = _free_port()
     # the distributed run's processes sleep 0.3 s per call of the function: its shards last seconds each
     env = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False", "REXBENCH_CONNECT_TIMEOUT": "5",
@@ -431,7 +431,7 @@ def _kill_mid_run(tmp_path, victim: str):
                                         stderr=subprocess.DEVNULL, env=env)}
     out = tmp_path / "run"
     try:
-        run = subprocess.Popen([sys.executable, "-m", "suites.cli", "run", str(p), "--out", str(out), "--quiet",
+        run = subprocess.Popen([sys.executable, "-m", "suites.cli", "run", str(p), "--allow-code", "--out", str(out), "--quiet",
                                 "--address", f"tcp://127.0.0.1:{port}"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
@@ -454,7 +454,7 @@ def _kill_mid_run(tmp_path, victim: str):
     assert run.returncode == 1, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert "Traceback" not in err and lines[-1].startswith("rexbench: error:") and "--resume" in lines[-1], err
-    assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(out), "--resume", "--quiet"]) == 0
     pd.testing.assert_frame_equal(_rows(out), _rows(tmp_path / "ref"))
     return lines[-1]
 
@@ -518,15 +518,15 @@ def test_a_module_next_to_the_suite_file_imports_without_pythonpath(tmp_path, ca
     p = _suite(tmp_path, ranker="mine", explainer="occlusion",
                ranker_extra='type = "callable"\nfunction = "beside_the_suite_xyz:score"')
     assert str(tmp_path) not in sys.path
-    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     df = _rows(tmp_path / "run")
     assert len(df) and (df.status == "ok").all()
     assert str(tmp_path) not in sys.path  # only while rankers load
     pytest.importorskip("distributed")
-    assert main(["run", str(p), "--out", str(tmp_path / "w2"), "--quiet", "--workers", "2"]) == 0
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "w2"), "--quiet", "--workers", "2"]) == 0
     pd.testing.assert_frame_equal(_rows(tmp_path / "w2"), df)
     capsys.readouterr()
-    assert main(["explain", "--suite", str(p), "--ranker", "mine", "--explainer", "occlusion", "--query", "a b",
+    assert main(["explain", "--suite", str(p), "--allow-code", "--ranker", "mine", "--explainer", "occlusion", "--query", "a b",
                  "--doc", "a c b", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(2.003)
 

@@ -161,7 +161,7 @@ n_steps = 8
 [explainers.exact_shapley]
 {metrics}
 """)
-    d = run_suite(load_suite(p), tmp_path / "run", progress=False)
+    d = run_suite(load_suite(p, allow_code=True), tmp_path / "run", progress=False)
     df = pd.read_csv(d / "results.csv", dtype={"qid": str, "docid": str})
     ok = df[df.status == "ok"]
     assert set(ok.ranker) == set(RANKERS)
