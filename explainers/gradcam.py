@@ -95,7 +95,7 @@ class GradCAM(Explainer):
         alpha = g.mean(dim=(2, 3), keepdim=True) if self.weights == "mean" else g  # [1, C, 1, 1] or per cell
         cam = (alpha * a).sum(1)[0]                       # [n_query, n_doc]
         cam = cam if self.signed else torch.relu(cam)
-        return {"pair_map": cam.detach().cpu().numpy(), "score": float(s[0]), "info": {"layer": self.layer_name, "weights": self.weights}}
+        return {"pair_map": cam.detach().float().cpu().numpy(), "score": float(s[0]), "info": {"layer": self.layer_name, "weights": self.weights}}
 
     def _attribute_tokens(self, pair: Pair) -> dict:
         from .aggregate import pieces_to_words
@@ -110,7 +110,7 @@ class GradCAM(Explainer):
             h, widx, qidx, _ = cap[side]
             w = g[0].mean(0) if self.weights == "mean" else g[0]  # [H] or [P, H]
             m = (h[0] * w).sum(-1)                            # [P]
-            m = (m if self.signed else torch.relu(m)).detach().cpu().numpy()
+            m = (m if self.signed else torch.relu(m)).detach().float().cpu().numpy()
             if side in ("doc", "pair"):
                 out["doc_scores"] = pieces_to_words(m, widx[0].tolist(), nd)
             if side == "query":

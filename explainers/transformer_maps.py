@@ -23,7 +23,8 @@ class AttentionExplainer(Explainer):
     """Attention baseline: the last encoder layer's attention averaged over heads.
 
     Cross-encoder: doc_scores = attention from the position the score is read from ([CLS]; a
-    decoder's last token; seq2seq: the first decoder step's cross-attention, last decoder layer)
+    decoder's last token; a mean-pooling head, e.g. ModernBERT's: the mean over every attended position;
+    seq2seq: the first decoder step's cross-attention, last decoder layer)
     to each document word's pieces (summed); pair_map[i, j] = attention from query word i's pieces
     to document word j's pieces (summed). Bi-encoder: doc_scores = mean attention
     each document word receives within the document pass; no pair map.

@@ -39,6 +39,8 @@ class _Generative(_PairRanker):
     default_tokens = ("", "")
     params = {**_PairRanker.params,
               "max_length": Int(512, lo=8, hi=32768, doc="pieces of the filled template"),
+              # a word is at least one piece: 512 words never cut a document the 512 pieces would hold
+              "max_doc_len": Int(512, lo=1, hi=100000, doc="document words kept (the pieces limit usually cuts first)"),
               "model": Str(None, nullable=True, doc="local path or HF id (required: no bundled default)"),
               "template": Str(None, nullable=True, doc="the prompt, with {query} and {document} (default: the "
                               "type's own, see rankers.generative)"),
@@ -48,11 +50,12 @@ class _Generative(_PairRanker):
 
     def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 512,
                  template: str | None = None, true_token: str | None = None, false_token: str | None = None,
-                 dtype: str = "float32", **kw):
+                 dtype: str = "float32", max_doc_len: int = 512, **kw):
         if model is None and kw.get("tokenizer") is None:
             raise BadInput(f"{self.name}: give `model` (a local directory or HF id of a {self.example} checkpoint); "
                            "there is no bundled default")
-        super().__init__(vocab, model, max_length, template=template or self.default_template, **kw)
+        super().__init__(vocab, model, max_length, template=template or self.default_template,
+                         max_doc_len=max_doc_len, **kw)
         if dtype not in _DTYPES:
             raise BadInput(f"dtype must be one of {', '.join(_DTYPES)}, not {dtype!r}")
         self.dtype_name = dtype

@@ -366,6 +366,7 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             log = train(model, collection, seed=seed, progress=progress)
             save_ranker(model, path, collection.name, log)
             model.train_log = log
+            model.trained_now = True  # this call paid `log["seconds"]` (a cached model's log is history)
     for k, v in runtime.items():
         setattr(model, k, v)
     return model.to(device).eval()

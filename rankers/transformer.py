@@ -644,6 +644,9 @@ class CrossEncoder(_PairRanker):
         score = logits[:, 0] if self.label_index is None else torch.log_softmax(logits.float(), -1)[:, self.label_index]
         att = out.attentions if attentions else None
         summary = None
-        if att is not None:
+        if att is not None and not self.reads_one_position():  # a mean-pooling head reads every position
+            w = b.attn.to(att[-1].dtype)
+            summary = (att[-1].mean(1) * w[:, :, None]).sum(1) / w.sum(1, keepdim=True)
+        elif att is not None:
             summary = att[-1].mean(1)[:, -1 if self.left_pad else 0]  # last token (decoders) or [CLS]
         return ModelOut(score, out.hidden_states if hidden else None, att, summary)

@@ -36,6 +36,10 @@ from .config import RANKER_KEYS, SuiteConfig, check_name
 
 def _as_table(x: Sequence[str] | Mapping[str, dict], what: str) -> dict[str, dict]:
     if isinstance(x, Mapping):
+        for k, v in x.items():
+            if v is not None and not isinstance(v, Mapping):
+                raise BadInput(f"{what}[{k!r}]: expected a mapping of parameters (or None), not "
+                               f"{type(v).__name__} {str(v)[:60]}")
         return {k: dict(v or {}) for k, v in x.items()}
     if isinstance(x, str) or not x:
         raise BadInput(f"{what}: give a non-empty list of names or a mapping name -> parameters")

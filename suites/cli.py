@@ -442,9 +442,12 @@ def cmd_plan(args) -> int:
 
 
 def cmd_report(args) -> int:
+    import os
     from pathlib import Path
 
     from suites.report import write_report
+    if args.pack and Path(args.dir).is_dir() and not os.access(args.dir, os.W_OK | os.X_OK):
+        raise BadInput(f"--pack writes {Path(args.dir) / 'results.sqlite.gz'}, but {args.dir} is not writable")
     if args.out is not None:
         if Path(args.out).is_dir():
             raise BadInput(f"--out {args.out} is a directory; give the report's file name, e.g. {args.out}/RESULTS.md")

@@ -38,11 +38,18 @@ def parse_budget(text: str) -> float:
     """'90s', '30m', '1h', '1h30m' or plain seconds -> seconds."""
     t = str(text).strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", t):
-        return float(t)
+        return _finite_budget(text, float(t))
     parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", t)
     if not parts or "".join(a + b for a, b in parts) != t:
         raise BadInput(f"--budget {text!r}: expected e.g. 90s, 30m, 1h or 1h30m")
-    return sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts)
+    return _finite_budget(text, sum(float(a) * {"h": 3600, "m": 60, "s": 1}[b] for a, b in parts))
+
+
+def _finite_budget(text: str, seconds: float) -> float:
+    """A budget up to a year (a 400-digit number would overflow the arithmetic that follows)."""
+    if not math.isfinite(seconds) or seconds > 366 * 86400:
+        raise BadInput(f"--budget {str(text)[:40]!r}: at most a year (366 days)")
+    return seconds
 
 
 def queries_for_significance(n_explainers: int, alpha: float = ALPHA) -> int:
@@ -83,15 +90,17 @@ def _calibrate(cfg: SuiteConfig, calibrate: int, device: str, data_dir: str | No
     training seconds, wall time and fixed cost."""
     from .runner import run_suite
     cal_cfg = dataclasses.replace(cfg, queries=calibrate)  # the runner slices each ranker's queries from these
-    with tempfile.TemporaryDirectory(prefix="rexbench-plan-") as tmp:
+    from .rundir import private_tmp
+    with private_tmp("plan") as tmp:
         t0 = time.perf_counter()
         run_suite(cal_cfg, Path(tmp) / "cal", device=device, progress=False, data_dir=data_dir)
         wall = time.perf_counter() - t0
         con = sqlite3.connect(Path(tmp) / "cal" / "results.sqlite")
         try:
             shards = con.execute("SELECT ranker, seconds FROM shards").fetchall()
-            trained = [json.loads(d).get("train_seconds") for (d,) in
-                       con.execute("SELECT data FROM rankers WHERE split = 'test'")]
+            # training this calibration did (a cached model's recorded training time is not paid now)
+            trained = [d.get("train_seconds") for d in (json.loads(x) for (x,) in
+                       con.execute("SELECT data FROM rankers WHERE split = 'test'")) if d.get("trained_now")]
             exps = [(r, e, json.loads(x)) for r, e, x in con.execute("SELECT ranker, explainer, data FROM explanations")]
         finally:
             con.close()
@@ -104,23 +113,24 @@ def _calibrate(cfg: SuiteConfig, calibrate: int, device: str, data_dir: str | No
 def _from_run(cfg: SuiteConfig, coll, run_dir: Path, calibrate: int, device: str, data_dir: str | None) -> dict:
     """The calibration read from an existing run of the same suite (fingerprint checked): each ranker's shards
     on the suite's first `calibrate` sampled queries; the fixed cost is the run's recorded preparation time."""
-    from .rundir import DB, first_difference
+    from .rundir import copy_database, first_difference, run_database
     from .runner import run_fingerprint, sampled_queries
-    db = run_dir / DB
-    if not db.is_file():
-        raise BadInput(f"--calibration-run {run_dir}: no {DB} there")
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
-        diff = first_difference(meta.get("fingerprint") or {}, run_fingerprint(cfg, device, coll))
-        if diff is not None:
-            raise BadInput(f"--calibration-run {run_dir} is a run of another suite or settings (differs at {diff})")
-        first = set(sampled_queries(cfg, coll)[:calibrate])
-        shards = [(r, s) for r, q, s in con.execute("SELECT ranker, qid, seconds FROM shards") if q in first]
-        exps = [(r, e, json.loads(x)) for r, e, q, x in
-                con.execute("SELECT ranker, explainer, qid, data FROM explanations") if q in first]
-    finally:
-        con.close()
+    # checked as every command that reads a run checks it (a packed run too); read from a private copy, so
+    # neither the database nor its WAL is touched
+    with run_database(run_dir, "--calibration-run") as db, tempfile.TemporaryDirectory(prefix="rexbench-") as tmp:
+        con = sqlite3.connect(copy_database(db, Path(tmp)))
+        try:
+            meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
+            diff = first_difference(meta.get("fingerprint") or {}, run_fingerprint(cfg, device, coll))
+            if diff is not None:
+                raise BadInput(f"--calibration-run {run_dir} is a run of another suite or settings (differs at "
+                               f"{diff})")
+            first = set(sampled_queries(cfg, coll)[:calibrate])
+            shards = [(r, s) for r, q, s in con.execute("SELECT ranker, qid, seconds FROM shards") if q in first]
+            exps = [(r, e, json.loads(x)) for r, e, q, x in
+                    con.execute("SELECT ranker, explainer, qid, data FROM explanations") if q in first]
+        finally:
+            con.close()
     fixed = float((meta.get("prepared") or {}).get("seconds", float("nan")))
     return {"shards": shards, "exps": exps, "wall": sum(float(s) for _, s in shards), "training": 0.0,
             "fixed": fixed, "source": f"the first {calibrate} queries of {run_dir}"}

@@ -22,6 +22,7 @@ import shutil
 import socket
 import sqlite3
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from rankers.errors import BadInput
@@ -35,6 +36,34 @@ STAGING = ".rexbench-overwrite"
 #: the tables of a rexbench results database (suites.store.SCHEMA)
 TABLES = {"results", "cells", "explanations", "rankers", "meta", "shards"}
 _SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def private_tmp(kind: str) -> tempfile.TemporaryDirectory:
+    """A temporary directory `rexbench-<kind>-<pid>-*` (removed on exit). Directories of this form left by a
+    process that no longer exists (killed with -9: no cleanup ran) are removed first."""
+    import re
+    root = Path(tempfile.gettempdir())
+    for d in root.glob("rexbench-*-*-*"):
+        m = re.fullmatch(r"rexbench-[a-z]+-(\d+)-.*", d.name)
+        if m and d.is_dir() and not _alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=f"rexbench-{kind}-{os.getpid()}-")
+
+
+def clear_leftovers(out: Path) -> None:
+    """What a killed run left in `out` (its lock held now): the staging directory of an `--overwrite` killed
+    before its swap (the old run beside it is whole)."""
+    shutil.rmtree(out / STAGING, ignore_errors=True)
 
 
 def writable_ancestor(path: Path, what: str = "output path") -> None:
@@ -68,15 +97,16 @@ def copy_database(db: Path, into: Path) -> Path:
     return copy
 
 
-def check_database(db: Path) -> dict:
+def check_database(db: Path, shown: Path | None = None) -> dict:
     """Check a results database without touching it or its WAL: the SQLite header, then
     `PRAGMA quick_check` and the expected tables on a private copy of the file and its WAL (a
     read-only check that opened the original could still replay or remove the WAL). Returns
-    its meta table; anything else is a BadInput naming the file."""
+    its meta table; anything else is a BadInput naming the file (`shown`: the name to give, e.g. the packed
+    file an unpacked copy came from)."""
     db = Path(db)
 
     def bad(why: str) -> BadInput:
-        return BadInput(f"{db} is not a usable rexbench results database ({why}; it was left as it is: move it "
+        return BadInput(f"{shown or db} is not a usable rexbench results database ({why}; it was left as it is: move it "
                         "away, use another --out, or `rexbench run --overwrite` to replace it)")
     if not db.is_file():
         raise bad("not a file")
@@ -179,16 +209,44 @@ def clear_run(out: Path) -> None:
     """Remove the files of a previous run (under the lock, after validation)."""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
+    _clear_exports(out)
+
+
+def _clear_exports(out: Path) -> None:
+    """Remove a previous run's exports (results.csv, summary.csv, RESULTS.md, figures), not its database."""
+    for name in RUN_FILES[3:]:
+        (out / name).unlink(missing_ok=True)
     figs = out / "figures"
     if figs.is_dir():
         for f in figs.glob("*.png"):
             f.unlink()
 
 
+def fold_wal(db: Path) -> None:
+    """Make a database about to be replaced one self-contained file: its WAL checkpointed into it and removed
+    by SQLite, so that renaming another database over it can never pair the newcomer with the old WAL. The WAL
+    of a database SQLite cannot open (damaged, and being replaced) is removed with it."""
+    if db.exists():
+        try:
+            con = sqlite3.connect(db, timeout=30)
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con.execute("PRAGMA journal_mode=DELETE")  # the WAL is folded in and SQLite removes it
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+
+
 class Staging:
     """`--overwrite` without losing the old run: the new database is written in `DIR/.rexbench-overwrite/`
-    and `swap(store)` moves it into place (removing the old run's files) once the new run has recorded
-    its first shard. `discard()` (the run failed before that) removes the staging directory only."""
+    and `swap(store)` renames it over the old one once the new run has recorded its first shard. The old
+    database is first made one self-contained file (`fold_wal`), then the new one replaces it in one rename:
+    at every instant one complete run is on disk (the old, then the new); the old run's exports go after.
+    `discard()` (the run failed before its first shard) removes the staging directory only; one left by a
+    killed run is removed by the next command that takes the directory's lock (`runner.run_suite`)."""
 
     def __init__(self, out: Path):
         self.out, self.dir = out, out / STAGING
@@ -202,7 +260,8 @@ class Staging:
     def swap(self, store) -> None:
         if self.swapped:
             return
-        store.move(self.out / DB, before=lambda: clear_run(self.out))
+        store.move(self.out / DB, before=lambda: fold_wal(self.out / DB))
+        _clear_exports(self.out)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.swapped = True
 
@@ -242,16 +301,19 @@ def pack_database(run_dir: Path) -> Path:
     SQLite's backup API, so a WAL is folded in), gzip-compressed with no timestamp, so the same results
     give the same bytes. Tracked in git beside the committed report (`rexbench report` reads it when the
     database itself is absent)."""
-    import gzip
-    import shutil
-    import sqlite3
-    import tempfile
-    db = run_dir / "results.sqlite"
+    db = run_dir / DB
     if not db.exists():
-        from rankers.errors import BadInput
-        raise BadInput(f"{run_dir} holds no results.sqlite to pack")
+        raise BadInput(f"{run_dir} holds no {DB} to pack")
     out = run_dir / PACKED
-    with tempfile.TemporaryDirectory(prefix="rexbench-pack-") as tmp:
+    try:
+        return _pack(db, out)
+    except OSError as e:
+        raise BadInput(f"cannot write {out} ({e.strerror or e})") from None
+
+
+def _pack(db: Path, out: Path) -> Path:
+    import gzip
+    with private_tmp("pack") as tmp:
         copy = Path(tmp) / "results.sqlite"
         src, dst = sqlite3.connect(f"file:{db}?mode=ro", uri=True), sqlite3.connect(copy)
         try:
@@ -269,11 +331,60 @@ def pack_database(run_dir: Path) -> Path:
     return out
 
 
-def unpack_database(packed: Path, into: Path) -> Path:
-    """Decompress a packed database into the directory `into`; returns the database's path."""
+#: the most bytes a packed database may decompress to (a gzip bomb is refused once it passes this)
+MAX_UNPACKED = 8 << 30
+
+
+def unpack_database(packed: Path, into: Path, limit: int | None = None) -> Path:
+    """Decompress a packed database into the directory `into`; returns the database's path. Anything but a
+    gzip of an SQLite file (a directory, a truncated or garbage file, one that decompresses past `limit`
+    bytes: its header is checked first, then the size as it streams) is a BadInput naming the file."""
     import gzip
-    import shutil
+    import zlib
+    packed, limit = Path(packed), MAX_UNPACKED if limit is None else limit
+
+    def bad(why: str) -> BadInput:
+        return BadInput(f"{packed} is not a packed rexbench results database ({why}); it was left as it is")
+    if not packed.is_file():
+        raise bad("a directory" if packed.is_dir() else "not a file")
     target = into / "results.sqlite"
-    with gzip.open(packed, "rb") as z, open(target, "wb") as f:
-        shutil.copyfileobj(z, f, 1 << 20)
+    try:
+        with gzip.open(packed, "rb") as z, open(target, "wb") as f:
+            head = z.read(len(_SQLITE_HEADER))
+            if head != _SQLITE_HEADER:
+                raise bad("it does not hold an SQLite database")
+            f.write(head)
+            total = len(head)
+            while chunk := z.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise bad(f"it decompresses to more than {limit >> 20} MiB")
+                f.write(chunk)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise bad(f"damaged gzip: {type(e).__name__}{': ' + str(e) if str(e) else ''}") from None
+    except OSError as e:
+        raise bad(f"cannot read: {e.strerror or e}") from None
     return target
+
+
+@contextmanager
+def run_database(run_dir: Path, what: str):
+    """The checked results database of the run in `run_dir` (`check_database`), or of its packed copy
+    (`results.sqlite.gz`, unpacked into a temporary directory for the life of the context): what every
+    command that reads a run directory reads. `what` names the option in the error when there is neither."""
+    run_dir = Path(run_dir)
+    db = run_dir / DB
+    if db.exists():
+        check_database(db)
+        yield db
+        return
+    if (run_dir / PACKED).exists():
+        with private_tmp("unpack") as tmp:
+            unpacked = unpack_database(run_dir / PACKED, Path(tmp))
+            check_database(unpacked, shown=run_dir / PACKED)
+            yield unpacked
+        return
+    if not run_dir.is_dir():
+        raise BadInput(f"{what} {run_dir}: no such run directory")
+    raise BadInput(f"{what} {run_dir} holds no {DB} and no {PACKED} (run `rexbench run SUITE.toml --out "
+                   f"{run_dir}` first)")

@@ -25,7 +25,8 @@ from .config import SuiteConfig
 from .engine import SerialEngine, engine
 from .execute import RunSpec, runtime
 from .rankerdef import importable_from
-from .rundir import DB, RunLock, Staging, check_out_dir, first_difference, fingerprint, writable_ancestor
+from .rundir import (DB, RunLock, Staging, check_out_dir, clear_leftovers, clear_run, first_difference, fingerprint,
+                     writable_ancestor)
 from .store import Store
 
 
@@ -163,6 +164,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     eng.start()
     try:
         with RunLock(out):
+            clear_leftovers(out)  # a killed --overwrite's staging directory
             stored = check_out_dir(out, resume, overwrite)  # again, under the lock
             _check_resumable(out, stored, fp)
             staging = Staging(out) if overwrite and (out / DB).exists() else None
@@ -231,6 +233,13 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
             if cfg.effectiveness:
                 _effectiveness(store, cfg, device, progress, data_dir)
             export(store, out)
+    except BadInput:
+        # the input's fault found while preparing (e.g. a function that fails on the whole split): a new run
+        # that recorded no shard leaves nothing behind (exit 2 writes nothing); a resumed one keeps its shards
+        if not resume and staging is None and not store.done_shards(cfg.name):
+            store.close()
+            clear_run(out)
+        raise
     finally:  # the engine is closed by `with eng` (or by run_suite when preparing failed)
         store.close()
         if staging:
@@ -298,11 +307,15 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             # rankers with the same weights (tables that differ only in a runtime parameter such as `removal`)
             # score the unperturbed candidates alike: ranked once; the empty document is each one's own
             key = _weights_key(cfg, rname)
-            if key is not None and key not in runs:
-                runs[key] = run_ranker(ranker, coll, "test")
-            eff = evaluate(ranker, coll, "test", empty=True, run=runs.get(key))
+            try:
+                if key is not None and key not in runs:
+                    runs[key] = run_ranker(ranker, coll, "test")
+                eff = evaluate(ranker, coll, "test", empty=True, run=runs.get(key))
+            except BadInput as e:  # e.g. a function wrong only on calls larger than the probe's
+                raise BadInput(f"{about_ranker(rname, e)} (while ranking the {coll.name} test split)") from None
             log = getattr(ranker, "train_log", {}) or {}
             store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
+                                                        "trained_now": bool(getattr(ranker, "trained_now", False)),
                                                         "best_epoch": log.get("best_epoch"),
                                                         "load_seconds": load_s, "device": device,
                                                         "units": ranker.analyzer,

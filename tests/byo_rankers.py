@@ -46,3 +46,9 @@ def overlap(queries: list[str], docs: list[str]) -> list[float]:
         tf = Counter(toks)
         out.append(sum(math.log1p(tf[t]) for t in tokenize(q)) / (1 + math.log1p(len(toks))))
     return out
+
+
+def wrong_count_on_big_calls(queries: list[str], docs: list[str]) -> list[float]:
+    """Right on small calls (the two-candidate probe), one score short on calls of more than 3 pairs."""
+    out = overlap(queries, docs)
+    return out[:-1] if len(docs) > 3 else out

@@ -277,16 +277,46 @@ def test_readme_python_example_runs(capsys):
     assert "rank_deletion" in out and "needs mask_gradient" in out
 
 
-def test_readme_toml_example_runs(ce_dir, tmp_path, capsys):
-    toml = _readme_block("toml").replace("MODEL_DIR", ce_dir)
-    p = tmp_path / "byo.toml"
-    p.write_text(toml)
-    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "run"), "--quiet"]) == 0
-    df = pd.read_csv(tmp_path / "run" / "results.csv")
+def test_readme_toml_example_runs_as_copied(ce_dir, tmp_path):
+    """As README says: byo.toml in a folder of its own with tests/byo_rankers.py beside it, MODEL_DIR replaced,
+    `rexbench run byo.toml --allow-code` from that folder, in a fresh process whose path holds neither tests/
+    nor the folder (the module is found beside the suite file)."""
+    import shutil
+    import subprocess
+    import sys
+    work = tmp_path / "mine"
+    work.mkdir()
+    (work / "byo.toml").write_text(_readme_block("toml").replace("MODEL_DIR", ce_dir))
+    shutil.copy(ROOT / "tests" / "byo_rankers.py", work / "byo_rankers.py")
+    rexbench = Path(sys.executable).with_name("rexbench")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([str(rexbench), "run", "byo.toml", "--allow-code", "--out", "run", "--quiet"], cwd=work,
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(work / "run" / "results.csv")
     assert set(df.ranker) == {"my_ce", "my_fn"}
     assert set(df[df.status == "skipped"].explainer) == {"integrated_gradients"}
     assert set(df[df.status == "skipped"].ranker) == {"my_fn"}
     assert (df[df.explainer != "integrated_gradients"].status == "ok").all()
+    # and without --allow-code the suite is refused in one line, before anything is written
+    proc = subprocess.run([str(rexbench), "run", "byo.toml", "--out", "run2"], cwd=work, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--allow-code" in proc.stderr and not (work / "run2").exists()
+
+
+def test_readme_commands_that_read_the_committed_run_work_on_a_clean_clone(tmp_path):
+    """README's recipe for the committed plan.json reads the packed run (a clean clone has no results.sqlite)
+    and reproduces the committed file."""
+    import shlex
+    import subprocess
+    import sys
+    cmd = re.search(r"`(rexbench plan suites/cranfield\.toml [^`]*--calibration-run results/cranfield)`",
+                    (ROOT / "README.md").read_text()).group(1)
+    argv = shlex.split(cmd)
+    proc = subprocess.run([str(Path(sys.executable).with_name("rexbench")), *argv[1:]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads((ROOT / "results" / "cranfield" / "plan.json").read_text())
 
 
 def test_cli_ranker_definitions_are_validated(tmp_path, capsys):

@@ -24,6 +24,33 @@ DAMAGED.mkdir()
 (DAMAGED / "results.sqlite").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 3)
 A_FILE = TMP / "afile"  # a file where a directory belongs
 A_FILE.write_text("not a directory")
+# packed runs that are not: garbage, a truncated gzip, a directory in the file's place, an empty gzip
+PACKED = {}
+for kind in ("garbage", "truncated", "dir", "empty"):
+    d = TMP / f"packed-{kind}"
+    d.mkdir()
+    gz = d / "results.sqlite.gz"
+    if kind == "dir":
+        gz.mkdir()
+    elif kind == "garbage":
+        gz.write_bytes(b"\x1f\x8b\x08" + bytes(range(200)))
+    else:
+        import gzip
+        import random
+        data = gzip.compress(b"SQLite format 3\x00" + random.Random(0).randbytes(5000)) if kind == "truncated" \
+            else gzip.compress(b"")
+        gz.write_bytes(data[: len(data) // 2] if kind == "truncated" else data)
+    PACKED[kind] = d
+# model directories with files missing: no tokenizer, no config, no weights; a file given as the model
+MODELS = {}
+for kind in ("no-tokenizer", "no-config", "no-weights"):
+    d = TMP / f"model-{kind}"
+    d.mkdir()
+    if kind != "no-config":
+        (d / "config.json").write_text('{"model_type": "bert", "architectures": ["BertForSequenceClassification"]}')
+    if kind != "no-tokenizer":
+        (d / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\n")
+    MODELS[kind] = d
 
 VALUES = st.one_of(
     st.sampled_from(["bm25", "random", "nosuch", "synthetic", "cranfield", "irds:", "test", "dev", "nope", "q001",
@@ -34,15 +61,18 @@ VALUES = st.one_of(
                      # engine options, ranker parameters, storage faults
                      "foo", "tcp://", "127.0.0.1:notaport", "ucx://127.0.0.1:8786", "tcp://127.0.0.1:1", "2",
                      "1.5", "train=false", "k1=abc", "k1=0.5", "model=/nonexistent", str(FUZZ_SUITE),
-                     str(DAMAGED), str(A_FILE), str(A_FILE / "sub"), str(TMP / "fresh-run")]),
+                     str(DAMAGED), str(A_FILE), str(A_FILE / "sub"), str(TMP / "fresh-run"),
+                     # names with control characters and separators, packed runs, model directories
+                     "evil\n", "a|b", "tab\there", "\x1b[31m", *map(str, PACKED.values()),
+                     *(f"model={d}" for d in MODELS.values()), f"model={A_FILE}"]),
     st.text(max_size=12),
     st.integers(-10, 10).map(str))
 FLAGS = st.sampled_from(["--collection", "--split", "--seed", "--ranker", "--explainer", "--query", "--doc", "--qid",
                          "--docid", "--target", "--metrics", "--param", "--out", "--checkpoint", "--device",
                          "--limit", "--resume", "--overwrite", "--json", "--snippet", "--data-dir", "--doc-file",
                          "--query-file", "--pairs", "--nosuch", "-h", "--address", "--workers", "--ranker-param",
-                         "--quiet"])
-COMMANDS = st.sampled_from(["list", "rank", "explain", "run", "report", "floors", "train", "nosuch", ""])
+                         "--quiet", "--calibration-run", "--budget", "--allow-code", "--pack"])
+COMMANDS = st.sampled_from(["list", "rank", "explain", "run", "report", "floors", "train", "plan", "nosuch", ""])
 ARGV = st.tuples(COMMANDS, st.lists(st.one_of(FLAGS, VALUES), max_size=8)).map(lambda t: [t[0], *t[1]])
 
 
@@ -55,6 +85,8 @@ def _safe(argv: list[str]) -> bool:
         return len(argv) < 2 or argv[1] not in ("quick", "cranfield")
     if argv[0] == "run" and argv[1] != str(FUZZ_SUITE) and "--workers" in argv:
         return False  # a local cluster per example is a valid, slow command
+    if argv[0] == "plan":  # a calibration run of the tiny suite, or reading a run directory: cheap
+        return len(argv) > 1 and argv[1] in (str(FUZZ_SUITE), "nosuch.toml", str(TMP))
     return True
 
 
@@ -63,7 +95,7 @@ def _snapshot() -> dict:
             for p in sorted(TMP.rglob("*"))}
 
 
-def _check(argv, capsys) -> None:
+def _check(argv, capsys) -> int:
     before = _snapshot()
     os.environ["REXBENCH_CONNECT_TIMEOUT"] = "2"
     try:
@@ -79,6 +111,7 @@ def _check(argv, capsys) -> None:
         assert _snapshot() == before, argv  # nothing written or removed
     else:
         shutil.rmtree(TMP / "fresh-run", ignore_errors=True)
+    return code
 
 
 @settings(max_examples=200, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
@@ -160,3 +193,18 @@ def test_engine_and_storage_options_never_traceback(cmd, opts, target, capsys):
     else:
         argv = ["report", str(target), *[a for pair in opts if pair in REPORT_PAIRS for a in pair]]
     _check(argv, capsys)
+
+
+def test_damaged_runs_and_model_directories_are_one_line(capsys):
+    """Each damaged packed run through every command that reads a run directory, and each incomplete model
+    directory through explain: exit 2 with one line, nothing written."""
+    for d in PACKED.values():
+        assert _check(["report", str(d)], capsys) == 2
+        assert _check(["plan", str(FUZZ_SUITE), "--calibration-run", str(d)], capsys) == 2
+    for d in [*MODELS.values(), A_FILE, TMP / "no-such-model"]:
+        assert _check(["explain", "--ranker", "crossencoder", "--ranker-param", f"model={d}", "--ranker-param",
+                       "train=false", "--explainer", "occlusion", "--query", "a b", "--doc", "a b c"], capsys) == 2
+    for name in ("evil\n", "a|b", "tab\there", "\x1b[31m"):
+        path = TMP / "named.toml"
+        path.write_text(_toml({**BASE, "suite": {**BASE["suite"], "name": name}}), encoding="utf-8")
+        assert _check(["run", str(path), "--out", str(TMP / "fresh-run"), "--quiet"], capsys) == 2

@@ -321,3 +321,269 @@ def test_explain_with_a_suite_uses_the_suites_explainer_parameters(tmp_path, cap
         assert main(["explain", *argv, *pair]) == 0
         got[len(got)] = json.loads(capsys.readouterr().out)["doc_scores"]
     assert got[0] == got[1] and got[3] == got[2] and got[4] == got[2] and got[1] != got[2]
+
+
+# ----------------------------------------------------------------------------- no loss, no leftovers
+class _Killed(BaseException):
+    pass
+
+
+def test_overwrite_swap_keeps_one_complete_run_at_every_step(tmp_path, monkeypatch):
+    """The swap is killed at each of its file operations in turn: the directory always holds a complete run,
+    the old one or the new one, never neither (and never the new database beside the old WAL)."""
+    import shutil
+    import sqlite3
+
+    from suites.rundir import DB, Staging, check_database
+    from suites.store import Store
+    real = {"unlink": Path.unlink, "replace": Path.replace, "rmtree": shutil.rmtree, "connect": sqlite3.connect}
+    k, finished = 0, False
+    while not finished:
+        k += 1
+        out = tmp_path / f"k{k}"
+        old = Store(out / DB)
+        old.set_meta("marker", "old")
+        old.db.execute("PRAGMA wal_autocheckpoint=0")
+        old.set_meta("rows", list(range(100)))  # left in the WAL
+        (out / "results.csv").write_text("old")
+        staging = Staging(out)
+        new = Store(staging.db_path())
+        new.set_meta("marker", "new")
+        calls = [0]
+
+        def kill_at(name):
+            def op(*a, **kw):
+                calls[0] += 1
+                if calls[0] == k:
+                    raise _Killed(name)
+                return real[name](*a, **kw)
+            return op
+        monkeypatch.setattr(Path, "unlink", kill_at("unlink"))
+        monkeypatch.setattr(Path, "replace", kill_at("replace"))
+        monkeypatch.setattr(shutil, "rmtree", kill_at("rmtree"))
+        monkeypatch.setattr(sqlite3, "connect", kill_at("connect"))
+        try:
+            staging.swap(new)
+            finished = True
+        except _Killed:
+            pass
+        finally:
+            monkeypatch.undo()
+            old.db.close()  # the old run's writer is gone (in life: a finished process)
+        meta = check_database(out / DB)
+        assert meta["marker"] in ("old", "new"), k
+        if meta["marker"] == "old":
+            assert meta["rows"] == list(range(100)), k
+        assert k < 50
+    assert meta["marker"] == "new" and not (out / "results.csv").exists() and not (out / ".rexbench-overwrite").exists()
+
+
+def test_leftovers_of_killed_commands_are_cleaned(tmp_path, monkeypatch):
+    import os
+    import tempfile
+
+    from suites.rundir import STAGING, private_tmp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, mine = tmp_path / f"rexbench-plan-{dead.pid}-x", tmp_path / f"rexbench-plan-{os.getpid()}-y"
+    stale.mkdir()
+    mine.mkdir()
+    with private_tmp("plan") as d:
+        assert Path(d).exists()
+    assert not stale.exists() and mine.exists()
+    # a killed --overwrite's staging directory is removed by the next run of that directory
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "left"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    out = tmp_path / "run"
+    (out / STAGING).mkdir(parents=True)
+    (out / STAGING / "results.sqlite").write_bytes(b"partial")
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    assert not (out / STAGING).exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "zero-byte-with-wal"])
+def test_plan_calibration_run_checks_the_database_like_every_reader(damage, tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "cal"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    run = tmp_path / "run"
+    run.mkdir()
+    db = run / "results.sqlite"
+    if damage == "garbage":
+        db.write_bytes(b"not a database at all" * 10)
+    else:
+        db.write_bytes(b"")
+    if damage == "zero-byte-with-wal":
+        (run / "results.sqlite-wal").write_bytes(b"wal contents")
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    assert main(["plan", str(p), "--calibration-run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "not a usable rexbench results database" in err and err.count("\n") == 1
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before  # its WAL included
+
+
+def test_plan_reads_a_packed_calibration_run(tmp_path, capsys):
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "cal"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    run = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(run), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["plan", str(p), "--json", "--calibration-run", str(run)]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert main(["report", str(run), "--pack"]) == 0
+    for f in run.glob("results.sqlite*"):
+        if f.name != "results.sqlite.gz":
+            f.unlink()
+    capsys.readouterr()
+    assert main(["plan", str(p), "--json", "--calibration-run", str(run)]) == 0
+    assert json.loads(capsys.readouterr().out)["rankers"] == plain["rankers"]
+
+
+@pytest.mark.parametrize("what", ["garbage", "truncated", "directory", "bomb"])
+def test_damaged_packed_runs_are_one_line(what, tmp_path, capsys, monkeypatch):
+    import gzip
+
+    import suites.rundir as rundir
+    run = tmp_path / "run"
+    run.mkdir()
+    gz = run / "results.sqlite.gz"
+    if what == "garbage":
+        gz.write_bytes(b"\x1f\x8b garbage")
+    elif what == "truncated":
+        whole = gzip.compress(b"SQLite format 3\x00" + np.random.default_rng(0).bytes(100000))
+        gz.write_bytes(whole[: len(whole) // 2])
+    elif what == "directory":
+        gz.mkdir()
+    else:  # a valid header, then far more zeros than the (lowered) limit allows
+        monkeypatch.setattr(rundir, "MAX_UNPACKED", 1 << 20)
+        with gzip.open(gz, "wb") as z:
+            z.write(b"SQLite format 3\x00")
+            for _ in range(8):
+                z.write(bytes(1 << 20))
+    for argv in (["report", str(run)], ["plan", "quick", "--calibration-run", str(run)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "results.sqlite.gz" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.glob("run/*.sqlite"))
+
+
+# ----------------------------------------------------------------------------- escaping
+def test_markup_escaping_by_hand():
+    from suites.markup import html_text, md_cell, md_inline
+    assert md_cell("a|b") == r"a\|b" and md_cell(r"\|rho\|") == r"\|rho\|"
+    assert md_inline("x\n# Heading\r\n<script>alert(1)</script>") == "x # Heading &lt;script>alert(1)&lt;/script>"
+    assert md_inline("pass <= 0.5") == "pass <= 0.5"  # no tag: left as written
+    assert html_text('<b a="1">&') == "&lt;b a=&quot;1&quot;&gt;&amp;"
+
+
+def test_report_escapes_messages_and_the_description(tmp_path, capsys, monkeypatch):
+    """An error message with `|` and a newline and a description with a heading and raw HTML stay inside their
+    table cell and line."""
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "esc"\ncollection = "synthetic"\n'
+                 'description = "ok\\n# Injected heading\\n<img src=x onerror=alert(1)>"\n'
+                 '[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n[rankers.bm25]\n'
+                 '[explainers.occlusion]\n[metrics.deletion]\nmax_steps = 3\n')
+    import explainers.captum_methods as cm
+
+    def boom(self, sc, x, fm):
+        raise RuntimeError("left | right\nsecond line")
+    monkeypatch.setattr(cm.OcclusionExplainer, "_run", boom)
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0
+    md = (out / "RESULTS.md").read_text()
+    assert "\n# Injected heading" not in md and "<img" not in md and "&lt;img" in md
+    row = next(line for line in md.splitlines() if "left" in line and "right" in line)
+    assert r"left \| right second line" in row
+    header = md.splitlines()[md.splitlines().index(row) - 2]  # the table's header, above its rule
+    assert row.count(" | ") == header.count(" | ")  # an escaped "\\|" is no separator
+
+
+def test_words_with_dollars_are_drawn_as_text(tmp_path, capsys):
+    assert main(["explain", "--ranker", "bm25", "--explainer", "occlusion", "--query", "cost $x$ drag",
+                 "--doc", "the $x^{2$ cost of $drag$ is $$ high", "--out", str(tmp_path / "f.png")]) == 0
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------- one line, not a traceback
+def test_more_inputs_that_were_tracebacks(tmp_path, capsys, monkeypatch):
+    import os
+    small = tmp_path / "s.toml"
+    small.write_text('[suite]\nname = "tb"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\n'
+                     'relevant = 0\n[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    out = tmp_path / "run"
+    assert main(["run", str(small), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    # the figures directory is a file
+    (out / "figures").write_text("x")
+    assert main(["report", str(out), "--out", str(tmp_path / "R.md")]) == 2
+    assert "figures" in capsys.readouterr().err
+    (out / "figures").unlink()
+    # --pack on a read-only run directory is refused before the report is written
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == out else real(p, mode))
+    assert main(["report", str(out), "--pack", "--out", str(tmp_path / "R2.md")]) == 2
+    assert "not writable" in capsys.readouterr().err and not (tmp_path / "R2.md").exists()
+    monkeypatch.undo()
+    # a budget no arithmetic can hold
+    assert main(["plan", str(small), "--budget", "9" * 400]) == 2
+    assert "at most a year" in capsys.readouterr().err
+    # API explainer parameters that are not a mapping
+    from suites.api import benchmark
+    with pytest.raises(BadInput, match="expected a mapping"):
+        benchmark(["bm25"], {"occlusion": [1]}, ["deletion"], collection="synthetic", queries=1)
+
+
+def test_a_function_wrong_only_on_big_calls_names_the_suite_ranker_and_leaves_nothing(tmp_path, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "big"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.mine]\ntype = "callable"\nfunction = "byo_rankers:wrong_count_on_big_calls"\n'
+                 '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--allow-code", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "ranker 'mine'" in err and "'callable'" not in err and err.count("\n") == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_gradcam_under_bfloat16(models):
+    from explainers import build_explainer
+    from rankers.generative import CausalLMRanker
+    r = CausalLMRanker(model=models["qwen2"], dtype="bfloat16").eval()
+    ex = build_explainer("gradcam", r, layer=0).attribute(QUERY, DOC)
+    assert ex.doc_scores.dtype == np.float64 and np.isfinite(ex.doc_scores).all()
+
+
+def test_attention_of_a_mean_pooling_head_reads_every_position(models, tmp_path):
+    """ModernBERT's mean-pooling head reads all positions, not [CLS]: the attention explanation is the mean
+    attention row over the attended pieces (by hand from the model's own attentions), not an all-zero map."""
+    import shutil
+
+    from explainers import build_explainer
+    from rankers.transformer import CrossEncoder
+    path = tmp_path / "mean"
+    shutil.copytree(models["modernbert"], path)
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "classifier_pooling": "mean"}))
+    models = {"modernbert": str(path)}
+    r = CrossEncoder(model=models["modernbert"]).eval()
+    assert not r.reads_one_position()
+    ex = build_explainer("attention", r).attribute(QUERY, DOC)
+    tok = transformers.AutoTokenizer.from_pretrained(models["modernbert"])
+    m = transformers.AutoModelForSequenceClassification.from_pretrained(models["modernbert"],
+                                                                        attn_implementation="eager").eval()
+    enc, _ = _word_pieces(tok, QUERY, DOC, 0)
+    with torch.no_grad():
+        att = m(input_ids=torch.tensor([enc["input_ids"]]), output_attentions=True).attentions[-1][0].mean(0)
+    row = att.mean(0).numpy()
+    want = np.zeros(len(DOC.split()))
+    for w in range(len(want)):
+        want[w] = row[_word_pieces(tok, QUERY, DOC, w)[1]].sum()
+    assert np.abs(ex.doc_scores).max() > 0
+    np.testing.assert_allclose(ex.doc_scores, want, atol=1e-5)
