@@ -219,6 +219,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
         # shard order matters only when shards run side by side
         loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
                                None if isinstance(eng, SerialEngine) else qids[0])
+        _warn_cut_queries(loaded, coll, qids)
         if "prepared" not in store.meta():  # the fixed cost (`rexbench plan`): the first start's, not a resume's
             store.set_meta("prepared", {"seconds": time.perf_counter() - t_start, "resumed": resume})
         shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
@@ -245,6 +246,20 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
         if staging:
             staging.discard()  # the new run failed before its first shard: the old run stays
     return out
+
+
+def _warn_cut_queries(loaded: dict, coll, qids: list[str]) -> None:
+    """One stderr line per ranker that reads only the first `max_query_len` words of some sampled queries (each
+    such row records `info.query_truncated`)."""
+    import sys
+    for rname, ranker in loaded.items():
+        q_units = coll.units(ranker.analyzer)[0]
+        cut = [q for q in qids if len(q_units[q]) > ranker.max_query_len]
+        if cut:
+            print(f"rexbench: warning: ranker {rname!r} reads the first {ranker.max_query_len} words of a query "
+                  f"(max_query_len); {len(cut)} of the {len(qids)} sampled queries are longer "
+                  f"({', '.join(cut[:5])}{' ...' if len(cut) > 5 else ''}); their rows record query_truncated",
+                  file=sys.stderr)
 
 
 def _execute(eng, spec: RunSpec, shards: list[tuple[str, str]], loaded: dict, store: Store, cfg: SuiteConfig,

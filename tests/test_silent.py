@@ -278,18 +278,31 @@ def test_api_function_source_is_part_of_the_identity():
 
 
 # ----------------------------------------------------------------------------- functions that hang, exit or consume
-def test_a_hanging_function_with_timeout_ends_a_serial_run(tmp_path):
+@pytest.mark.parametrize("fn, workers", [("forever", 1), ("hangs_on_perturbations", 1),
+                                         ("hangs_on_perturbations", 2)])
+def test_a_hanging_function_with_timeout_ends_the_run(fn, workers, tmp_path):
+    """A function that never returns, bounded by timeout_s = 1: the run ends (serial and on Dask workers) within
+    a bounded time after its last call, with exit 2 when it hangs on the probe and error rows when it hangs
+    only on perturbed documents; no abandoned call keeps the process alive."""
+    if workers > 1:
+        pytest.importorskip("distributed")
     p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "hang"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:forever"\ntimeout_s = 1\n'
+    p.write_text('[suite]\nname = "hang"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
+                 f'[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:{fn}"\ntimeout_s = 1\n'
                  '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
     env = {"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "suites.cli", "run", str(p), "--allow-code", "--out",
-                           str(tmp_path / "run"), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert time.perf_counter() - t0 < 60
-    assert proc.returncode == 2 and "did not return within 1 s" in proc.stderr
+                           str(tmp_path / "run"), "--quiet", "--workers", str(workers)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert time.perf_counter() - t0 < 180
+    if fn == "forever":
+        assert proc.returncode == 2 and "did not return within 1 s" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        import pandas as pd
+        df = pd.read_csv(tmp_path / "run" / "results.csv")
+        assert (df.status == "error").any() and df.message.str.contains("did not return within 1 s").any()
 
 
 @pytest.mark.parametrize("fn, msg", [("exits", "SystemExit: 5"), ("empties_its_input", None)])
@@ -587,3 +600,27 @@ def test_attention_of_a_mean_pooling_head_reads_every_position(models, tmp_path)
         want[w] = row[_word_pieces(tok, QUERY, DOC, w)[1]].sum()
     assert np.abs(ex.doc_scores).max() > 0
     np.testing.assert_allclose(ex.doc_scores, want, atol=1e-5)
+
+
+def test_a_run_records_and_warns_about_cut_queries(tmp_path, capsys, monkeypatch):
+    """A ranker reading 2 query words: every sampled query of more words is cut, said on stderr and recorded
+    in each of its rows (info.query_truncated) and explanations."""
+    import sqlite3
+    monkeypatch.syspath_prepend(str(TESTS))
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "cut"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:overlap"\nmax_query_len = 2\n'
+                 '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    from suites.collections import load_collection
+    coll = load_collection("synthetic")
+    q_units = coll.units("words")[0]
+    long_ = [q for q in coll.split("test")[:2] if len(q_units[q]) > 2]
+    assert long_ and f"{len(long_)} of the 2 sampled queries are longer" in err
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    rows = con.execute("SELECT qid, info FROM results WHERE status = 'ok'").fetchall()
+    exps = con.execute("SELECT qid, data FROM explanations").fetchall()
+    con.close()
+    assert {q for q, info in rows if json.loads(info).get("query_truncated")} == set(long_)
+    assert {q for q, d in exps if json.loads(d)["query_truncated"]} == set(long_)
