@@ -62,7 +62,7 @@ TRUN := results/bench_transformers_$(BENCH_DEVICE)
 bench-transformers: $(STAMP)
 	$(VENV)/bin/rexbench run suites/cranfield_gpu.toml --device $(BENCH_DEVICE) --workers $(WORKERS) \
 		--limit $(TQUERIES) --out $(TRUN) --overwrite --quiet
-	$(PY) -m suites.scaling $(TRUN) --out results/cranfield/scaling_transformers_$(BENCH_DEVICE).json
+	$(PY) -m suites.report.scaling $(TRUN) --out results/cranfield/scaling_transformers_$(BENCH_DEVICE).json
 
 bench-compare: $(STAMP)
 	$(BENCH) --benchmark-compare=0001 --benchmark-compare-fail=$(BENCH_FAIL)

@@ -26,5 +26,5 @@ REXBENCH_BENCH_DEVICE=cuda timeout 150 python3 -m pytest tests/benchmarks/test_b
   -o addopts="" -p no:cacheprovider --benchmark-only --benchmark-json="$OUT/scaling_cuda.json" 2>&1 | tail -6
 timeout 400 python3 -m suites.cli run suites/cranfield_gpu.toml --device cuda --limit 1 --out /tmp/tr_cuda --quiet \
   --overwrite 2>&1 | tail -3
-python3 -m suites.scaling /tmp/tr_cuda --out "$OUT/scaling_transformers_cuda.json"
+python3 -m suites.report.scaling /tmp/tr_cuda --out "$OUT/scaling_transformers_cuda.json"
 echo "== done"

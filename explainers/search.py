@@ -2,7 +2,7 @@
 for feature importance explanations"): an ordering of the document's tokens found by querying the model.
 
 `greedy_order(score, n, counts, kind)`: on the curve's step schedule `counts` (tokens removed / inserted
-after each step, as `metrics.curves.step_counts`), each step scores every token still in play alone on
+after each step, `explainers.schedule.step_counts`, as the curve metrics), each step scores every token still in play alone on
 top of what is already removed (deletion) or inserted (insertion), one batched model call of up to n
 rows, and takes the `counts[i+1] - counts[i]` tokens whose removal lowers (insertion: whose insertion
 raises) the score most. Step-wise approximation: tokens taken in one step are chosen by their single
@@ -72,7 +72,7 @@ class GreedyExplainer(Explainer):
         self.kind, self.max_steps = kind, int(max_steps)
 
     def _attribute(self, pair: Pair) -> dict:
-        from metrics.curves import step_counts
+        from .schedule import step_counts
         sc = self.tracked(self.scorer(pair, "mask"))
         n = len(pair.d_ids)
         with torch.no_grad():

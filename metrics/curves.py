@@ -6,6 +6,7 @@ import math
 import numpy as np
 import torch
 
+from explainers.schedule import step_counts  # noqa: F401 -- the schedule the curves score (re-exported)
 from rankers.errors import BadInput
 
 
@@ -33,16 +34,6 @@ def attribution_orders(scores, n_orders: int, seed: int = 0) -> list[np.ndarray]
         return [first]
     rng = np.random.default_rng(seed)
     return [np.lexsort((rng.random(len(s)), -s)) for _ in range(n_orders)]
-
-
-def step_counts(n: int, max_steps: int | None = 20) -> np.ndarray:
-    """Numbers of tokens removed/inserted at each step: 0..n, every token when
-    n <= max_steps, else `max_steps` + 1 evenly spaced counts (rounded)."""
-    if n < 1:
-        raise BadInput("a curve needs at least one document token")
-    if max_steps is None or n <= max_steps:
-        return np.arange(n + 1)
-    return np.unique(np.round(np.linspace(0, n, max_steps + 1)).astype(int))
 
 
 def curve_masks(order: np.ndarray, counts: np.ndarray, kind: str) -> torch.Tensor:

@@ -24,7 +24,8 @@ from .errors import BadInput
 from .hf_inputs import MONOT5_TEMPLATE, answer_token
 from .params import Choice, Int, Str
 from .registry import register_ranker
-from .transformer import Batch, ModelOut, _PairRanker
+from .crossencoder import _PairRanker
+from .transformer import Batch, ModelOut
 from .text import Vocab
 
 #: the causal_lm default prompt (the answer follows the final newline)

@@ -25,7 +25,7 @@ from .params import Int, Str
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
 from .neural import _Tap
-from .transformer import _SingleTextRanker
+from .biencoder import _SingleTextRanker
 
 
 @register_ranker("late_interaction", kind="transformer", trainable=False)

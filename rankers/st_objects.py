@@ -17,7 +17,8 @@ def is_sentence_transformers(obj) -> bool:
 
 def from_sentence_transformers(obj, **params) -> Ranker:
     """A `Ranker` reading `obj`'s own modules (no copy of the weights); params as in a ranker table."""
-    from .transformer import BiEncoder, CrossEncoder
+    from .biencoder import BiEncoder
+    from .crossencoder import CrossEncoder
     kind = type(obj).__name__
     if kind == "CrossEncoder":
         tok, model = getattr(obj, "tokenizer", None), getattr(obj, "model", None)

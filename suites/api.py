@@ -31,7 +31,7 @@ from rankers.callable import CallableRanker
 from rankers.errors import BadInput
 from rankers.st_objects import from_sentence_transformers, is_sentence_transformers
 
-from .config import RANKER_KEYS, SuiteConfig, check_name
+from .run.config import RANKER_KEYS, SuiteConfig, check_name
 
 
 def _as_table(x: Sequence[str] | Mapping[str, dict], what: str) -> dict[str, dict]:
@@ -103,9 +103,9 @@ def benchmark(rankers: Ranker | Callable | str | Sequence | Mapping[str, Any],
     from metrics import metric_spec
     from rankers.params import check_params
 
-    from .config import SAMPLE_KEYS, SUITE_KEYS
-    from .engine import engine
-    from .runner import run_suite
+    from .run.config import SAMPLE_KEYS, SUITE_KEYS
+    from .run.engine import engine
+    from .run.runner import run_suite
 
     import sys
     for flag, v in (("resume", resume), ("overwrite", overwrite)):

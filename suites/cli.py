@@ -35,7 +35,7 @@ def _writable_file(path: str, what: str) -> None:
     """Fail before any work when the file `path` cannot be written (its directory may still be created)."""
     from pathlib import Path
 
-    from suites.rundir import writable_ancestor
+    from suites.run.rundir import writable_ancestor
     if Path(path).is_dir():
         raise BadInput(f"{what} {path} is a directory")
     writable_ancestor(Path(path).resolve().parent, f"{what} {path}")
@@ -194,9 +194,9 @@ def cmd_train(args) -> int:
     from rankers import ranker_spec
     from rankers.evaluate import evaluate
     from rankers.training import build_ranker, checkpoint_dir, save_ranker, train
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
 
-    from suites.rankerdef import from_cli
+    from suites.run.rankerdef import from_cli
     spec = ranker_spec(args.ranker)
     if args.checkpoint:
         raise BadInput("train writes a checkpoint; use --out DIR (not --checkpoint)")
@@ -218,8 +218,8 @@ def cmd_train(args) -> int:
 
 def cmd_rank(args) -> int:
     from rankers.evaluate import evaluate
-    from suites.collections import load_collection
-    from suites.rankerdef import from_args
+    from suites.data.collections import load_collection
+    from suites.run.rankerdef import from_args
 
     defn = from_args(args)
     coll = load_collection(args.collection, args.data_dir)
@@ -236,7 +236,7 @@ def cmd_rank(args) -> int:
 
 
 def _parse_params(items: list[str]) -> dict:
-    from suites.rankerdef import parse_items
+    from suites.run.rankerdef import parse_items
     return parse_items(items, "--param")
 
 
@@ -268,8 +268,8 @@ def cmd_explain(args) -> int:
     from explainers.applications import best_snippet, query_term_importance
     from metrics import MetricContext, compute_metrics, metric_spec
     from rankers.training import build_ranker
-    from suites.collections import load_collection
-    from suites.rankerdef import from_args
+    from suites.data.collections import load_collection
+    from suites.run.rankerdef import from_args
 
     if args.query_file is not None:
         if args.query is not None:
@@ -287,20 +287,24 @@ def cmd_explain(args) -> int:
     metric_names = [m for m in args.metrics.split(",") if m]
     for m in metric_names:
         metric_spec(m)
-    etype, params = args.explainer, {}
-    if args.suite:  # the suite's explainer table (its type and parameters, the ranker's overrides), --param wins
-        from suites.config import load_suite
+    etype, params, defn = args.explainer, {}, None
+    if args.suite:  # the ranker and its explainer table (type, parameters, the ranker's overrides); --param wins
+        from suites.run.config import load_suite
+        from suites.run.rankerdef import from_plan
+        if args.ranker_param or args.checkpoint:
+            raise BadInput("--suite takes the ranker's definition from the suite file; drop --ranker-param/--checkpoint")
         cfg = load_suite(args.suite, allow_code=args.allow_code)
-        if args.explainer in cfg.explainers:
-            etype, params = cfg.explainer_type(args.explainer), cfg.explainer_params(args.explainer,
-                                                                                       args.ranker)
+        defn = from_plan(cfg, args.ranker)
+        ep = cfg.plan.rankers[args.ranker].explainers.get(args.explainer)
+        if ep is not None:
+            etype, params = ep.type, dict(ep.params)
     explainer_class(etype)
     params = check_explainer_params(etype, {**params, **_parse_params(args.param)}, "--param")
     if args.out:
         if not args.out.endswith((".png", ".html", ".htm")):
             raise BadInput("--out must end in .png or .html")
         _writable_file(args.out, "--out")
-    defn = from_args(args)
+    defn = defn or from_args(args)
     coll = load_collection(args.collection, args.data_dir)
     if free:
         if args.query is None or args.doc is None:
@@ -396,8 +400,8 @@ def _suite_path(name: str):
 
 
 def cmd_run(args) -> int:
-    from suites.config import load_suite
-    from suites.runner import run_suite
+    from suites.run.config import load_suite
+    from suites.run.runner import run_suite
 
     cfg = load_suite(_suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
@@ -414,7 +418,7 @@ def cmd_floors(args) -> int:
     from pathlib import Path
 
     from rankers import ranker_spec
-    from suites.speed import measure_floors
+    from suites.report.speed import measure_floors
     names = [r for r in args.rankers.split(",") if r]
     for r in names:
         ranker_spec(r)
@@ -429,8 +433,8 @@ def cmd_floors(args) -> int:
 def cmd_plan(args) -> int:
     import json
 
-    from suites.config import load_suite
-    from suites.planner import parse_budget, plan_suite, plan_text
+    from suites.run.config import load_suite
+    from suites.run.planner import parse_budget, plan_suite, plan_text
     budget = parse_budget(args.budget) if args.budget is not None else None
     cfg = load_suite(_suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
@@ -455,7 +459,7 @@ def cmd_report(args) -> int:
     path = write_report(args.dir, args.out)
     print(f"wrote {path}")
     if args.pack:
-        from suites.rundir import pack_database
+        from suites.run.rundir import pack_database
         print(f"wrote {pack_database(Path(args.dir))}")
     return 0
 

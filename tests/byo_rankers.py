@@ -10,7 +10,7 @@ from rankers.text import tokenize
 
 @lru_cache(maxsize=1)
 def _stats():
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     docs = [tokenize(t) for t in load_collection("cranfield").docs.values()]
     df = Counter(t for d in docs for t in set(d))
     n = len(docs)

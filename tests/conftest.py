@@ -22,13 +22,13 @@ def _isolated_home(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cranfield():
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     return load_collection("cranfield")
 
 
 @pytest.fixture(scope="session")
 def synthetic():
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     return load_collection("synthetic")
 
 

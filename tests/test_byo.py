@@ -11,8 +11,8 @@ import torch
 
 from explainers import EXPLAINERS, build_explainer
 from suites.cli import main
-from suites.config import load_suite
-from suites.runner import run_suite
+from suites.run.config import load_suite
+from suites.run.runner import run_suite
 
 transformers = pytest.importorskip("transformers")
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def test_hf_crossencoder_from_a_directory_as_given(ce_dir, tmp_path, capsys, cra
 
 def test_multilabel_head_scores_the_chosen_label(tmp_path):
     from rankers.errors import BadInput
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     d = _save_bert(tmp_path / "mono", head=2)
     with pytest.raises(BadInput, match="2 labels; set `label`.*1 \\(relevant\\)"):
         CrossEncoder(model=d)
@@ -101,7 +101,8 @@ def test_multilabel_head_scores_the_chosen_label(tmp_path):
 def test_biencoder_reads_the_original_text(cranfield):
     """The bundled MiniLM as a bi-encoder on the original text equals sentence-transformers on that text."""
     st = pytest.importorskip("sentence_transformers")
-    from rankers.transformer import BiEncoder, default_model_path
+    from rankers.biencoder import BiEncoder
+    from rankers.transformer import default_model_path
     r = BiEncoder().eval()
     d = sorted(cranfield.relevant("1"), key=int)[0]
     q, doc = cranfield.queries["1"], cranfield.docs[d]
@@ -112,7 +113,7 @@ def test_biencoder_reads_the_original_text(cranfield):
 
 
 def test_biencoder_pooling_and_similarity(ce_dir):
-    from rankers.transformer import BiEncoder
+    from rankers.biencoder import BiEncoder
     from transformers import AutoModel, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(ce_dir, local_files_only=True)
     enc = AutoModel.from_pretrained(ce_dir, local_files_only=True).eval()

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from rankers.errors import BadInput
-from suites.collections import load_collection, load_cranfield, make_synthetic, relevance_from_code
+from suites.data.collections import load_collection, load_cranfield, make_synthetic, relevance_from_code
 
 
 def test_cranfield_counts(cranfield):

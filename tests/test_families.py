@@ -97,7 +97,7 @@ def test_removal_operators_on_the_pieces(models):
     """pad and mask replace a removed word's pieces by the PAD / MASK token; delete drops them. Each equals the
     model on input ids built that way from the tokenizer's own encoding of the original text."""
     import transformers as T
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     path = models["roberta"]
     tok = T.AutoTokenizer.from_pretrained(path)
     m = T.AutoModelForSequenceClassification.from_pretrained(path).eval()
@@ -134,7 +134,7 @@ def test_removal_operators_on_the_pieces(models):
 
 def test_delete_operator_reports_the_gradient_path(models):
     from explainers import build_explainer
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     r = CrossEncoder(model=models["bert"], removal="delete").eval()
     ig = build_explainer("integrated_gradients", r, n_steps=8).attribute(QUERY, DOC)
     assert ig.info["gradient_path"] == "pad"
@@ -147,7 +147,7 @@ def test_delete_operator_reports_the_gradient_path(models):
 def test_biencoder_on_a_byte_level_bpe_model(models):
     """RoBERTa encoder as a bi-encoder: mean pooling of each text encoded alone, as sentence-transformers does."""
     import transformers as T
-    from rankers.transformer import BiEncoder
+    from rankers.biencoder import BiEncoder
     path = models["roberta"]
     r = BiEncoder(model=path).eval()
     tok, m = T.AutoTokenizer.from_pretrained(path), T.AutoModel.from_pretrained(path).eval()
@@ -215,7 +215,7 @@ def test_unsupported_models_are_one_line_errors(rtype, family, msg, models, caps
 
 def test_removal_mask_needs_a_mask_token(models):
     from rankers.errors import BadInput
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     with pytest.raises(BadInput, match="no mask token"):
         CrossEncoder(model=models["qwen2-cls"], removal="mask")
 
@@ -227,7 +227,7 @@ def test_gradcam_position_weights_where_the_last_layer_reads_one_position(family
     weights = "position" is not applicable there (skipped with the reason); an earlier layer works."""
     from explainers import Incompatible, build_explainer, make_pair
     from rankers.generative import CausalLMRanker
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     cls = CausalLMRanker if TYPE[family] == "causal_lm" else CrossEncoder
     r = cls(model=models[family]).eval()
     pair = make_pair(r, QUERY, DOC)

@@ -97,7 +97,7 @@ def _run_file(path: Path, coll, qids, pick) -> set:
 
 def test_long_lived_workers_never_compute_on_a_stale_run_file(tmp_path):
     distributed = pytest.importorskip("distributed")
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     coll = load_collection("synthetic")
     qids = coll.split("test")[:2]
     run = tmp_path / "first_stage.trec"
@@ -118,8 +118,8 @@ def test_long_lived_workers_never_compute_on_a_stale_run_file(tmp_path):
 
 
 def test_a_worker_with_other_files_refuses_the_shard(tmp_path):
-    from suites.config import load_suite
-    from suites.execute import RunSpec, _STATE, collection_of
+    from suites.run.config import load_suite
+    from suites.run.execute import RunSpec, _STATE, collection_of
     cfg = load_suite(_suite(tmp_path))
     with pytest.raises(BadInput, match="same files as the coordinator"):
         collection_of(RunSpec(cfg, "cpu", None, digest="0" * 16))
@@ -144,7 +144,7 @@ def test_failed_overwrite_keeps_the_complete_run(tmp_path, capsys, fault_module,
     assert _snapshot(out) == before
     # a damaged cached checkpoint
     from rankers.training import cached_checkpoint
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     cache = cached_checkpoint("knrm", load_collection("synthetic"), 0, {})
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "config.json").write_text("{garbage")
@@ -157,9 +157,9 @@ def test_failed_overwrite_keeps_the_complete_run(tmp_path, capsys, fault_module,
         import shutil
         shutil.rmtree(cache)
     # a failure after validation, before the new run's first shard: the old run stays whole
-    import suites.runner as runner
+    import suites.run.runner as runner
     monkeypatch.setattr(runner, "prepare", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
-    from suites.config import load_suite
+    from suites.run.config import load_suite
     with pytest.raises(RuntimeError, match="boom"):
         runner.run_suite(load_suite(p), out, overwrite=True, progress=False)
     assert _snapshot(out) == before
@@ -244,7 +244,7 @@ def test_explainer_seed_and_batch_size_work_as_declared(tmp_path, capsys):
         assert (df.status == "ok").all(), df.message.unique()
         vals[seed] = df.value.to_numpy()
     assert (vals[3] != vals[4]).any()  # the seed is the explainer's own, not the suite's
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     coll = load_collection("synthetic")
     q = coll.split("test")[0]
     args = ["explain", "--ranker", "bm25", "--explainer", "kernel_shap", "--collection", "synthetic", "--qid", q,
@@ -260,7 +260,7 @@ def test_explainer_seed_and_batch_size_work_as_declared(tmp_path, capsys):
 def test_conflicting_or_meaningless_options_are_errors(tmp_path, capsys):
     from suites.api import benchmark
     p = _suite(tmp_path)
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     q = load_collection("synthetic").split("test")[0]
     assert "--docid" in _one_line(capsys, 2, ["explain", "--ranker", "bm25", "--explainer", "random",
                                               "--collection", "synthetic", "--qid", q])
@@ -357,7 +357,7 @@ def test_address_at_a_server_that_is_not_dask(tmp_path, capsys, monkeypatch):
 
 
 def test_disk_full_is_one_line_and_resume_completes(tmp_path, capsys, monkeypatch):
-    from suites.store import Store
+    from suites.run.store import Store
     p = _suite(tmp_path, samples_extra="", name="full.toml")
     p.write_text(p.read_text().replace("queries = 2", "queries = 3"))
     assert main(["run", str(p), "--out", str(tmp_path / "ref"), "--quiet"]) == 0
@@ -379,7 +379,7 @@ def test_disk_full_is_one_line_and_resume_completes(tmp_path, capsys, monkeypatc
 
 
 def test_report_on_a_live_run_says_so(tmp_path, capsys):
-    from suites.rundir import RunLock
+    from suites.run.rundir import RunLock
     out = tmp_path / "run"
     assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--quiet"]) == 0
     con = sqlite3.connect(out / "results.sqlite")
@@ -395,7 +395,7 @@ def test_report_on_a_live_run_says_so(tmp_path, capsys):
 
 
 def test_interrupt_is_one_line(tmp_path, capsys, monkeypatch):
-    import suites.runner as runner
+    import suites.run.runner as runner
     monkeypatch.setattr(runner, "run_suite", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
     assert main(["run", str(_suite(tmp_path)), "--out", str(tmp_path / "r"), "--quiet"]) == 130
     err = capsys.readouterr().err
@@ -471,7 +471,7 @@ def test_all_workers_gone_mid_run(tmp_path, fault_module):
 def test_an_edited_data_dir_is_read_again(tmp_path):
     import shutil
 
-    from suites.collections import SHIPPED_DATA, load_collection
+    from suites.data.collections import SHIPPED_DATA, load_collection
     shutil.copytree(SHIPPED_DATA / "cranfield", tmp_path / "cranfield")
     a = load_collection("cranfield", tmp_path)
     f = tmp_path / "cranfield" / "cran.all.1400"
@@ -498,7 +498,7 @@ def test_every_sampling_and_batch_parameter_has_an_upper_bound():
 def test_report_of_a_read_only_run_directory(tmp_path, capsys, monkeypatch):
     """A run directory that cannot be written (simulated: the tests run as root, which ignores modes): the
     report reads a private copy of the database and writes its figures beside the report."""
-    import suites.report as report
+    import suites.report.writer as report
     out = tmp_path / "run"
     assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--quiet"]) == 0
     before = _snapshot(out)

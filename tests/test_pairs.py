@@ -207,7 +207,7 @@ def test_query_deletion_by_hand():
 def test_seed_claim_section_counts_the_paired_verdicts():
     import pandas as pd
 
-    from suites.report import seed_claim_section
+    from suites.report.claim import seed_claim_section
     rng = np.random.default_rng(0)
     rows = []
     for q in range(16):
@@ -223,7 +223,7 @@ def test_seed_claim_section_counts_the_paired_verdicts():
 def test_gradcam_layer_sweep_figure(tmp_path):
     import pandas as pd
 
-    from suites.report import layer_sweep, layer_sweep_figure
+    from suites.report.figures import layer_sweep, layer_sweep_figure
     suite = {"gradcam": {}, "gc0": {"type": "gradcam", "layer": 0}, "gc1": {"type": "gradcam", "layer": 1},
              "occlusion": {"window": 1}}
     assert layer_sweep(suite) == [(0, "gc0"), (1, "gc1")]

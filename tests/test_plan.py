@@ -6,7 +6,7 @@ import time
 import pytest
 
 from suites.cli import main
-from suites.planner import parse_budget, queries_for_significance
+from suites.run.planner import parse_budget, queries_for_significance
 
 SUITE = """[suite]
 name = "plan"
@@ -69,7 +69,7 @@ def test_budgets_and_significance_by_hand(capsys):
 def test_plan_vs_run_by_hand():
     import pandas as pd
 
-    from suites.planner import plan_vs_run
+    from suites.run.planner import plan_vs_run
     plan = {"workers": 2, "predicted_total_seconds": 90.0,
             "rankers": {"a": {"predicted_seconds": 30.0}, "b": {"predicted_seconds": 50.0},
                         "c": {"predicted_seconds": 5.0}, "d": {"predicted_seconds": None}}}
@@ -96,9 +96,9 @@ def test_plan_from_an_existing_run_uses_its_first_queries(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plan", str(p), "--json", "--calibration-run", str(tmp_path / "run")]) == 0
     plan = json.loads(capsys.readouterr().out)
-    from suites.collections import load_collection
-    from suites.config import load_suite
-    from suites.runner import sampled_queries
+    from suites.data.collections import load_collection
+    from suites.run.config import load_suite
+    from suites.run.runner import sampled_queries
     first = sampled_queries(load_suite(p), load_collection("synthetic"))[0]
     want = dict(shards)[first]
     assert plan["rankers"]["bm25"]["seconds_per_query"] == pytest.approx(want)

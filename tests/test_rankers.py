@@ -141,7 +141,7 @@ def test_pseudo_queries_from_the_documents_themselves():
 
     from rankers.text import analyze
     from rankers.training import PseudoQueries
-    from suites.collections import Collection
+    from suites.data.collections import Collection
     topics = ["wing flutter", "boundary layer", "shock wave", "heat transfer", "jet noise", "panel buckling",
               "cone drag", "slip flow", "nozzle thrust", "rotor blade", "plate vibration", "gas mixture",
               "vortex sheet", "cylinder wake"]

@@ -18,7 +18,7 @@ from rankers.params import Param
 from rankers.text import tokenize
 from rankers.training import build_ranker, get_ranker, load_checkpoint, save_ranker, train
 from suites.cli import main
-from suites.config import RANKER_KEYS, SAMPLE_KEYS, SUITE_KEYS, load_suite
+from suites.run.config import RANKER_KEYS, SAMPLE_KEYS, SUITE_KEYS, load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def test_bad_input_into_existing_run_destroys_nothing(tmp_path, capsys, monkeypa
     real_import = builtins.__import__
     monkeypatch.setattr(builtins, "__import__", lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name))
                         if name == "ir_datasets" else real_import(name, *a, **k))
-    from suites import collections
+    from suites.data import collections
     collections._CACHE.clear()
     assert main(["run", str(bad), "--out", str(out), "--overwrite", "--quiet"]) == 2
     assert "Cranfield not found" in _err(capsys)

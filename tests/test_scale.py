@@ -15,8 +15,8 @@ import torch
 
 from explainers import build_explainer, make_pair
 from metrics import MetricContext, compute_metrics, compute_metrics_many
-from suites.config import load_suite
-from suites.runner import run_suite
+from suites.run.config import load_suite
+from suites.run.runner import run_suite
 
 pytest.importorskip("distributed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ def _rows(d) -> pd.DataFrame:
 
 def test_workers_give_the_serial_values(tmp_path, monkeypatch):
     """Serial, 2 forked workers (Linux CPU default) and 2 spawned workers (CUDA and macOS) give the same rows."""
-    import suites.engine as eng
+    import suites.run.engine as eng
     assert eng.start_method("cpu", None) == ("fork" if sys.platform.startswith("linux") else "spawn")
     assert eng.start_method("cuda", None) == "spawn"
     p = _suite(tmp_path, queries=2)
@@ -178,7 +178,7 @@ def test_score_rows_returns_each_jobs_rows_in_order(cranfield, name):
 def test_cuda_out_of_memory_halves_the_batch(tmp_path, monkeypatch):
     """Simulated: the first attempt at a shard runs out of memory; the shard is retried at half the
     batch size and the retry is recorded in its rows."""
-    import suites.execute as ex
+    import suites.run.execute as ex
     calls = []
     real = ex._run_shard
 
@@ -204,8 +204,8 @@ def test_batch_size_auto_is_resolved_per_device_and_ranker(tmp_path, monkeypatch
     from rankers.errors import BadInput
     from rankers.scorer import default_batch_size, resolve_batch_size
     from rankers.training import build_ranker
-    import suites.execute as ex
-    from suites.store import Store
+    import suites.run.execute as ex
+    from suites.run.store import Store
 
     knrm = build_ranker("knrm", load_suite_collection())
     assert default_batch_size("cpu", knrm) == knrm.cpu_batch_size == resolve_batch_size("auto", "cpu", knrm) == 128
@@ -239,15 +239,16 @@ def test_batch_size_auto_is_resolved_per_device_and_ranker(tmp_path, monkeypatch
 
 
 def load_suite_collection():
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     return load_collection("synthetic")
 
 
 def test_shard_timings_and_their_projection(tmp_path, capsys):
-    """`python -m suites.scaling` summarises a run's shards (a --limit run measures fewer queries than the
+    """`python -m suites.report.scaling` summarises a run's shards (a --limit run measures fewer queries than the
     suite file plans); the report projects the whole suite from them and says it is a projection."""
-    from suites.report import shard_scaling, write_report
-    from suites.scaling import main, shard_timings
+    from suites.report import write_report
+    from suites.report.cost import shard_scaling
+    from suites.report.scaling import main, shard_timings
     p = _suite(tmp_path, queries=3, n_samples=20)
     d = run_suite(load_suite(p), tmp_path / "r", progress=False, limit=2)
     got = shard_timings(d)
@@ -274,8 +275,8 @@ def test_shard_timings_and_their_projection(tmp_path, capsys):
 
 
 def test_plan_starts_the_costliest_rankers_and_skips_recorded_shards():
-    from suites.config import SuiteConfig
-    from suites.runner import plan
+    from suites.run.config import SuiteConfig
+    from suites.run.runner import plan
     cfg = SuiteConfig(name="s", collection="synthetic", rankers={"a": {}, "b": {"queries": 1}, "c": {},
                                                                  "d": {"explain": False}})
     shards = plan(cfg, ["q1", "q2"], {("c", "q1")}, {"a": 0.1, "b": 2.0, "c": 0.5})

@@ -1,10 +1,10 @@
-"""The training-seed study (suites/seeds.py) against values computed by hand."""
+"""The training-seed study (suites/report/seeds.py) against values computed by hand."""
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from suites.seeds import seed_groups, seed_study
+from suites.report.seeds import seed_groups, seed_study
 
 
 def _rows(values: dict[str, dict[str, list[float]]], metric: str = "rank_deletion") -> pd.DataFrame:
@@ -57,9 +57,8 @@ def test_identical_seeds_agree_perfectly():
 
 
 def test_rankers_with_the_same_weights_share_one_effectiveness_ranking(tmp_path):
-    """Tables that differ only in a runtime parameter (removal) rank the collection once (suites.runner)."""
-    from suites.config import load_suite
-    from suites.runner import _weights_key
+    """Tables that differ only in a runtime parameter (removal) rank the collection once (suites.run.runner)."""
+    from suites.run.config import load_suite
     p = tmp_path / "s.toml"
     p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\n[rankers.crossencoder]\n'
                  '[rankers.ce_delete]\ntype = "crossencoder"\nremoval = "delete"\n'
@@ -67,7 +66,7 @@ def test_rankers_with_the_same_weights_share_one_effectiveness_ranking(tmp_path)
                  '[rankers.ce_long]\ntype = "crossencoder"\nmax_length = 64\n[rankers.bm25]\n'
                  '[explainers.random]\n[metrics.rank_deletion]\n')
     cfg = load_suite(p)
-    keys = {r: _weights_key(cfg, r) for r in cfg.rankers}
+    keys = {r: p.weights_key() for r, p in cfg.plan.rankers.items()}
     assert keys["crossencoder"] == keys["ce_delete"]
     assert len({keys["crossencoder"], keys["ce_seed1"], keys["ce_long"], keys["bm25"]}) == 4
 
@@ -77,9 +76,9 @@ def test_a_seed_table_never_loads_another_seeds_cached_model(tmp_path):
     cached KNRM for knrm_seed1, so every seed had seed 0's weights and effectiveness)."""
     import torch
     from rankers.training import build_ranker, cached_checkpoint, save_ranker
-    from suites.config import load_suite
-    from suites.collections import load_collection
-    from suites.runner import check_inputs
+    from suites.run.config import load_suite
+    from suites.data.collections import load_collection
+    from suites.run.runner import check_inputs
     p = tmp_path / "s.toml"
     p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\nseed = 0\n[samples]\nqueries = 1\n'
                  '[rankers.knrm]\nn_kernels = 5\n[rankers.knrm_seed1]\ntype = "knrm"\nn_kernels = 5\ntrain_seed = 1\n'

@@ -72,8 +72,8 @@ def test_mask_given_by_any_route_is_the_mask_operator(family, models, tmp_path, 
     """removal = "mask" from a suite table, --ranker-param and an API table: the removed word's pieces are the
     tokenizer's mask token (checked against the model's own forward on ids built that way)."""
     from suites.api import _rankers
-    from suites.collections import load_collection
-    from suites.config import SuiteConfig
+    from suites.data.collections import load_collection
+    from suites.run.config import SuiteConfig
     path = models[family]
     tok = transformers.AutoTokenizer.from_pretrained(path)
     enc, pieces = _word_pieces(tok, QUERY, DOC, 3)
@@ -88,7 +88,7 @@ def test_mask_given_by_any_route_is_the_mask_operator(family, models, tmp_path, 
                      '[metrics.deletion]\n')
     assert _occluded(capsys, ["explain", "--suite", str(suite), "--ranker", "r"], 3) == pytest.approx(want, abs=1e-4)
     tables, _ = _rankers({"r": {"type": "crossencoder", "model": path, "train": False, "removal": "mask"}})
-    r = SuiteConfig("api", "synthetic", rankers=tables).load_ranker("r", load_collection("synthetic"))
+    r = SuiteConfig("api", "synthetic", rankers=tables).plan.rankers["r"].load(load_collection("synthetic"))
     assert r.removal == "mask" and r.removed_id == tok.mask_token_id
 
 
@@ -111,7 +111,7 @@ def test_mask_without_a_mask_token_is_refused_on_every_route(family, models, cap
 def test_delete_is_the_text_without_the_words(family, drop, models):
     """Deleting any words, the first included, scores the text without them as the tokenizer encodes it
     (byte-level BPE: the next word loses its leading-space piece; unigram: its word-start marker moves)."""
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     from rankers.text import words
     path = models[family]
     r = CrossEncoder(model=path, removal="delete").eval()
@@ -194,7 +194,7 @@ def test_a_long_query_is_recorded_as_truncated(models, capsys):
 @pytest.mark.parametrize("bad", ["evil\n", "a|b", "x\ty", "a b"])
 def test_names_are_checked_on_every_route(bad, tmp_path):
     from suites.api import benchmark
-    from suites.config import load_suite
+    from suites.run.config import load_suite
     p = tmp_path / "s.toml"
     p.write_text(f'[suite]\nname = {json.dumps(bad)}\ncollection = "synthetic"\n[rankers.bm25]\n'
                  '[explainers.random]\n[metrics.deletion]\n')
@@ -262,7 +262,7 @@ def test_resume_after_an_edit_of_the_callable_or_the_model_is_refused(models, tm
 
 def test_api_function_source_is_part_of_the_identity():
     from suites.api import _rankers
-    from suites.config import SuiteConfig
+    from suites.run.config import SuiteConfig
 
     def one(queries, docs):
         return [1.0 for _ in docs]
@@ -347,8 +347,8 @@ def test_overwrite_swap_keeps_one_complete_run_at_every_step(tmp_path, monkeypat
     import shutil
     import sqlite3
 
-    from suites.rundir import DB, Staging, check_database
-    from suites.store import Store
+    from suites.run.rundir import DB, Staging, check_database
+    from suites.run.store import Store
     real = {"unlink": Path.unlink, "replace": Path.replace, "rmtree": shutil.rmtree, "connect": sqlite3.connect}
     k, finished = 0, False
     while not finished:
@@ -395,7 +395,7 @@ def test_leftovers_of_killed_commands_are_cleaned(tmp_path, monkeypatch):
     import os
     import tempfile
 
-    from suites.rundir import STAGING, private_tmp
+    from suites.run.rundir import STAGING, private_tmp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -459,7 +459,7 @@ def test_plan_reads_a_packed_calibration_run(tmp_path, capsys):
 def test_damaged_packed_runs_are_one_line(what, tmp_path, capsys, monkeypatch):
     import gzip
 
-    import suites.rundir as rundir
+    import suites.run.rundir as rundir
     run = tmp_path / "run"
     run.mkdir()
     gz = run / "results.sqlite.gz"
@@ -485,7 +485,7 @@ def test_damaged_packed_runs_are_one_line(what, tmp_path, capsys, monkeypatch):
 
 # ----------------------------------------------------------------------------- escaping
 def test_markup_escaping_by_hand():
-    from suites.markup import html_text, md_cell, md_inline
+    from suites.report.markup import html_text, md_cell, md_inline
     assert md_cell("a|b") == r"a\|b" and md_cell(r"\|rho\|") == r"\|rho\|"
     assert md_inline("x\n# Heading\r\n<script>alert(1)</script>") == "x # Heading &lt;script>alert(1)&lt;/script>"
     assert md_inline("pass <= 0.5") == "pass <= 0.5"  # no tag: left as written
@@ -579,7 +579,7 @@ def test_attention_of_a_mean_pooling_head_reads_every_position(models, tmp_path)
     import shutil
 
     from explainers import build_explainer
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     path = tmp_path / "mean"
     shutil.copytree(models["modernbert"], path)
     cfg = json.loads((path / "config.json").read_text())
@@ -613,7 +613,7 @@ def test_a_run_records_and_warns_about_cut_queries(tmp_path, capsys, monkeypatch
                  '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
     assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     err = capsys.readouterr().err
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     coll = load_collection("synthetic")
     q_units = coll.units("words")[0]
     long_ = [q for q in coll.split("test")[:2] if len(q_units[q]) > 2]

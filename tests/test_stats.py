@@ -7,8 +7,8 @@ import pytest
 
 from metrics import METRICS
 from rankers.training import build_ranker, checkpoint_dir, save_ranker
-from suites.config import load_suite
-from suites.runner import run_suite
+from suites.run.config import load_suite
+from suites.run.runner import run_suite
 from suites.stats import leaderboard, separation, summarize, underpowered
 
 

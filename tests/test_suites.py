@@ -13,9 +13,9 @@ import pytest
 from explainers.base import EXPLAINERS, Explainer, register_explainer
 from rankers.errors import BadInput
 from suites.cli import main
-from suites.config import load_suite
+from suites.run.config import load_suite
 from suites.report import write_report
-from suites.runner import run_suite
+from suites.run.runner import run_suite
 from suites.stats import holm, leaderboard, mean_ci
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -88,8 +88,8 @@ def test_lirme_and_exs_in_a_suite_are_scored(tmp_path):
 
 def test_a_ranker_table_can_skip_explainers_and_metrics(tmp_path):
     """`skip` leaves suite explainers/metrics out for one ranker: recorded as skipped rows with the reason."""
-    from suites.config import load_suite
-    from suites.execute import SKIPPED_BY_SUITE
+    from suites.run.config import load_suite
+    from suites.run.execute import SKIPPED_BY_SUITE
     from tests.toys import run_suite_text
     text = ('[suite]\nname = "s"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 2\nrelevant = 0\n'
             '[rankers.bm25]\n[rankers.bm25_b]\ntype = "bm25"\nskip = ["lime", "listwise_tau"]\n'

@@ -31,7 +31,8 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_rankers(tiny_dir):
-    from rankers.transformer import BiEncoder, CrossEncoder
+    from rankers.biencoder import BiEncoder
+    from rankers.crossencoder import CrossEncoder
     return {"crossencoder": CrossEncoder(model=tiny_dir).eval(), "biencoder": BiEncoder(model=tiny_dir).eval()}
 
 
@@ -42,7 +43,8 @@ def _pair(cranfield):
 
 def test_biencoder_matches_sentence_transformers(cranfield):
     st = pytest.importorskip("sentence_transformers")
-    from rankers.transformer import BiEncoder, default_model_path
+    from rankers.biencoder import BiEncoder
+    from rankers.transformer import default_model_path
     r = BiEncoder().eval()
     q, d = _pair(cranfield)
     ours = float(r.score_tokens(q, [d])[0])
@@ -141,7 +143,7 @@ def test_long_documents_truncated_to_model_limit(tiny_rankers):
 
 def test_tiny_crossencoder_trains(tiny_dir, synthetic):
     from rankers.training import train
-    from rankers.transformer import CrossEncoder
+    from rankers.crossencoder import CrossEncoder
     r = CrossEncoder(model=tiny_dir)
     before = {k: v.clone() for k, v in r.state_dict().items()}
     log = train(r, synthetic, seed=0, epochs=1, n_per_query=2, batch_size=16, progress=False)
@@ -163,7 +165,8 @@ def test_finetuned_crossencoder_beats_random(cranfield):
 def test_delete_operator_equals_removing_the_words(tiny_dir, name):
     """removal='delete': a word with mask 0 leaves the sequence, so the score equals the score of the
     document written without it (later pieces move up); removal='pad' differs (the piece stays, as PAD)."""
-    from rankers.transformer import BiEncoder, CrossEncoder
+    from rankers.biencoder import BiEncoder
+    from rankers.crossencoder import CrossEncoder
     cls = {"crossencoder": CrossEncoder, "biencoder": BiEncoder}[name]
     dele, pad = (cls(model=tiny_dir, removal=r).eval() for r in ("delete", "pad"))
     q, d = ["pressure", "wing"], ["supersonic", "pressure", "distribution", "over", "swept", "wing"]

@@ -36,7 +36,7 @@ def _rows(values_by_explainer: dict[str, list[float]], metric: str) -> pd.DataFr
 
 
 def test_corruption_test_verdicts_and_demotion_by_hand():
-    from suites.report import metric_validity
+    from suites.report.validity import metric_validity
     explainers = {"exact_shapley": {}, "c50": {"type": "corrupted", "base": "exact_shapley", "fraction": 0.5},
                   "c100": {"type": "corrupted", "base": "exact_shapley", "fraction": 1.0}}
     rng = np.random.default_rng(0)

@@ -85,8 +85,8 @@ def run_suite_text(tmp_path, text: str, name: str = "s"):
     """Write suite `text` to tmp_path/NAME.toml, run it serially and return its results.csv as a DataFrame."""
     import pandas as pd
 
-    from suites.config import load_suite
-    from suites.runner import run_suite
+    from suites.run.config import load_suite
+    from suites.run.runner import run_suite
     p = tmp_path / f"{name}.toml"
     p.write_text(text)
     d = run_suite(load_suite(p), tmp_path / f"run_{name}", progress=False)

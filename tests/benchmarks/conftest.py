@@ -20,7 +20,7 @@ TRANSFORMER_PARAMS = {"kernel_shap": {"n_samples": 50}, "lime": {"n_samples": 50
 
 @pytest.fixture(scope="session")
 def cran():
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     return load_collection("cranfield")
 
 

@@ -17,8 +17,8 @@ _count = itertools.count()
 @pytest.fixture(scope="module")
 def quick_suite():
     """The bundled quick suite, its rankers trained once before timing (training is not what is measured)."""
-    from suites.collections import load_collection
-    from suites.config import load_suite
+    from suites.data.collections import load_collection
+    from suites.run.config import load_suite
     from suites.listing import SUITES_DIR
     from rankers.training import get_ranker
     cfg = load_suite(SUITES_DIR / "quick.toml")
@@ -30,7 +30,7 @@ def quick_suite():
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_quick_suite_workers(benchmark, workers, quick_suite, tmp_path):
-    from suites.runner import run_suite
+    from suites.run.runner import run_suite
     benchmark.extra_info.update(workers=workers, suite="quick", rankers=len(quick_suite.rankers),
                                 explainers=len(quick_suite.explainers), queries=quick_suite.queries)
     out = benchmark.pedantic(lambda: run_suite(quick_suite, tmp_path / f"run{next(_count)}", progress=False,

@@ -5,7 +5,7 @@ the samples are chosen from its ranking, each explainer explains each sample, an
 are computed (pair-scope metrics of all samples batched across pairs, then query-scope metrics
 such as listwise_tau from the query's explanations). `run_shard` is a pure function of the
 `RunSpec` and the shard: it returns the rows and writes nothing, so any worker may run it (a
-retried shard gives the same rows) and one coordinator records them (`suites.runner`).
+retried shard gives the same rows) and one coordinator records them (`suites.run.runner`).
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import torch
 
 from rankers.memory import PeakMemory
 from explainers import EXPLAINERS, Explanation, Incompatible, build_explainer, collection_idf, make_pair
-from metrics import (METRICS, MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
+from metrics import (MetricContext, QueryContext, compute_metrics_many, compute_query_metrics,
                      metric_spec)
 from metrics.base import MetricResult
 
@@ -83,7 +83,7 @@ def collection_of(spec: RunSpec):
     worker whose files differ from the coordinator's refuses the shard instead of computing on them."""
     from rankers.errors import BadInput
 
-    from .collections import load_collection
+    from ..data.collections import load_collection
     key = ("coll", spec.cfg.collection, spec.data_dir, spec.cfg.seed, spec.cfg.run_file, spec.digest)
     if key not in _STATE:
         coll = load_collection(spec.cfg.collection, spec.data_dir, seed=spec.cfg.seed)
@@ -119,13 +119,6 @@ class RankerRuntime:
 SKIPPED_BY_SUITE = "left out for this ranker by the suite (its table's `skip`)"
 
 
-def explainer_order(cfg: SuiteConfig) -> list[str]:
-    """Explainers in run order: the agreement reference first (its explanation is every other's peer)."""
-    ref = cfg.metrics.get("explainer_agreement", {}).get("reference",
-                                                         METRICS["explainer_agreement"].defaults["reference"])
-    return sorted(cfg.explainers, key=lambda e: e != ref)
-
-
 def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
     """The worker's runtime for ranker `rname`, built on first use and kept (each worker loads a
     ranker once). `ranker`: an already loaded instance (the coordinator's, on the serial path)."""
@@ -133,18 +126,16 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
     if key in _STATE:
         return _STATE[key]
     cfg, coll = spec.cfg, collection_of(spec)
-    t = cfg.rankers[rname]
+    p = cfg.plan.rankers[rname]
     if ranker is None:
-        ranker = cfg.load_ranker(rname, coll, spec.device)
+        ranker = p.load(coll, spec.device)
     explainers, errors, fixed = {}, {}, {}
     batch_size = resolve_batch_size(cfg.batch_size, spec.device, ranker)
-    skip = set(t.get("skip", []))
-    for ename in explainer_order(cfg):
-        if ename in skip:
+    for ename, ep in p.explainers.items():  # run order: the agreement reference first
+        if ename in p.skip:
             errors[ename] = ("skipped", SKIPPED_BY_SUITE)
             continue
-        etype = cfg.explainer_type(ename)
-        params = cfg.explainer_params(ename, rname)
+        etype, params = ep.type, dict(ep.params)
         if etype == "idf_match":
             params.setdefault("idf", collection_idf(coll))
         ok, why = EXPLAINERS[etype].compatible(ranker)
@@ -160,9 +151,8 @@ def runtime(spec: RunSpec, rname: str, ranker=None) -> RankerRuntime:
             errors[ename] = ("skipped", str(e))
         except Exception as e:
             errors[ename] = ("error", f"{type(e).__name__}: {e}")
-    metric_params = {m: {**cfg.metrics[m], **t.get("metrics", {}).get(m, {})} for m in cfg.metrics}
-    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, metric_params, _bm25(spec, coll), batch_size,
-                                fixed, {m for m in skip if m in cfg.metrics})
+    _STATE[key] = RankerRuntime(rname, ranker, explainers, errors, dict(p.metrics), _bm25(spec, coll), batch_size,
+                                fixed, {m for m in p.skip if m in cfg.metrics})
     return _STATE[key]
 
 
@@ -204,7 +194,7 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
     for ename, e in rt.explainers.items():
         own = rt.fixed_batch.get(ename)
         e.batch_size = batch_size if own is None else (min(own, batch_size) if halved else own)
-    ranker, names = rt.ranker, explainer_order(cfg)
+    ranker, names = rt.ranker, cfg.plan.explainer_order
     pair_metrics = [m for m in cfg.metrics if metric_spec(m).scope == "pair"]
     q_units, d_units = coll.units(ranker.analyzer)
     cands = coll.candidates(qid)
@@ -227,7 +217,8 @@ def _run_shard(spec: RunSpec, rname: str, qid: str, batch_size: int, oom_retries
         pair.candidates = ranked_units  # listwise explainers (ranking_shap) explain the query's ranking
         return pair
 
-    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, cfg.ranker_relevant(rname), cfg.contrast_gap):
+    relevant = cfg.plan.rankers[rname].relevant
+    for d, contrast in select_samples(coll, qid, ranking, cfg.top_k, relevant, cfg.contrast_gap):
         pair = pair_of(d)
         others = np.array([s for k, s in by_doc.items() if k != d])
         other_docs = [d_units[k] for k in by_doc if k != d]
@@ -279,7 +270,7 @@ def _failed_shard(cfg, res: ShardResult, base: dict, rt, pair_metrics: list[str]
                   t0: float) -> ShardResult:
     """Every cell of a shard whose ranker failed before any explanation, as error rows."""
     query_metrics = [m for m in cfg.metrics if metric_spec(m).scope == "query"]
-    for ename in explainer_order(cfg):
+    for ename in cfg.plan.explainer_order:
         status, msg = rt.build_errors.get(ename, ("error", message))
         cell_base = {**base, "explainer": ename, "docid": "*"}
         rows = _failed(cell_base, pair_metrics + query_metrics, status, msg)

@@ -45,13 +45,14 @@ rankers = ["bm25", "knrm", "random"]
 """
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rankers.errors import BadInput
-from rankers.params import Bool, Choice, Int, IntOrAuto, Param, Str, check_params, resolved
+from rankers.params import Bool, Choice, Int, IntOrAuto, Param, Str, check_params
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -143,62 +144,19 @@ class SuiteConfig:
         relevant = self.rankers.get(name, {}).get("relevant")
         return self.relevant if relevant is None else int(relevant)
 
-    def ranker_def(self, name: str):
-        """The `RankerDef` of the suite's ranker `name` (type, parameters, train, checkpoint)."""
-        from .rankerdef import RankerDef
-        t = self.rankers[name]
-        return RankerDef(name, self.ranker_type(name), self.ranker_config(name), bool(t.get("train", True)),
-                         t.get("checkpoint"), self.base_dir(), t.get("train_seed"))
-
     def base_dir(self) -> str | None:
         """The suite file's folder (its modules import without PYTHONPATH), or None without a file."""
         return str(Path(self.path).resolve().parent) if self.path else None
 
-    def load_ranker(self, name: str, coll, device: str = "cpu", progress: bool = False):
-        """The suite's ranker `name` ready on `device`: its Python object, or loaded/trained by its definition."""
-        if name in self.objects:
-            return self.objects[name].to(device).eval()
-        return self.ranker_def(name).load(coll, self.seed, device, progress)
+    @functools.cached_property
+    def plan(self):
+        """The suite resolved once (`resolved.SuitePlan`): what the runner, workers and planner read."""
+        from .resolved import resolve
+        return resolve(self)
 
     def resolved(self) -> dict:
-        """Every setting after defaults (the run fingerprint's configuration part)."""
-        from explainers import explainer_class
-        from metrics import metric_spec
-        from rankers import ranker_spec
-        from rankers.identity import artifacts, source_digest
-        from rankers.training import training_hyperparameters
-        rankers = {}
-        for r, t in self.rankers.items():
-            if r in self.objects:  # a Python object: its class and constructor config identify it
-                obj = self.objects[r]
-                rankers[r] = {"object": f"{type(obj).__module__}.{type(obj).__qualname__}", "params": obj.config(),
-                              "explainers": t.get("explainers", {}), "metrics": t.get("metrics", {})}
-                code = artifacts(obj.config())
-                fn = source_digest(getattr(obj, "fn", None))  # a Python function's own source
-                if fn:
-                    code["function"] = fn
-                if code:
-                    rankers[r]["artifacts"] = code
-                continue
-            spec = ranker_spec(self.ranker_type(r))
-            own = resolved(spec.cls.params, self.ranker_config(r))
-            rankers[r] = {**resolved({k: p for k, p in RANKER_KEYS.items() if k not in ("explainers", "metrics")},
-                                     {k: v for k, v in t.items() if k in RANKER_KEYS}),
-                          "type": self.ranker_type(r), "params": own, "explainers": t.get("explainers", {}),
-                          "metrics": t.get("metrics", {})}
-            if spec.trainable and t.get("train", True) and not t.get("checkpoint"):  # trained by this run
-                rankers[r]["training"] = training_hyperparameters(spec.cls)
-            code = artifacts(own, t.get("checkpoint"), self.base_dir())
-            if code:  # what computes the scores besides the parameters: code and local files, by content
-                rankers[r]["artifacts"] = code
-        return {"suite": {k: getattr(self, k) for k in SUITE_KEYS if k not in NOT_FINGERPRINTED},
-                "samples": {k: getattr(self, k) for k in SAMPLE_KEYS},
-                "rankers": rankers,
-                "explainers": {e: {**({"type": p["type"]} if "type" in p else {}),
-                                   **resolved(explainer_class(self.explainer_type(e)).params, self.explainer_params(e))}
-                               for e, p in self.explainers.items()},
-                "metrics": {m: resolved(metric_spec(m).params, p) for m, p in self.metrics.items()},
-                "effectiveness": {"collections": self.effectiveness, "rankers": self.effectiveness_rankers}}
+        """Every setting after defaults (the run fingerprint's configuration part: `SuitePlan.fingerprint`)."""
+        return self.plan.fingerprint()
 
 
 def _registered() -> dict:

@@ -1,6 +1,6 @@
 """Shard timings of a run, for sizing a full suite (`make bench-transformers`, RESULTS.md "Scaling").
 
-`python -m suites.scaling RUN_DIR --out FILE.json` reads a (possibly partial) run's shards table:
+`python -m suites.report.scaling RUN_DIR --out FILE.json` reads a (possibly partial) run's shards table:
 seconds per (ranker, query) shard as measured by the worker that ran it, explanations per shard,
 the engine's worker count and the run's wall time. `rexbench report` turns the file into a table:
 measured seconds per shard and explanations per second per worker, and the wall time of the whole
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rankers.errors import BadInput
 
-from .store import Store
+from ..run.store import Store
 
 
 def shard_timings(run_dir: str | Path) -> dict:
@@ -54,9 +54,9 @@ def _planned_queries(suite: dict) -> dict[str, int]:
     """Shards (queries) per explained ranker in the suite file as written (a run with --limit measures fewer)."""
     from collections import Counter
 
-    from .collections import load_collection
-    from .config import load_suite
-    from .runner import plan, sampled_queries
+    from ..data.collections import load_collection
+    from ..run.config import load_suite
+    from ..run.runner import plan, sampled_queries
     path = suite.get("path")
     if not path or not Path(path).is_file():
         return {}
@@ -66,7 +66,7 @@ def _planned_queries(suite: dict) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m suites.scaling", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m suites.report.scaling", description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="JSON file to write (RESULTS.md reads DIR/scaling*.json)")
     a = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """Escaping of user-given strings (error messages, suite descriptions, paths, words) for the formats the
 report writes: a Markdown table cell, a line of Markdown text, and HTML text. Names are validated as
-identifiers where they enter (`suites.config.check_name`); everything else is escaped where it is written."""
+identifiers where they enter (`suites.run.config.check_name`); everything else is escaped where it is written."""
 from __future__ import annotations
 
 import html

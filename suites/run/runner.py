@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import errno
-import json
 import platform
 import sqlite3
 import time
@@ -18,13 +17,13 @@ from rankers.errors import BadInput, RunFault, about_ranker
 from rankers.evaluate import evaluate, run_ranker
 from rankers.registry import ranker_spec
 from rankers.scorer import resolve_batch_size
-from rankers.training import build_ranker, cached_checkpoint, get_ranker, rexbench_version
+from rankers.training import build_ranker, rexbench_version
 
-from .collections import load_collection
+from ..data.collections import load_collection
 from .config import SuiteConfig
 from .engine import SerialEngine, engine
 from .execute import RunSpec, runtime
-from .rankerdef import importable_from
+from .resolved import RankerPlan
 from .rundir import (DB, RunLock, Staging, check_out_dir, clear_leftovers, clear_run, first_difference, fingerprint,
                      writable_ancestor)
 from .store import Store
@@ -62,12 +61,12 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
     if cfg.top_k == 0:
-        empty = [r for r, t in cfg.rankers.items() if t.get("explain", True) and cfg.ranker_relevant(r) == 0]
+        empty = [p.name for p in cfg.plan.explained() if p.relevant == 0]
         if empty:
             where = "[samples]" if cfg.relevant == 0 else f"[rankers.{empty[0]}]"
             raise BadInput(f"{where}: top_k = 0 and relevant = 0 select no document to explain for "
                            f"{', '.join(empty)}; set one above 0")
-    if not any(t.get("explain", True) for t in cfg.rankers.values()):
+    if not cfg.plan.explained():
         raise BadInput("no ranker of the suite is explained (every [rankers] table has explain = false)")
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
     qids = sampled_queries(cfg, coll)
@@ -79,8 +78,7 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
         if lacking:
             raise BadInput(f"run file {cfg.run_file} has no ranking for sampled queries {', '.join(lacking[:5])}"
                            f"{' ...' if len(lacking) > 5 else ''} ({len(lacking)} of {len(qids)})")
-    with importable_from(cfg.base_dir()):
-        probed = {r: m for r in cfg.rankers if (m := probe_ranker(cfg, r, coll, qids[0])) is not None}
+    probed = {p.name: m for p in cfg.plan.rankers.values() if (m := probe_ranker(p, coll, qids[0])) is not None}
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
     return coll, qids, probed
@@ -92,33 +90,29 @@ def sampled_queries(cfg: SuiteConfig, coll) -> list[str]:
     return qids[: cfg.queries] if cfg.queries else qids
 
 
-def probe_ranker(cfg: SuiteConfig, rname: str, coll, qid: str):
+def probe_ranker(p: RankerPlan, coll, qid: str):
     """Load every ranker that needs no training now (HF models, callables, checkpoints, cached trained
     models, bm25) and score two candidates and the empty document, so an unloadable model, a damaged
     cached checkpoint or a misbehaving function stops the run before it writes. A ranker still to
     be trained needs a writable cache ($REXBENCH_HOME), checked here. Returns the ranker when it is
     the one the run will use (else None: trained or fine-tuned later)."""
-    if rname in cfg.objects:
-        return _probe(cfg.objects[rname], rname, coll, qid)
-    spec = ranker_spec(cfg.ranker_type(rname))
-    t = cfg.rankers[rname]
+    if p.obj is not None:
+        return _probe(p.obj, p.name, coll, qid)
     cached = False
-    if spec.trainable and t.get("train", True) and not t.get("checkpoint"):
-        cache = cached_checkpoint(spec.name, coll, cfg.ranker_seed(rname), cfg.ranker_config(rname))
+    if p.trainable_here:
+        cache = p.cache_dir(coll)
         if not (cache / "config.json").exists():  # trained on first use (KNRM, MatchPyramid, fine-tuned models)
-            writable_ancestor(cache, f"ranker {rname!r} will be trained and cached in {cache}; $REXBENCH_HOME")
-            if spec.cls.pretrained:
-                build_ranker(spec.name, coll, cfg.ranker_seed(rname), **cfg.ranker_config(rname))  # weights load
+            writable_ancestor(cache, f"ranker {p.name!r} will be trained and cached in {cache}; $REXBENCH_HOME")
+            if ranker_spec(p.type).cls.pretrained:
+                build_ranker(p.type, coll, p.seed, **p.config)  # weights load
             return None
-        cached = True  # get_ranker loads the cache (nothing to train)
+        cached = True  # the cache is loaded (nothing to train)
     # never trains here: as given, a checkpoint or the cache; the same model the run loads
     try:
-        r = get_ranker(spec.name, coll, cfg.ranker_seed(rname), t.get("checkpoint"), train_if_missing=cached,
-                       progress=False,
-                       config=cfg.ranker_config(rname))
+        r = p.load(coll, train=cached)
     except BadInput as e:
-        raise BadInput(about_ranker(rname, e)) from None
-    return _probe(r, rname, coll, qid)
+        raise BadInput(about_ranker(p.name, e)) from None
+    return _probe(r, p.name, coll, qid)
 
 
 def _probe(r, rname: str, coll, qid: str):
@@ -147,7 +141,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     the output directory and any stored run), then takes the directory's lock; refuses an existing
     run unless `resume` (same fingerprint) or `overwrite` (the old run is replaced only once the new
     one has recorded its first shard: `rundir.Staging`). `workers` > 1 runs shards on a local Dask
-    cluster, `address` on an existing one (`suites.engine`); the values are the same as with one
+    cluster, `address` on an existing one (`suites.run.engine`); the values are the same as with one
     worker, so neither is part of the fingerprint (a run may resume with others). Faults that are
     not the input's (lost scheduler, disk full) are a `RunFault` naming the directory and `--resume`."""
     out = Path(out_dir)
@@ -184,7 +178,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
 
 def run_fingerprint(cfg: SuiteConfig, device: str, coll) -> dict:
     """What a run of `cfg` on `device` is (`rundir.fingerprint`): --resume and plan --calibration-run check it."""
-    return fingerprint({**cfg.resolved(), "device": device}, {"name": coll.name, "digest": coll.digest},
+    return fingerprint({**cfg.plan.fingerprint(), "device": device}, {"name": coll.name, "digest": coll.digest},
                        {**versions(), "rexbench": rexbench_version()})
 
 
@@ -313,15 +307,15 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
     rankers that will be explained, and (with `qid`) each one's seconds to score that query's
     candidates: the planner's estimate of what its shards cost."""
     loaded, cost, runs = {}, {}, {}
-    for rname, rparams in cfg.rankers.items():
+    for p in cfg.plan.rankers.values():
+        rname = p.name
         t0 = time.perf_counter()
-        ranker = (probed[rname].to(device).eval() if rname in probed
-                  else cfg.load_ranker(rname, coll, device, progress))
+        ranker = probed[rname].to(device).eval() if rname in probed else p.load(coll, device, progress)
         load_s = time.perf_counter() - t0
         if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
             # rankers with the same weights (tables that differ only in a runtime parameter such as `removal`)
             # score the unperturbed candidates alike: ranked once; the empty document is each one's own
-            key = _weights_key(cfg, rname)
+            key = p.weights_key()
             try:
                 if key is not None and key not in runs:
                     runs[key] = run_ranker(ranker, coll, "test")
@@ -336,23 +330,11 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                                                         "units": ranker.analyzer,
                                                         "batch_size": resolve_batch_size(cfg.batch_size, device,
                                                                                          ranker)})
-        if rparams.get("explain", True):
+        if p.explain:
             loaded[rname] = ranker
             if qid is not None:
                 cost[rname] = _scoring_seconds(ranker, coll, qid)
     return loaded, cost
-
-
-def _weights_key(cfg: SuiteConfig, rname: str) -> str | None:
-    """What determines a suite ranker's unperturbed scores: type, constructor parameters other than its runtime
-    ones, training seed and checkpoint (None for Python objects: never shared)."""
-    if rname in cfg.objects:
-        return None
-    t = cfg.rankers[rname]
-    runtime = set(ranker_spec(cfg.ranker_type(rname)).cls.runtime_params)
-    params = {k: v for k, v in cfg.ranker_config(rname).items() if k not in runtime}
-    return json.dumps([cfg.ranker_type(rname), params, t.get("train_seed"), t.get("checkpoint"),
-                       t.get("train", True)], sort_keys=True, default=str)
 
 
 def _scoring_seconds(ranker, coll, qid: str) -> float:
@@ -371,37 +353,28 @@ def plan(cfg: SuiteConfig, qids: list[str], done: set[tuple[str, str]], cost: di
     run's last shards are short ones and workers finish together)."""
     cost = cost or {}
     out = []
-    for rname in sorted(cfg.rankers, key=lambda r: -cost.get(r, 0.0)):  # stable: suite order among equals
-        t = cfg.rankers[rname]
-        if not t.get("explain", True):
-            continue
-        for q in (qids[: t["queries"]] if t.get("queries") else qids):
-            if (rname, q) not in done:
-                out.append((rname, q))
+    for p in sorted(cfg.plan.explained(), key=lambda p: -cost.get(p.name, 0.0)):  # stable: suite order among equals
+        for q in (qids[: p.queries] if p.queries else qids):
+            if (p.name, q) not in done:
+                out.append((p.name, q))
     return out
 
 
 def _effectiveness(store, cfg, device, progress, data_dir):
     for cname in cfg.effectiveness:
         c = load_collection(cname, data_dir, seed=cfg.seed)
-        names = cfg.effectiveness_rankers or [r for r in cfg.rankers if r not in cfg.objects]
-        for rname, rparams in ((r, cfg.rankers.get(r, {})) for r in names):
-            known = rname in cfg.rankers
-            with importable_from(cfg.base_dir()):
-                m = get_ranker(cfg.ranker_type(rname) if known else rname, c,
-                               cfg.ranker_seed(rname) if known else cfg.seed, None,
-                               train_if_missing=rparams.get("train", True), device=device, progress=progress,
-                               config=cfg.ranker_config(rname) if known else None)
+        for p in cfg.plan.effectiveness_rankers:
+            m = p.load_elsewhere(c, device, progress)
             log = getattr(m, "train_log", {}) or {}
-            store.set_ranker(rname, c.name, "test", {**evaluate(m, c, "test", empty=True),
-                                                     "train_seconds": log.get("seconds"),
-                                                     "best_epoch": log.get("best_epoch"), "device": device,
-                                                     "units": m.analyzer})
+            store.set_ranker(p.name, c.name, "test", {**evaluate(m, c, "test", empty=True),
+                                                      "train_seconds": log.get("seconds"),
+                                                      "best_epoch": log.get("best_epoch"), "device": device,
+                                                      "units": m.analyzer})
 
 
 def export(store: Store, out: Path) -> None:
     """results.csv (flat export) and summary.csv (means with 95% bootstrap CIs)."""
-    from .stats import summarize
+    from ..stats import summarize
     df = store.results()
     df.to_csv(out / "results.csv", index=False)
     summarize(df).to_csv(out / "summary.csv", index=False)

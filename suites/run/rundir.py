@@ -33,7 +33,7 @@ LOCK = ".rexbench.lock"
 RUN_FILES = (DB, DB + "-wal", DB + "-shm", "results.csv", "summary.csv", "RESULTS.md")
 #: where `--overwrite` writes the new run until it replaces the old one (`Staging`)
 STAGING = ".rexbench-overwrite"
-#: the tables of a rexbench results database (suites.store.SCHEMA)
+#: the tables of a rexbench results database (suites.run.store.SCHEMA)
 TABLES = {"results", "cells", "explanations", "rankers", "meta", "shards"}
 _SQLITE_HEADER = b"SQLite format 3\x00"
 

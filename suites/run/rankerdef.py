@@ -11,8 +11,6 @@ A definition is a name, a registered type, the type's own parameters, and how to
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rankers.base import Ranker
@@ -20,24 +18,10 @@ from rankers.errors import BadInput
 from rankers.params import check_params
 from rankers.registry import ranker_spec
 
+from .resolved import importable_from
+
 #: keys a definition may set besides the type's own parameters
 DEF_KEYS = ("train", "checkpoint")
-
-
-@contextmanager
-def importable_from(directory: str | None):
-    """`function = "module:attr"` finds a module in `directory` (the suite file's folder) without
-    PYTHONPATH: the folder is appended to sys.path while rankers load (installed modules win a name
-    clash). The imported module stays in sys.modules."""
-    if directory is None or directory in sys.path:
-        yield
-        return
-    sys.path.append(directory)
-    try:
-        yield
-    finally:
-        if directory in sys.path:
-            sys.path.remove(directory)
 
 
 @dataclass
@@ -64,10 +48,15 @@ class RankerDef:
 def from_suite(path: str, name: str, allow_code: bool = False) -> RankerDef:
     """The `[rankers.NAME]` table of a suite file (`allow_code`: see `load_suite`)."""
     from .config import load_suite
-    cfg = load_suite(path, allow_code)
-    if name not in cfg.rankers:
-        raise BadInput(f"suite {path} defines no ranker {name!r}; it defines: {', '.join(cfg.rankers)}")
-    return cfg.ranker_def(name)
+    return from_plan(load_suite(path, allow_code), name)
+
+
+def from_plan(cfg, name: str) -> RankerDef:
+    """Ranker `name` of a loaded suite, as its resolved plan has it."""
+    if name not in cfg.plan.rankers:
+        raise BadInput(f"suite {cfg.path} defines no ranker {name!r}; it defines: {', '.join(cfg.plan.rankers)}")
+    p = cfg.plan.rankers[name]
+    return RankerDef(name, p.type, p.config, p.train, p.checkpoint, p.base_dir, p.train_seed)
 
 
 def parse_items(items: list[str], flag: str) -> dict:

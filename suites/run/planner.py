@@ -31,7 +31,7 @@ from pathlib import Path
 from rankers.errors import BadInput
 
 from .config import SuiteConfig
-from .stats import ALPHA, smallest_holm_p
+from ..stats import ALPHA, smallest_holm_p
 
 
 def parse_budget(text: str) -> float:
@@ -63,8 +63,7 @@ def queries_for_significance(n_explainers: int, alpha: float = ALPHA) -> int:
 
 def planned_queries(cfg: SuiteConfig, n_sampled: int) -> dict[str, int]:
     """Explained ranker -> its queries in the run (`runner.plan`: its own `queries`, else all sampled)."""
-    return {r: min(int(t["queries"]), n_sampled) if t.get("queries") else n_sampled
-            for r, t in cfg.rankers.items() if t.get("explain", True)}
+    return {p.name: min(p.queries, n_sampled) if p.queries else n_sampled for p in cfg.plan.explained()}
 
 
 def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, calibrate: int = 1,
@@ -73,7 +72,7 @@ def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, ca
     """The plan as a JSON-serialisable dict (see the module docstring). `calibration_run`: calibrate from the
     first `calibrate` queries of each ranker in an existing run of this very suite (its shard times, recorded
     under the run's own workers) instead of running a calibration."""
-    from suites.collections import load_collection
+    from suites.data.collections import load_collection
     device = device or cfg.device
     coll = load_collection(cfg.collection, data_dir, seed=cfg.seed)
     n_avail = len(coll.split(cfg.split))

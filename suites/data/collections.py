@@ -201,7 +201,7 @@ def load_cranfield_dir(root: Path) -> Collection:
 
 
 #: the Cranfield copy shipped with rexbench (public, 1.7 MB): the default data directory
-SHIPPED_DATA = Path(__file__).resolve().parent / "data"
+SHIPPED_DATA = Path(__file__).resolve().parent  # suites/data/: cranfield/ ships here
 
 
 def _data_dir(data_dir: str | os.PathLike | None) -> Path:

@@ -91,8 +91,8 @@ def measure_floors(device: str = "cpu", rankers=("bm25", "knrm", "matchpyramid",
                    repeats: int = 5, collection: str = "cranfield", progress: bool = True) -> dict:
     """Median over `n_pairs` Cranfield test pairs (each query's first judged-relevant document) per ranker."""
     from rankers.training import build_ranker
-    from suites.collections import load_collection
-    from suites.runner import device_name, versions
+    from suites.data.collections import load_collection
+    from suites.run.runner import device_name, versions
     coll = load_collection(collection)
     qids = [q for q in coll.split("test") if coll.relevant(q)][:n_pairs]
     res = {"device": device, "device_name": device_name(device), "versions": versions(),
@@ -125,7 +125,7 @@ def _goal(key, ranker, value):
 def floors_markdown(runs: list[dict]) -> list[str]:
     md = ["## Speed: cost over the floor", "",
           "Measured by `rexbench floors` in one process per device, side by side, medians over "
-          "fixed Cranfield test pairs (see `suites/speed.py` for the definitions).", ""]
+          "fixed Cranfield test pairs (see `suites/report/speed.py` for the definitions).", ""]
     for f in runs:
         md += [f"### {f['device']}: {f['device_name']} ({f['date']}; torch {f['versions'].get('torch')})", "",
                "| ranker | doc tokens | curve ms | floor ms (batch) | curve / floor | per-step ms | batched speed-up |"

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from .stats import compare_to, competitors, orientation, query_values
+from ..stats import compare_to, competitors, orientation, query_values
 
 N_BOOT = 1000
 

@@ -4,10 +4,10 @@
 cluster (`distributed.LocalCluster`, N worker processes, each with cores/N torch threads, forked
 on Linux for CPU runs and spawned otherwise: `start_method`; Dask's task profiler off:
 `WORKER_CONFIG`); `--address tcp://HOST:8786` joins an existing Dask scheduler. Each task is one shard
-(`suites.execute.run_shard`), a pure function: a worker that dies mid-shard has its task
+(`suites.run.execute.run_shard`), a pure function: a worker that dies mid-shard has its task
 rescheduled on another worker (Dask's `allowed-failures`, default 3), and the coordinator
 records each shard's rows once, when its result arrives. Rankers are loaded once per worker
-and kept (`suites.execute.runtime`). Tasks of one ranker are submitted together, so each
+and kept (`suites.run.execute.runtime`). Tasks of one ranker are submitted together, so each
 worker loads few rankers. On a GPU box, start one worker per GPU (`CUDA_VISIBLE_DEVICES`)
 and give the suite `device = "cuda"`.
 
@@ -128,7 +128,7 @@ def _worker_setup(n_threads: int) -> None:
     what shards need while the coordinator prepares."""
     import torch
     torch.set_num_threads(n_threads)
-    import suites.execute  # noqa: F401  (explainers, metrics, captum)
+    import suites.run.execute  # noqa: F401  (explainers, metrics, captum)
 
 
 #: Dask settings for the workers of our own LocalCluster. The statistical profiler samples every task's

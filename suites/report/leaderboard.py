@@ -1,0 +1,112 @@
+"""RESULTS.md's leaderboards (per ranker, headline metrics with query-bootstrap CIs) and the score-normalised views."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from metrics import METRICS
+
+from ..stats import ALPHA, leaderboard, smallest_holm_p, underpowered
+from .common import arrow, fmt, metric_label, md_table, degenerate_shares
+
+
+def _sanity_cell(df: pd.DataFrame, ranker: str, explainer: str) -> str | None:
+    """sanity_randomization as a verdict: mean |rho| after randomisation against the mean self-consistency
+    ceiling (the same model under two explainer seeds); pass when |rho| <= SANITY_PASS x ceiling."""
+    from metrics.robustness import SANITY_PASS, sanity_passes
+    g = df[(df.ranker == ranker) & (df.explainer == explainer) & (df.metric == "sanity_randomization")
+           & (df.status == "ok")]
+    if g.empty:
+        return None
+    ceil = [json.loads(i).get("ceiling") if isinstance(i, str) and i else None for i in g["info"]]
+    ceil = [c for c in ceil if c is not None]
+    if not ceil:
+        return None
+    rho, top = float(g.value.astype(float).mean()), float(np.mean(ceil))
+    verdict = "pass" if sanity_passes(rho, top) else "fail"
+    return f"{verdict} (\\|rho\\| {fmt(rho, 2)} vs ceiling {fmt(top, 2)}; pass <= {SANITY_PASS:g} x ceiling)"
+
+
+def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = False,
+                        exps: list[dict] | None = None, headlines: set[str] | None = None) -> list[str]:
+    """Per ranker: explainer x metric, query-means with query-bootstrap CIs, n, constant-explanation share."""
+    md = ["## Leaderboards", "",
+          "Each cell: the mean over queries of the query's mean over its samples, with a 95% CI from a bootstrap "
+          "that resamples queries. ↓ lower is better, ↑ higher is better. Rows are ordered by the first headline "
+          "metric's mean where the ranker has enough queries for a difference to reach significance; on an "
+          "underpowered ranker they are alphabetical and nothing is ranked. No cell is marked best: which "
+          "differences hold, and how large they are, is in \"Comparisons that matter\" below. Headline "
+          "faithfulness metrics (★) are rank-based, so unchanged by any increasing transform of the scores and "
+          "comparable across rankers: the standing AUCs are bounded and defined on every sample; the gains are "
+          "anchored (0 = random, 1 = the search oracle) and skip only a pair on which every order gives the same "
+          "standing. `bm25_agreement` is groundtruth_spearman outside bm25: agreement "
+          "with BM25's exact shares, not ground truth. sanity_randomization is a pass/fail check against its "
+          "self-consistency ceiling, not a score. \"constant\" = share of the explainer's explanations that give "
+          "every token the same score (their curves are tie orders). n/a = not applicable (see skips below).", ""]
+    degenerate = degenerate_shares(exps or [])
+    heads = {m for m in metrics if METRICS[m].headline} if headlines is None else set(headlines)
+    for r in df.ranker.unique():
+        cells: dict[str, dict[str, str]] = {}
+        ns: dict[str, tuple[int, int]] = {}
+        order: list[str] = []
+        for m in metrics:
+            b = leaderboard(df, r, m)
+            if b.empty:
+                continue
+            if not order and m in heads:
+                order = list(b.explainer)
+            for _, row in b.iterrows():
+                if m == "sanity_randomization":
+                    s = _sanity_cell(df, r, row.explainer) or f"{fmt(row['mean'])} (no ceiling recorded)"
+                else:
+                    s = f"{fmt(row['mean'])} [{fmt(row.ci_low)}, {fmt(row.ci_high)}]"
+                cells.setdefault(row.explainer, {})[m] = s
+                if m in heads or not heads:
+                    q, p = ns.get(row.explainer, (0, 0))
+                    ns[row.explainer] = (max(q, int(row.queries)), max(p, int(row.pairs)))
+        if not cells:
+            continue
+        qn = df[(df.ranker == r) & (df.docid != "*")].qid.nunique()
+        pn = len(df[(df.ranker == r) & (df.docid != "*")].drop_duplicates(["qid", "docid"]))
+        m_cmp = max(len(cells) - 1, 1)
+        weak = underpowered(qn, m_cmp)
+        names = sorted(cells) if weak or not order else order + sorted(set(cells) - set(order))
+        cols = [m for m in metrics if any(m in v for v in cells.values())]
+        rows = []
+        for e in names:
+            c, n = degenerate.get((r, e), (0, 0))
+            rows.append({"explainer": e, "n queries / pairs": "%d / %d" % ns.get(e, (0, 0)),
+                         "constant": f"{c / n:.0%}" if n else "-",
+                         **{f"{metric_label(m, r)}{' ★' if m in heads else ''} {arrow(m)}":
+                            cells[e].get(m, "n/a") for m in cols}})
+        floor_p = smallest_holm_p(qn, m_cmp)
+        note = (f"; **underpowered, not ranked**: with {qn} queries and {m_cmp} comparisons no difference can "
+                f"reach p < {ALPHA} after Holm (smallest attainable adjusted p {floor_p:.2g}); more queries are "
+                "needed (e.g. on a GPU" + (": `suites/cranfield_gpu.toml`" if gpu_suite else "") + ")" if weak else "")
+        md += [f"### {r} ({qn} queries, {pn} pairs{note})", "", md_table(pd.DataFrame(rows)), ""]
+    return md
+
+
+def normalised_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The score-normalised variants: defined counts and query-means, not ranked as headlines."""
+    if not metrics:
+        return []
+    rows = []
+    for r in df.ranker.unique():
+        for m in metrics:
+            g = df[(df.ranker == r) & (df.metric == m)]
+            ok = g[g.status == "ok"].value.astype(float)
+            if g.empty:
+                continue
+            rows.append({"ranker": r, "metric": f"{m} {arrow(m)}", "defined": f"{len(ok)} / {len(g)}",
+                         "min": fmt(ok.min() if len(ok) else np.nan), "median": fmt(ok.median() if len(ok) else
+                                                                                       np.nan),
+                         "max": fmt(ok.max() if len(ok) else np.nan),
+                         "outside [0, 1]": int(((ok < 0) | (ok > 1)).sum())})
+    return ["## Score-normalised variants (not headlines)", "",
+            "Deletion / insertion (Petsiuk et al. 2018) and ERASER comprehensiveness / sufficiency normalise by "
+            "s_full - s_empty: unbounded, ill-conditioned when that span is small and undefined unless the full "
+            "document outscores the empty one. Shown for comparison with the literature; conclusions rest on the "
+            "rank-based headlines above.", "", md_table(pd.DataFrame(rows)), ""]

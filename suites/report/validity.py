@@ -1,0 +1,151 @@
+"""RESULTS.md "Metric validity" (corruption ladders), the meta-evaluation of the metrics, and the IG completeness
+check."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from metrics import METRICS
+
+from ..stats import ALPHA, kendalls_w, metric_agreement, separation
+from .common import arrow, fmt, md_table
+
+
+def corruption_ladders(suite_explainers: dict) -> dict[str, list[tuple[float, str]]]:
+    """base explainer -> [(fraction, suite explainer name)] from the suite's `corrupted` explainers, with the
+    base itself at fraction 0 where the suite runs it."""
+    ladders: dict[str, list[tuple[float, str]]] = {}
+    for name, t in suite_explainers.items():
+        if (t.get("type") or name) == "corrupted":
+            ladders.setdefault(t.get("base", "greedy"), []).append((float(t.get("fraction", 0.5)), name))
+    for base, steps in ladders.items():
+        if base in suite_explainers and not any(f == 0 for f, _ in steps):
+            steps.append((0.0, base))
+        steps.sort()
+    return {b: s for b, s in ladders.items() if len(s) >= 2}
+
+
+def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]) -> tuple[list[str], set[str]]:
+    """The corruption test (a reference explanation shuffled on a growing share of tokens) for every declared
+    headline metric on every ranker where a ladder ran: the oriented query-means must not rise with the
+    fraction (tolerance a quarter of the metric's minimum meaningful difference) and the reference must beat
+    its fully corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha). Returns the
+    section and the metrics demoted from headline (failed somewhere)."""
+    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial, wide_queries
+    ladders = corruption_ladders(suite_explainers)
+    heads = [m for m in metrics if METRICS[m].headline]
+    if not ladders or df.empty:
+        return [], set()
+    rows, demoted = [], set()
+    for base, steps in ladders.items():
+        for r in df.ranker.unique():
+            for m in heads:
+                wide = wide_queries(df, r, m)
+                names = [n for _, n in steps if n in wide]
+                if len(names) < 2:
+                    continue
+                both = wide[names].dropna()
+                if len(both) < 2:
+                    continue
+                fr = [f for f, n in steps if n in names]
+                means = [orientation(m) * float(both[n].mean()) for n in names]
+                tol = 0.25 * min_meaningful_difference(m)
+                mono = all(b <= a + tol for a, b in zip(means, means[1:]))
+                d = orientation(m) * (both[names[0]] - both[names[-1]]).to_numpy()
+                eff, p = rank_biserial(d), paired_test(both[names[0]].to_numpy(), both[names[-1]].to_numpy())
+                ok = mono and eff > 0 and p < ALPHA
+                if not ok:
+                    demoted.add(m)
+                rows.append({"ranker": r, "reference": base, "metric": f"{m} {arrow(m)}", "queries": len(both),
+                             "means by corrupted share": ", ".join(f"{f:g}: {orientation(m) * v:.3f}"
+                                                                   for f, v in zip(fr, means)),
+                             "monotone": "yes" if mono else "no",
+                             "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
+                             "verdict": "valid" if ok else "fails"})
+    if not rows:
+        return [], set()
+    md = ["## Metric validity", "",
+          "Shown before any leaderboard: can each headline metric be trusted? (a) The corruption test: a reference "
+          "explanation (bm25's exact Shapley shares, the ground truth; the greedy search oracle where a ladder "
+          "ran on it) has its scores shuffled among a growing share of the document's tokens (`corrupted`, "
+          "seeded). A valid metric must not improve as more is shuffled (query-means oriented so higher = "
+          "better, tolerance a quarter of the metric's minimum meaningful difference) and must separate the "
+          "reference from its fully shuffled version on paired queries (rank-biserial r > 0, Wilcoxon p < "
+          f"{ALPHA}). A declared headline metric that fails on any ranker is demoted: it loses its ★ in every "
+          "table below. Separation from random and reliability (Kendall's W among competing explainers) are "
+          "in the meta-evaluation section.", "", md_table(pd.DataFrame(rows)), ""]
+    if demoted:
+        md += [f"Demoted from headline by this test: {', '.join(sorted(demoted))}.", ""]
+    else:
+        md += ["Every declared headline metric tested here passes.", ""]
+    return md, demoted
+
+
+#: known-good explainers to separate from random: bm25's exact Shapley shares (the ground truth), lexical match
+GOOD = (("bm25", "exact_shapley"), ("bm25", "exact_match"), ("knrm", "exact_match"), ("matchpyramid", "exact_match"),
+        ("crossencoder", "exact_match"), ("biencoder", "exact_match"))
+
+
+def meta_evaluation_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """Which metrics to trust: separation of known-good from random, reliability, agreement."""
+    metrics = [m for m in metrics if m not in ("explainer_agreement",)]
+    pairs = [(r, g) for r, g in GOOD if r in set(df.ranker) and g in set(df[df.ranker == r].explainer)]
+    md = ["## Meta-evaluation of the metrics", "",
+          "In the spirit of Tomsett et al. (2020) and Kim et al. (SIGIR 2022). (a) Separation: does the metric "
+          "rank a known-good explanation above the random one on paired queries? Cell: rank-biserial effect r "
+          "(1 = better on every query, in the metric's direction) and Wilcoxon p, n queries; bold where p < 0.01 "
+          "and r > 0. (b) Reliability: Kendall's W of the ordering of the competing explainers (baselines left out) across queries (1 = every query "
+          "orders the explainers alike). (c) Agreement: Spearman correlation between the explainer orderings of "
+          "two metrics.", ""]
+    rows = []
+    for m in metrics:
+        row = {"metric": f"{m}{' ★' if METRICS[m].headline else ''} {arrow(m)}"}
+        for r, g in pairs:
+            s = separation(df, r, m, g)
+            key = f"{r}: {g} vs random"
+            if s is None:
+                row[key] = "n/a"
+                continue
+            txt = f"r={s['effect']:+.2f}, p={s['p']:.1g} (n={s['queries']})"
+            row[key] = f"**{txt}**" if s["p"] < 0.01 and s["effect"] > 0 else txt
+        for r in df.ranker.unique():
+            w = kendalls_w(df, r, m)
+            row[f"W {r}"] = "n/a" if w is None else f"{w[0]:.2f}"
+        rows.append(row)
+    md += ["### (a) Separation and (b) reliability", "", md_table(pd.DataFrame(rows)), ""]
+    mats = [metric_agreement(df, r, metrics) for r in df.ranker.unique()]
+    mats = [x for x in mats if not x.empty]
+    if mats:
+        names = sorted(set().union(*[set(x.index) for x in mats]), key=metrics.index)
+        avg = pd.DataFrame({b: [np.nanmean([x.loc[a, b] for x in mats if a in x.index and b in x.columns] or
+                                           [np.nan]) for a in names] for b in names}, index=names)
+        t = avg.map(lambda v: fmt(v, 2)).reset_index().rename(columns={"index": "metric"})
+        md += ["### (c) Agreement between metrics", "",
+               f"Spearman correlation of explainer orderings (query-means, oriented so higher = better), averaged "
+               f"over the {len(mats)} rankers.", "", md_table(t), ""]
+    return md
+
+
+def ig_completeness_section(df: pd.DataFrame, exps: list[dict]) -> list[str]:
+    """|sum(IG attributions) - (s_full - s_empty)| from the stored explanations and deletion curves."""
+    dele = df[(df.metric == "deletion") & (df.explainer == "integrated_gradients") & (df.status == "ok")]
+    if dele.empty:
+        return []
+    ends = {(r.ranker, r.qid, r.docid): json.loads(r.info) for r in dele.itertuples()}
+    rows = {}
+    for e in exps:
+        k = (e["ranker"], e["qid"], e["docid"])
+        if e["explainer"] == "integrated_gradients" and k in ends:
+            span = ends[k]["s_full"] - ends[k]["s_empty"]
+            rows.setdefault(e["ranker"], []).append((abs(sum(e["doc_scores"]) - span), abs(span)))
+    if not rows:
+        return []
+    t = pd.DataFrame([{"ranker": r, "pairs": len(v), "median |delta|": f"{np.median([d for d, _ in v]):.2e}",
+                       "max |delta|": f"{max(d for d, _ in v):.2e}",
+                       "median |delta| / |s_full - s_empty|": f"{np.median([d / max(s, 1e-12) for d, s in v]):.2e}"}
+                      for r, v in rows.items()])
+    return ["## Integrated Gradients completeness", "",
+            "IG over the token mask from the empty document: the attributions should sum to s_full - s_empty.",
+            "", md_table(t), ""]
