@@ -389,21 +389,12 @@ def cmd_explain(args) -> int:
     return 0
 
 
-def _suite_path(name: str):
-    from pathlib import Path
-
-    from suites.listing import SUITES_DIR
-    p = Path(name)
-    if p.exists() or p.suffix == ".toml":
-        return p
-    return SUITES_DIR / f"{name}.toml"
-
-
 def cmd_run(args) -> int:
+    from suites.listing import suite_path
     from suites.run.config import load_suite
     from suites.run.runner import run_suite
 
-    cfg = load_suite(_suite_path(args.suite), allow_code=args.allow_code)
+    cfg = load_suite(suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
         _device(args.device)
     t0 = time.perf_counter()
@@ -431,12 +422,13 @@ def cmd_floors(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    from suites.listing import suite_path
     import json
 
     from suites.run.config import load_suite
     from suites.run.planner import parse_budget, plan_suite, plan_text
     budget = parse_budget(args.budget) if args.budget is not None else None
-    cfg = load_suite(_suite_path(args.suite), allow_code=args.allow_code)
+    cfg = load_suite(suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
         _device(args.device)
     p = plan_suite(cfg, device=args.device, workers=args.workers, calibrate=args.calibrate, budget_s=budget,

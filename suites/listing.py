@@ -6,6 +6,14 @@ from pathlib import Path
 SUITES_DIR = Path(__file__).resolve().parent
 
 
+def suite_path(name: str) -> Path:
+    """A suite file path as given, or the bundled suite of that name (`quick`, `cranfield`)."""
+    p = Path(name)
+    if p.exists() or p.suffix == ".toml":
+        return p
+    return SUITES_DIR / f"{name}.toml"
+
+
 def suite_files() -> list[Path]:
     return sorted(SUITES_DIR.glob("*.toml"))
 
