@@ -277,8 +277,10 @@ def test_shard_timings_and_their_projection(tmp_path, capsys):
 def test_plan_starts_the_costliest_rankers_and_skips_recorded_shards():
     from suites.run.config import SuiteConfig
     from suites.run.runner import plan
-    cfg = SuiteConfig(name="s", collection="synthetic", rankers={"a": {}, "b": {"queries": 1}, "c": {},
-                                                                 "d": {"explain": False}})
+    # the plan is the resolved suite's: rankers of registered types (any; their names decide nothing here)
+    cfg = SuiteConfig(name="s", collection="synthetic",
+                      rankers={"a": {"type": "bm25"}, "b": {"type": "bm25", "queries": 1}, "c": {"type": "bm25"},
+                               "d": {"type": "bm25", "explain": False}})
     shards = plan(cfg, ["q1", "q2"], {("c", "q1")}, {"a": 0.1, "b": 2.0, "c": 0.5})
     assert shards == [("b", "q1"), ("c", "q2"), ("a", "q1"), ("a", "q2")]
     assert plan(cfg, ["q1", "q2"], set()) == [("a", "q1"), ("a", "q2"), ("b", "q1"), ("c", "q1"), ("c", "q2")]
