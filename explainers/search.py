@@ -49,6 +49,72 @@ def greedy_order(score: Callable[[torch.Tensor], np.ndarray], n: int, counts: np
     return np.array(taken + left, dtype=np.int64)
 
 
+def improve_order(order: np.ndarray, loss: Callable[[list[np.ndarray]], np.ndarray], word_ids: np.ndarray,
+                  max_orders: int, seed: int = 0, batch: int = 16) -> tuple[np.ndarray, int]:
+    """Local search over orders seeded with `order` (after Hase et al. 2021's parallel local search): each
+    round evaluates up to `batch` moves of the current order in one call of `loss` (orders -> loss each; lower
+    is better) and keeps the best move that lowers the loss; it stops when a round brings nothing or
+    `max_orders` orders have been evaluated. Moves: every copy of one word brought to the front together
+    (greedy cannot see a word written twice: removing one copy alone changes nothing), one word brought to the
+    front, and random swaps of two positions. Never returns an order with a higher loss than `order`.
+    Returns (the best order, orders evaluated)."""
+    rng = np.random.default_rng(seed)
+    best = np.asarray(order, dtype=np.int64)
+    best_loss = float(loss([best])[0])
+    used, tried, idle = 1, set(), 0
+    n = len(best)
+    while used < max_orders and n > 1:
+        moves = []
+        pos = {int(t): i for i, t in enumerate(best)}
+        for w in dict.fromkeys(int(x) for x in word_ids[best]):  # each word type, in the current order
+            copies = [int(t) for t in best if word_ids[t] == w]
+            key = ("front", tuple(copies))
+            if key in tried or all(pos[c] == i for i, c in enumerate(copies)):
+                continue
+            tried.add(key)
+            moves.append(np.array(copies + [int(t) for t in best if word_ids[t] != w], dtype=np.int64))
+            if len(moves) >= batch:
+                break
+        while len(moves) < batch:
+            i, j = rng.choice(n, 2, replace=False)
+            m = best.copy()
+            m[[i, j]] = m[[j, i]]
+            moves.append(m)
+        moves = moves[: max(0, max_orders - used)]
+        if not moves:
+            break
+        losses = np.asarray(loss(moves), dtype=np.float64)
+        used += len(moves)
+        k = int(np.argmin(losses))
+        if losses[k] < best_loss - 1e-12:
+            best, best_loss, idle = moves[k], float(losses[k]), 0
+            tried.clear()  # the order moved: every word's front move is worth trying again
+        else:
+            idle += 1
+            if idle >= 2 and not _untried_fronts(best, word_ids, tried):
+                break  # two rounds of random swaps without a gain, every front move tried
+    return best, used
+
+
+def _untried_fronts(order: np.ndarray, word_ids: np.ndarray, tried: set) -> bool:
+    """Whether some word type's copies have not been tried at the front of `order`."""
+    for w in dict.fromkeys(int(x) for x in word_ids[order]):
+        if ("front", tuple(int(t) for t in order if word_ids[t] == w)) not in tried:
+            return True
+    return False
+
+
+def greedy_rows(n: int, counts: np.ndarray) -> int:
+    """Rows `greedy_order` scores on `counts` (every token still in play, each step that chooses)."""
+    left, rows = n, 0
+    for c0, c1 in zip(counts[:-1], counts[1:]):
+        k = int(c1 - c0)
+        if 0 < k < left:
+            rows += left
+        left -= max(k, 0)
+    return rows
+
+
 def order_scores(order: np.ndarray) -> np.ndarray:
     """Attributions [n] whose descending order is `order` (n for the first token, 1 for the last)."""
     n = len(order)
@@ -61,7 +127,8 @@ def order_scores(order: np.ndarray) -> np.ndarray:
 class GreedyExplainer(Explainer):
     """The search oracle as an explanation: doc_scores rank the tokens in the order `greedy_order` takes
     them (`kind` = "deletion": the order that lowers the score fastest; "insertion": raises it fastest),
-    on a schedule of `max_steps` steps. Its cost (forward passes and rows) is recorded like any explainer's;
+    on a schedule of `max_steps` steps, improved by `improve_order` on the score's AUC within 3 x the
+    greedy's rows. Its cost (forward passes and rows) is recorded like any explainer's;
     it is an upper reference for curve metrics, not an explanation a user would read."""
 
     params = {**Explainer.params, "kind": Choice("deletion", ("deletion", "insertion")),
@@ -72,10 +139,21 @@ class GreedyExplainer(Explainer):
         self.kind, self.max_steps = kind, int(max_steps)
 
     def _attribute(self, pair: Pair) -> dict:
-        from .schedule import step_counts
+        from .schedule import curve_masks, step_counts
         sc = self.tracked(self.scorer(pair, "mask"))
         n = len(pair.d_ids)
+        counts = step_counts(n, self.max_steps)
+        x, sign = counts / counts[-1], (1.0 if self.kind == "deletion" else -1.0)
+
+        def scores(masks: torch.Tensor) -> np.ndarray:
+            return sc(masks.to(pair.d_ids.device)).double().cpu().numpy()
+
+        def loss(orders):  # the score's AUC along each order: deletion lowest, insertion highest
+            s = scores(torch.cat([curve_masks(o, counts, self.kind) for o in orders])).reshape(len(orders), -1)
+            return sign * np.trapezoid(s, x, axis=1)
         with torch.no_grad():
-            order = greedy_order(lambda m: sc(m.to(pair.d_ids.device)).double().cpu().numpy(), n,
-                                 step_counts(n, self.max_steps), self.kind)
-        return {"doc_scores": order_scores(order), "info": {"kind": self.kind, "steps": self.max_steps}}
+            greedy = greedy_order(scores, n, counts, self.kind)
+            order, used = improve_order(greedy, loss, pair.d_ids.cpu().numpy(),
+                                        max(3 * greedy_rows(n, counts) // len(counts), 1), seed=self.seed)
+        return {"doc_scores": order_scores(order), "info": {"kind": self.kind, "steps": self.max_steps,
+                                                            "search_orders": used}}

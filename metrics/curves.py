@@ -4,9 +4,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from explainers.schedule import step_counts  # noqa: F401 -- the schedule the curves score (re-exported)
+from explainers.schedule import curve_masks, step_counts  # noqa: F401 -- the schedule the curves score
 from rankers.errors import BadInput
 
 
@@ -34,20 +33,6 @@ def attribution_orders(scores, n_orders: int, seed: int = 0) -> list[np.ndarray]
         return [first]
     rng = np.random.default_rng(seed)
     return [np.lexsort((rng.random(len(s)), -s)) for _ in range(n_orders)]
-
-
-def curve_masks(order: np.ndarray, counts: np.ndarray, kind: str) -> torch.Tensor:
-    """Masks [len(counts), n]: deletion removes the first c tokens of `order`,
-    insertion keeps only them (starting from the empty document)."""
-    n = len(order)
-    rank = np.empty(n, dtype=np.int64)
-    rank[order] = np.arange(n)  # position of each token in the order
-    top = torch.from_numpy(rank)[None, :] < torch.from_numpy(np.asarray(counts))[:, None]
-    if kind == "deletion":
-        return (~top).float()
-    if kind == "insertion":
-        return top.float()
-    raise ValueError(f"kind must be 'deletion' or 'insertion', not {kind!r}")
 
 
 EMPTY_NOT_BELOW = ("normalised curve not defined for this pair: the empty document scores at least as high as "

@@ -64,6 +64,8 @@ class Ranker(nn.Module):
     analyzer: str = "index"
     #: weights usable without training (`train = false` uses them as given), e.g. a HF model
     pretrained: bool = False
+    #: what removing a word does (`rexbench list`): "deletion" where the score is that of the text without it
+    removal_semantics: str = "deletion: the score of the document without the word"
 
     def __init__(self, vocab: Vocab, max_doc_len: int = 256, max_query_len: int = 32):
         super().__init__()

@@ -70,6 +70,8 @@ class BM25(Ranker):
     """Differentiable BM25 over token ids; see the module docstring for masking."""
 
     capabilities = ("mask_gradient", "single_use_modules", "exact_contributions")
+    removal_semantics = ("not deletion: a removed word leaves the term counts but the document length |d| stays "
+                         "fixed (the convention that makes each word's exact Shapley share closed-form)")
 
     params = {"k1": Float(1.2, lo=0.001, hi=100.0, doc="term-frequency saturation"), "b": Float(0.75, lo=0.0, hi=1.0,
               doc="length normalisation"), "max_doc_len": Int(512, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)")}

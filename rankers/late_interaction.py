@@ -30,6 +30,8 @@ from .biencoder import _SingleTextRanker
 
 @register_ranker("late_interaction", kind="transformer", trainable=False)
 class LateInteraction(_SingleTextRanker):
+    removal_semantics = ("not deletion: the word's similarity becomes -1, the minimum, which equals deletion except "
+                         "that the empty document scores -n_query")
     capabilities = ("mask_gradient", "interaction_layer", "feature_layer", "pair_removal", "exact_pairs",
                     "randomisable")
     runtime_params = ()

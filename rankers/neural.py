@@ -144,6 +144,10 @@ class MatchPyramid(_EmbeddingRanker):
     with (query token, document token) - the `feature_layer` Grad-CAM reads;
     masked positions are zeroed. Dynamic (adaptive) max pooling to
     `pool` = (Pq, Pd) and a 2-layer MLP give the score.
+
+    Removal is deletion: with a mask of 0s and 1s (metrics, perturbation explainers) the removed words leave
+    the matrix and the pooling bins the shorter document, exactly the score of the text without them; soft
+    masks (gradients) zero the words' columns in place, the differentiable path.
     """
 
     capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
@@ -163,6 +167,11 @@ class MatchPyramid(_EmbeddingRanker):
         return {**super().config(), "channels": self.channels, "pool": list(self.pool), "hidden": self.hidden}
 
     def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
+        if d_ids is not None and getattr(self, "_pair_mask", None) is None and _hard(d_mask):
+            # removal is deletion: removed words leave the matrix, so the convolution sees the words that are
+            # now neighbours and the dynamic pooling bins the shorter document (zeroed columns kept in place
+            # would blank whole bins: deleting a prefix then wins by position, not by content)
+            d_emb, d_ids, d_mask = *_kept_columns(d_emb, d_ids, d_mask), None
         sim, q_m, d_m = self._cosine(q_ids, d_emb, d_mask, d_ids)
         grid = q_m[:, :, None] * d_m[:, None, :]
         if getattr(self, "_pair_mask", None) is not None:
@@ -173,6 +182,23 @@ class MatchPyramid(_EmbeddingRanker):
         pooled = _dynamic_max_pool(_dynamic_max_pool(a, n_d, self.pool[1]).transpose(2, 3),
                                    (q_ids != PAD_ID).sum(-1), self.pool[0])  # [B, C, Pd, Pq]
         return self.mlp(pooled.flatten(1)).squeeze(-1)
+
+
+def _hard(d_mask: torch.Tensor | None) -> bool:
+    """A mask of removed (0) and kept (1) words only, outside any gradient (metrics, perturbation explainers)."""
+    return d_mask is not None and not d_mask.requires_grad and bool(((d_mask == 0) | (d_mask == 1)).all())
+
+
+def _kept_columns(d_emb: torch.Tensor, d_ids: torch.Tensor, d_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept words of each row moved to its front, in order ([B, Ld', E], [B, Ld']; PAD after them)."""
+    keep = (d_mask > 0) & (d_ids != PAD_ID)
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)
+    width = max(int(keep.sum(1).max()), 1)
+    order = order[:, :width]
+    kept = keep.gather(1, order)
+    ids = torch.where(kept, d_ids.gather(1, order), torch.full_like(order, PAD_ID))
+    emb = d_emb.expand(len(d_ids), -1, -1).gather(1, order[..., None].expand(-1, -1, d_emb.shape[-1]))
+    return emb * kept[..., None].to(emb.dtype), ids
 
 
 def _dynamic_max_pool(a: torch.Tensor, lengths: torch.Tensor, bins: int) -> torch.Tensor:

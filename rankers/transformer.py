@@ -104,6 +104,8 @@ class _HFRanker(Ranker):
     cpu_batch_size = 16  # measured: larger CPU calls are slower for transformers (rankers.scorer)
     train_defaults: dict = {}
     runtime_params = ("removal",)
+    removal_semantics = ("removal = \"delete\": deletion (the text without the word, re-encoded by the tokenizer); "
+                         "\"pad\" (default) and \"mask\": the word's pieces are replaced, not deleted")
     #: decoders: sequences padded on the left and read at their last position
     left_pad = False
     #: the attribute holding the Hugging Face model the score comes from

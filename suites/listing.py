@@ -32,7 +32,8 @@ def listing() -> dict:
                            "stochastic": cls.stochastic, "incompatible": bad, "params": schema_json(cls.params)})
     return {
         "rankers": [{"name": s.name, "kind": s.kind, "trainable": s.trainable, "analyzer": s.cls.analyzer,
-                     "capabilities": list(s.cls.capabilities), "params": schema_json(s.cls.params)}
+                     "capabilities": list(s.cls.capabilities), "removal": s.cls.removal_semantics,
+                     "params": schema_json(s.cls.params)}
                     for s in RANKERS.values()],
         "capabilities": [{"name": k, "meaning": v} for k, v in CAPABILITIES.items()],
         "explainers": explainers,

@@ -67,3 +67,8 @@ def hangs_on_perturbations(queries: list[str], docs: list[str]) -> list[float]:
     except RuntimeError:
         while True:
             time.sleep(1)
+
+
+def length(queries: list[str], docs: list[str]) -> list[float]:
+    """The number of words: any removal sinks a document (a ranker dominated by its removal operator)."""
+    return [float(len(d.split())) for d in docs]

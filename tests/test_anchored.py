@@ -1,11 +1,15 @@
 """Anchored metrics against hand-computed values: the search oracle, the gains between random and the
 oracle, and LeRF; and the anchors' meaning on bm25 (random ~0, exact Shapley clearly positive, greedy ~1)."""
+import json
+
 import numpy as np
 import pytest
+import torch
 
 from explainers import Explanation, make_pair
 from explainers.search import greedy_order, order_scores
 from metrics import METRICS, MetricContext, compute_metrics
+from metrics.anchored import MIN_SPAN
 from tests.toys import AdditiveRanker
 
 # a b c weigh 3, 2, 1: the full document scores 6; the other candidates score 0.5, 2.5, 4.5, 5.5
@@ -53,7 +57,29 @@ def test_a_pair_without_room_is_skipped():
     ctx = _ctx([3, 2, 1])
     ctx.other_scores = np.array([100.0, 200.0])  # the document is last whatever is removed
     res = compute_metrics(ctx, ["rank_deletion_gain"])
-    assert res["rank_deletion_gain"].status == "skipped" and "no room" in res["rank_deletion_gain"].message
+    assert res["rank_deletion_gain"].status == "skipped" and "too little room" in res["rank_deletion_gain"].message
+
+
+def test_span_floor_by_hand(monkeypatch):
+    """A pair whose random-to-oracle span is positive but below MIN_SPAN is skipped, with both AUCs named."""
+    import metrics.anchored as anchored
+    from metrics.base import Skip
+    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.47, {}))
+    monkeypatch.setattr(anchored, "_standing_auc", lambda ctx, masks, counts: np.array([0.49]))
+
+    class Ctx:
+        other_scores = np.array([1.0, 2.0])
+        seed = 0
+
+        class pair:
+            d_ids = torch.tensor([1, 2, 3])
+
+        class explanation:
+            doc_scores = np.array([0.3, 0.2, 0.1])
+    with pytest.raises(Skip, match="within 0.05 deletion AUC.*0.5 vs 0.47"):
+        anchored._gain(Ctx, "deletion", 20, 1, 4)
+    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.40, {}))
+    assert anchored._gain(Ctx, "deletion", 20, 1, 4).value == pytest.approx((0.50 - 0.49) / (0.50 - 0.40))
 
 
 def test_declared_in_the_listing():
@@ -80,3 +106,11 @@ def test_anchors_on_bm25(cranfield):
         assert m["exact_shapley", metric] > 0.3, m
         assert m["greedy", metric] > 0.8, m
     assert m["greedy", "rank_deletion_gain"] == pytest.approx(1.0)  # the same search as the oracle
+    # the random anchor's orders are independent of the random explainer's: its gains centre on 0 within their
+    # standard error (they were biased low when one noisy estimate sat in numerator and denominator)
+    for metric in ("rank_deletion_gain", "rank_insertion_gain"):
+        v = ok[(ok.explainer == "random") & (ok.metric == metric)].value.astype(float)
+        assert abs(v.mean()) <= 2.5 * v.std(ddof=1) / np.sqrt(len(v)), (metric, v.mean(), len(v))
+    # no pair whose random and oracle AUCs lie within the declared floor is scored
+    info = ok[ok.metric == "rank_deletion_gain"]["info"].map(lambda x: json.loads(x) if isinstance(x, str) else x)
+    assert all(abs(i["random_auc"] - i["oracle_auc"]) >= MIN_SPAN for i in info)

@@ -30,6 +30,15 @@ def models(tmp_path_factory):
     return {f: build(f, root / f) for f in (*MASKED, *UNMASKED)}
 
 
+def _suite(tmp_path, name: str, rankers: str = "[rankers.bm25]\n", queries: int = 1, file: str = "s.toml",
+           explainers: str = "[explainers.random]\n", metrics: str = "[metrics.deletion]\nmax_steps = 3\n") -> Path:
+    """A small suite on the synthetic collection (top document of each query), written to tmp_path/file."""
+    p = tmp_path / file
+    p.write_text(f'[suite]\nname = "{name}"\ncollection = "synthetic"\n[samples]\nqueries = {queries}\ntop_k = 1\n'
+                 f'relevant = 0\n{rankers}{explainers}{metrics}')
+    return p
+
+
 def _word_pieces(tok, query: str, doc: str, word: int) -> tuple[dict, list[int]]:
     """(tokenizer(query, doc), positions of the pieces of document word `word`; a whitespace piece
     belongs to the word after it)."""
@@ -211,10 +220,8 @@ def test_code_named_by_a_suite_file_runs_only_with_allow_code(tmp_path, capsys, 
     (tmp_path / "beside_the_suite_code.py").write_text(
         f"open({str(marker)!r}, 'w').close()\n"
         "def score(queries, docs):\n    return [float(len(d)) for d in docs]\n")
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "code"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.mine]\ntype = "callable"\nfunction = "beside_the_suite_code:score"\n'
-                 '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "code",
+               rankers='[rankers.mine]\ntype = "callable"\nfunction = "beside_the_suite_code:score"\n')
     for argv in (["run", str(p), "--out", str(tmp_path / "run"), "--quiet"], ["plan", str(p)],
                  ["explain", "--suite", str(p), "--ranker", "mine", "--explainer", "random", "--query", "a",
                   "--doc", "a b"]):
@@ -286,10 +293,8 @@ def test_a_hanging_function_with_timeout_ends_the_run(fn, workers, tmp_path):
     only on perturbed documents; no abandoned call keeps the process alive."""
     if workers > 1:
         pytest.importorskip("distributed")
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "hang"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
-                 f'[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:{fn}"\ntimeout_s = 1\n'
-                 '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "hang", queries=2,
+               rankers=f'[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:{fn}"\ntimeout_s = 1\n')
     env = {"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "suites.cli", "run", str(p), "--allow-code", "--out",
@@ -406,9 +411,7 @@ def test_leftovers_of_killed_commands_are_cleaned(tmp_path, monkeypatch):
         assert Path(d).exists()
     assert not stale.exists() and mine.exists()
     # a killed --overwrite's staging directory is removed by the next run of that directory
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "left"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "left")
     out = tmp_path / "run"
     (out / STAGING).mkdir(parents=True)
     (out / STAGING / "results.sqlite").write_bytes(b"partial")
@@ -418,9 +421,7 @@ def test_leftovers_of_killed_commands_are_cleaned(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("damage", ["garbage", "empty", "zero-byte-with-wal"])
 def test_plan_calibration_run_checks_the_database_like_every_reader(damage, tmp_path, capsys):
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "cal"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "cal")
     run = tmp_path / "run"
     run.mkdir()
     db = run / "results.sqlite"
@@ -438,9 +439,7 @@ def test_plan_calibration_run_checks_the_database_like_every_reader(damage, tmp_
 
 
 def test_plan_reads_a_packed_calibration_run(tmp_path, capsys):
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "cal"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "cal", queries=2)
     run = tmp_path / "run"
     assert main(["run", str(p), "--out", str(run), "--quiet"]) == 0
     capsys.readouterr()
@@ -525,9 +524,7 @@ def test_words_with_dollars_are_drawn_as_text(tmp_path, capsys):
 # ----------------------------------------------------------------------------- one line, not a traceback
 def test_more_inputs_that_were_tracebacks(tmp_path, capsys, monkeypatch):
     import os
-    small = tmp_path / "s.toml"
-    small.write_text('[suite]\nname = "tb"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\n'
-                     'relevant = 0\n[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    small = _suite(tmp_path, "tb")
     out = tmp_path / "run"
     assert main(["run", str(small), "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
@@ -554,10 +551,8 @@ def test_more_inputs_that_were_tracebacks(tmp_path, capsys, monkeypatch):
 def test_a_function_wrong_only_on_big_calls_names_the_suite_ranker_and_leaves_nothing(tmp_path, capsys,
                                                                                        monkeypatch):
     monkeypatch.syspath_prepend(str(TESTS))
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "big"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.mine]\ntype = "callable"\nfunction = "byo_rankers:wrong_count_on_big_calls"\n'
-                 '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "big",
+               rankers='[rankers.mine]\ntype = "callable"\nfunction = "byo_rankers:wrong_count_on_big_calls"\n')
     out = tmp_path / "run"
     assert main(["run", str(p), "--allow-code", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err
@@ -607,10 +602,8 @@ def test_a_run_records_and_warns_about_cut_queries(tmp_path, capsys, monkeypatch
     in each of its rows (info.query_truncated) and explanations."""
     import sqlite3
     monkeypatch.syspath_prepend(str(TESTS))
-    p = tmp_path / "s.toml"
-    p.write_text('[suite]\nname = "cut"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
-                 '[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:overlap"\nmax_query_len = 2\n'
-                 '[explainers.random]\n[metrics.deletion]\nmax_steps = 3\n')
+    p = _suite(tmp_path, "cut", queries=2,
+               rankers='[rankers.mine]\ntype = "callable"\nfunction = "fault_rankers:overlap"\nmax_query_len = 2\n')
     assert main(["run", str(p), "--allow-code", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     err = capsys.readouterr().err
     from suites.data.collections import load_collection

@@ -16,6 +16,7 @@ from .claim import seed_claim_section
 from .common import fmt, score_normalised, md_table, explanation_rows
 from .comparisons import comparisons_section
 from .cost import plan_section, scaling_section, throughput_section
+from .diagnostics import anchors_section, diagnostics_section, dominated_rankers
 from .figures import cost_figure, curve_figure, heatmap_figure, layer_sweep, layer_sweep_figure, timing_figure
 from .leaderboard import leaderboard_section, normalised_section
 from .markup import md_inline
@@ -179,6 +180,8 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
     if not df.empty:
         validity, demoted = metric_validity(df, suite.get("explainers", {}), metric_order)
         heads = {m for m in metric_order if METRICS[m].headline} - demoted
+        md += diagnostics_section(rankers, suite.get("rankers", {}))
+        md += anchors_section(df, suite.get("explainers", {}))
         md += validity
         md += leaderboard_section(df, [m for m in metric_order if not score_normalised(m)],
                                   gpu_suite=(Path(__file__).parents[1] / f"{suite.get('name')}_gpu.toml").exists(),
@@ -187,6 +190,7 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
         # is the default gradcam's own, which would be compared with itself
         sweep = [n for _, n in layer_sweep(suite.get("explainers", {}))]
         compared = df[~df.explainer.isin(sweep)] if len(sweep) >= 2 else df
+        compared = compared[~compared.ranker.isin(dominated_rankers(rankers))]  # no verdicts: see the diagnostics
         md += comparisons_section(compared, metric_order, heads)
         md += seed_claim_section(compared)
         if layer_sweep_figure(df, suite.get("explainers", {}), heads, figs / "gradcam_layers.png"):

@@ -24,6 +24,7 @@ import json
 import math
 import re
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -120,10 +121,16 @@ def _from_run(cfg: SuiteConfig, coll, run_dir: Path, calibrate: int, device: str
         con = sqlite3.connect(copy_database(db, Path(tmp)))
         try:
             meta = {k: json.loads(v) for k, v in con.execute("SELECT key, value FROM meta")}
-            diff = first_difference(meta.get("fingerprint") or {}, run_fingerprint(cfg, device, coll))
+            stored, now = meta.get("fingerprint") or {}, run_fingerprint(cfg, device, coll)
+            diff = first_difference({k: stored.get(k) for k in ("config", "collection")},
+                                    {k: now[k] for k in ("config", "collection")})
             if diff is not None:
                 raise BadInput(f"--calibration-run {run_dir} is a run of another suite or settings (differs at "
                                f"{diff})")
+            versions = first_difference(stored.get("versions") or {}, now["versions"])
+            if versions is not None:  # the same suite run by other code: its timings are a guide, not a measure
+                print(f"rexbench: warning: --calibration-run {run_dir} was made by other versions ({versions}); "
+                      "its timings may not hold for this code", file=sys.stderr)
             first = set(sampled_queries(cfg, coll)[:calibrate])
             shards = [(r, s) for r, q, s in con.execute("SELECT ranker, qid, seconds FROM shards") if q in first]
             exps = [(r, e, json.loads(x)) for r, e, q, x in

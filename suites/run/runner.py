@@ -212,7 +212,7 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
     try:
         # shard order matters only when shards run side by side
         loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
-                               None if isinstance(eng, SerialEngine) else qids[0])
+                               None if isinstance(eng, SerialEngine) else qids[0], qids)
         _warn_cut_queries(loaded, coll, qids)
         if "prepared" not in store.meta():  # the fixed cost (`rexbench plan`): the first start's, not a resume's
             store.set_meta("prepared", {"seconds": time.perf_counter() - t_start, "resumed": resume})
@@ -301,7 +301,7 @@ def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, r
 
 
 def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict,
-            qid: str | None = None) -> tuple[dict, dict[str, float]]:
+            qid: str | None = None, qids: list[str] | None = None) -> tuple[dict, dict[str, float]]:
     """Load each ranker once here (training and caching any not yet trained, so workers only load;
     `probed`: rankers `check_inputs` loaded already) and record its effectiveness. Returns the loaded
     rankers that will be explained, and (with `qid`) each one's seconds to score that query's
@@ -317,9 +317,15 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             # score the unperturbed candidates alike: ranked once; the empty document is each one's own
             key = p.weights_key()
             try:
-                if key is not None and key not in runs:
-                    runs[key] = run_ranker(ranker, coll, "test")
-                eff = evaluate(ranker, coll, "test", empty=True, run=runs.get(key))
+                run = runs.get(key) if key is not None else None
+                if run is None:
+                    run = run_ranker(ranker, coll, "test")
+                    if key is not None:
+                        runs[key] = run
+                eff = evaluate(ranker, coll, "test", empty=True, run=run)
+                if p.explain and qids:  # what random removal does to the explained documents (issue 32)
+                    eff["removal_diagnostic"] = removal_diagnostics(ranker, coll, run, _explained_queries(p, qids),
+                                                                    cfg.seed, rname)
             except BadInput as e:  # e.g. a function wrong only on calls larger than the probe's
                 raise BadInput(f"{about_ranker(rname, e)} (while ranking the {coll.name} test split)") from None
             log = getattr(ranker, "train_log", {}) or {}
@@ -335,6 +341,41 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             if qid is not None:
                 cost[rname] = _scoring_seconds(ranker, coll, qid)
     return loaded, cost
+
+
+def _explained_queries(p: RankerPlan, qids: list[str]) -> list[str]:
+    """The sampled queries ranker `p` explains (its own `queries`, else all)."""
+    return qids[: p.queries] if p.queries else qids
+
+
+def removal_diagnostics(ranker, coll, run: dict[str, dict[str, float]], qids: list[str], seed: int,
+                        name: str = "") -> dict:
+    """`metrics.diagnostics.removal_diagnostic` on each query's top-ranked candidate (the document every suite
+    explains), among that query's other candidates as scored in `run`: per-query standings after random
+    removal of each share of the words, intact and empty. Stored with the ranker's effectiveness; a ranker
+    that fails on perturbed documents gets `error` (its cells record the failure as error rows)."""
+    from metrics.diagnostics import SHARES, removal_diagnostic
+    q_units, d_units = coll.units(ranker.analyzer)
+    out = {"queries": [], "full": [], "empty": [], "shares": {str(s): [] for s in SHARES}, "orders": 8}
+    for q in qids:
+        scores = run.get(q) or {}
+        if len(scores) < 2:
+            continue
+        top = sorted(scores, key=lambda d: -scores[d])[0]  # stable: the shard's ranking (ties: candidate order)
+        others = [v for d, v in scores.items() if d != top]
+        try:
+            got = removal_diagnostic(ranker, q_units[q], d_units[top], others, SHARES, 8, seed)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as e:  # a ranker failing on perturbed documents: recorded, the suite goes on
+            out["error"] = about_ranker(name or ranker.name, e)
+            break
+        out["queries"].append(q)
+        out["full"].append(got["full"])
+        out["empty"].append(got["empty"])
+        for s, v in got["shares"].items():
+            out["shares"][str(s)].append(v)
+    return out
 
 
 def _scoring_seconds(ranker, coll, qid: str) -> float:

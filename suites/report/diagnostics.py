@@ -1,0 +1,113 @@
+"""RESULTS.md "Removal diagnostics" and "Anchors" (issue 32), before metric validity.
+
+Removal diagnostics: per (ranker, removal operator), where the explained document stands among its query's
+candidates after random removal of 10/20/30/50% of its words and when every word is removed. A ranker that
+already sinks the document under random removal of half its words (median standing below 0.5) is
+operator-dominated: its curves measure the operator, not the words.
+
+Anchors: how often an explainer beats the search oracle that defines a gain of 1 (by more than 0.01 AUC), and
+how many pairs had too little room between random and the oracle to be scored."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from metrics.diagnostics import OPERATOR_DOMINATED_BELOW, SHARES, operator_dominated
+
+from .common import fmt, md_table
+
+
+def operator_of(suite_rankers: dict, ranker: str) -> str:
+    """The removal operator a suite ranker ran under ("-" where the type has a single one)."""
+    return (suite_rankers.get(ranker) or {}).get("removal") or ("pad" if _is_transformer(suite_rankers, ranker)
+                                                                 else "-")
+
+
+def _is_transformer(suite_rankers: dict, ranker: str) -> bool:
+    from rankers.registry import RANKERS
+    t = (suite_rankers.get(ranker) or {}).get("type") or ranker
+    return t in RANKERS and RANKERS[t].kind == "transformer" and t != "late_interaction"
+
+
+def dominated_rankers(rankers: pd.DataFrame) -> set[str]:
+    """Rankers labelled operator-dominated by their stored diagnostic."""
+    out = set()
+    for r, d in _diagnostics(rankers):
+        if operator_dominated(d["shares"].get(str(0.5), [])):
+            out.add(r)
+    return out
+
+
+def _diagnostics(rankers: pd.DataFrame):
+    if rankers.empty or "removal_diagnostic" not in rankers:
+        return []
+    rows = rankers[rankers.removal_diagnostic.map(lambda v: isinstance(v, dict))]
+    return [(r, d) for r, d in zip(rows.ranker, rows.removal_diagnostic)]
+
+
+def diagnostics_section(rankers: pd.DataFrame, suite_rankers: dict) -> list[str]:
+    """The section (nothing for a run recorded before the diagnostics existed)."""
+    diags = _diagnostics(rankers)
+    if not diags:
+        return []
+    rows = []
+    for r, d in diags:
+        half = d["shares"].get(str(0.5), [])
+        row = {"ranker": r, "removal": operator_of(suite_rankers, r), "queries": len(d.get("queries", []))}
+        row["intact"] = fmt(np.mean(d["full"]) if d["full"] else None)
+        for s in SHARES:
+            v = d["shares"].get(str(s), [])
+            row[f"{s:.0%} removed"] = fmt(np.mean(v) if v else None)
+        row["50%: median"] = fmt(np.median(half) if half else None)
+        row["empty"] = fmt(np.mean(d["empty"]) if d["empty"] else None)
+        row["label"] = ("operator-dominated" if operator_dominated(half) else
+                        f"error: {d['error']}" if d.get("error") else "ok")
+        rows.append(row)
+    return ["## Removal diagnostics", "",
+            "Where the explained document (each query's top candidate) stands among its query's other candidates "
+            "(1 = above all, 0 = below all) when words are removed at random by the ranker's own operator: the mean "
+            f"over queries of the mean over {diags[0][1].get('orders', 8)} random orders per share, the median at "
+            "50%, and with every word removed. A faithfulness curve can only tell words apart where random removal "
+            f"leaves the document standing: a ranker whose median standing after random removal of half its words is "
+            f"below {OPERATOR_DOMINATED_BELOW} is labelled operator-dominated, and its curve metrics measure the "
+            "operator, not the words: it is left out of the comparisons and the seed's claim below.", "", md_table(pd.DataFrame(rows)), ""]
+
+
+#: an explainer beats the oracle on a pair when its AUC is better than the oracle's by more than this
+BEATS_BY = 0.01
+_GAINS = {"rank_deletion_gain": "deletion", "rank_insertion_gain": "insertion"}
+
+
+def anchors_section(df: pd.DataFrame, suite_explainers: dict) -> list[str]:
+    """Per ranker and direction: pairs scored, the share of pairs on which some explainer other than the oracle
+    itself beats the oracle's AUC by more than `BEATS_BY`, the largest excess, and the pairs left out because
+    random and oracle lay too close (nothing for a run without anchored gains)."""
+    oracles = {e for e, p in (suite_explainers or {}).items() if ((p or {}).get("type") or e) == "greedy"}
+    rows = []
+    for ranker in df.ranker.unique() if not df.empty else []:
+        for metric, kind in _GAINS.items():
+            sub = df[(df.ranker == ranker) & (df.metric == metric) & (df.docid != "*")]
+            ok = sub[(sub.status == "ok") & ~sub.explainer.isin(oracles)]
+            if ok.empty:
+                continue
+            info = ok["info"].map(lambda v: json.loads(v) if isinstance(v, str) else (v or {}))
+            sign = 1.0 if kind == "deletion" else -1.0  # + = the explainer's AUC better than the oracle's
+            excess = pd.Series([sign * (i["oracle_auc"] - i["auc"]) for i in info], index=ok.index)
+            by_pair = excess.groupby([ok.qid, ok.docid]).max()
+            skipped = sub[(sub.status == "skipped") & sub.message.fillna("").str.contains("room to rank")]
+            rows.append({"ranker": ranker, "direction": kind, "pairs": len(by_pair),
+                         f"pairs where an explainer beats the oracle by > {BEATS_BY}":
+                             f"{(by_pair > BEATS_BY).mean():.0%}",
+                         "largest excess (AUC)": f"{by_pair.max():+.3f}",
+                         "pairs left out (random and oracle too close)":
+                             skipped.groupby(["qid", "docid"]).ngroups})
+    if not rows:
+        return []
+    return ["## Anchors", "",
+            "A gain of 1 means the search oracle's order; it anchors the gains only if no explainer beats it. Per "
+            "ranker and direction: the share of pairs on which some explainer other than the oracle reaches a "
+            f"better AUC than the oracle's by more than {BEATS_BY}, the largest such excess, and the pairs left "
+            "out because random and oracle lay too close to rank explanations between them.", "",
+            md_table(pd.DataFrame(rows)), ""]

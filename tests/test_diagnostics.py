@@ -1,0 +1,140 @@
+"""Removal diagnostics (issue 32) by hand: the standing of a document after random removal, on a toy whose
+scores are sums of word weights, against values computed here from the same random orders."""
+import numpy as np
+import pytest
+
+from metrics.diagnostics import operator_dominated, random_removal_masks, removal_diagnostic
+from toys import AdditiveRanker
+
+
+def test_removal_diagnostic_by_hand():
+    w = {"a": 4.0, "b": 3.0, "c": 2.0, "d": 1.0}
+    r = AdditiveRanker(w)
+    doc = ["a", "b", "c", "d"]
+    others = np.array([9.0, 7.5, 5.5, 2.5, 0.5])    # the full document (10) outscores all five
+    got = removal_diagnostic(r, ["a"], doc, others, shares=(0.25, 0.5), n_orders=3, seed=7)
+    assert got["full"] == 1.0 and got["empty"] == 0.0   # 0 is below every other candidate
+    rng = np.random.default_rng(7)
+    orders = [rng.permutation(4) for _ in range(3)]
+    for share, k in ((0.25, 1), (0.5, 2)):
+        st = []
+        for o in orders:
+            s = 10.0 - sum(w[doc[j]] for j in o[:k])
+            st.append(1 - sum(x > s for x in others) / 5)   # rank among others, ties in the document's favour
+        assert got["shares"][share] == pytest.approx(np.mean(st))
+    assert got["orders"] == 3
+
+
+def test_masks_remove_at_least_one_word_and_end_empty():
+    masks, keys = random_removal_masks(3, (0.1, 0.5), 2, seed=0)
+    assert masks.shape == (5, 3) and keys[-1] == (1.0, None)
+    assert (masks[:2].sum(1) == 2).all()          # round(0.3) = 0 -> at least one word removed
+    assert (masks[2:4].sum(1) == 1).all()          # round(1.5) = 2 removed
+    assert masks[-1].sum() == 0
+
+
+def test_operator_dominated_label():
+    assert operator_dominated([0.1, 0.3, 0.9]) and not operator_dominated([0.5, 0.6, 0.2])
+    assert not operator_dominated([])
+
+
+def test_report_shows_diagnostics_and_draws_no_verdicts_for_an_operator_dominated_ranker(tmp_path, capsys,
+                                                                                           monkeypatch):
+    from pathlib import Path
+
+    from suites.cli import main
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "diag"\ncollection = "synthetic"\n[samples]\nqueries = 4\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.bm25]\n[rankers.len]\ntype = "callable"\nfunction = "fault_rankers:length"\n'
+                 '[explainers.random]\n[explainers.occlusion]\n[metrics.rank_deletion]\n')
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--allow-code", "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0
+    md = (out / "RESULTS.md").read_text()
+    sec = md.split("## Removal diagnostics", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split(" | ")[0].strip("| "): line for line in sec.splitlines() if line.startswith("| ")}
+    assert rows["len"].rstrip(" |").endswith("operator-dominated") and rows["bm25"].rstrip(" |").endswith("ok")
+    assert md.index("## Removal diagnostics") < md.index("## Leaderboards")  # before validity and the boards
+    comparisons = md.split("## Comparisons that matter", 1)[1] if "## Comparisons that matter" in md else ""
+    assert "### len:" not in comparisons and "### bm25: versus random" in comparisons
+
+
+# ----------------------------------------------------------------------------- the search oracle
+def _auc_loss(weights_of, counts, kind="deletion"):
+    """Deletion AUC of the raw score along each order (trapezoid over the fraction removed): lower is better."""
+    from metrics.curves import auc
+
+    def loss(orders):
+        out = []
+        for o in orders:
+            ys = [weights_of([j for j in range(len(o)) if j not in set(o[:c])]) for c in counts]
+            out.append(auc(counts / counts[-1], np.array(ys)))
+        return np.array(out)
+    return loss
+
+
+def test_local_search_beats_greedy_where_a_key_word_is_written_twice():
+    """score = 10 while a copy of "key" is present, plus small weights: greedy removes the small words first
+    (removing one copy of "key" alone changes nothing); moving both copies to the front is found."""
+    from explainers.search import greedy_order, improve_order
+    doc = ["key", "a", "b", "c", "key"]
+    small = {"a": 3.0, "b": 2.0, "c": 1.0}
+
+    def score_of(kept):
+        words = [doc[j] for j in kept]
+        return 10.0 * ("key" in words) + sum(small.get(w, 0.0) for w in words)
+
+    counts = np.arange(6)
+
+    def score(masks):
+        return np.array([score_of([j for j in range(5) if m[j] > 0]) for m in masks.numpy()])
+    greedy = greedy_order(score, 5, counts, "deletion")
+    loss = _auc_loss(score_of, counts)
+    ids = np.array([0, 1, 2, 3, 0])
+    better, used = improve_order(greedy, loss, ids, max_orders=20)
+    assert loss([better])[0] < loss([greedy])[0]
+    assert set(better[:2].tolist()) == {0, 4} and used <= 20
+
+
+def test_local_search_keeps_an_optimal_order_on_an_additive_toy():
+    from itertools import permutations
+
+    from explainers.search import improve_order
+    w = np.array([0.5, 4.0, 1.0, 3.0, 2.0])
+    counts = np.arange(6)
+    loss = _auc_loss(lambda kept: float(w[kept].sum()), counts)
+    optimal = np.argsort(-w)
+    best_possible = min(loss([np.array(p)])[0] for p in permutations(range(5)))
+    got, _ = improve_order(optimal, loss, np.arange(5), max_orders=30)
+    assert loss([got])[0] == pytest.approx(best_possible) == pytest.approx(loss([optimal])[0])
+    worst = optimal[::-1].copy()
+    got, _ = improve_order(worst, loss, np.arange(5), max_orders=200, seed=1)
+    assert loss([got])[0] <= loss([worst])[0]  # never worse than its seed
+
+
+def test_anchors_section_counts_pairs_where_an_explainer_beats_the_oracle(tmp_path, capsys):
+    import json as js
+    import sqlite3
+
+    from suites.cli import main
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "anch"\ncollection = "synthetic"\n[samples]\nqueries = 4\ntop_k = 2\nrelevant = 0\n'
+                 '[rankers.bm25]\n[explainers.random]\n[explainers.occlusion]\nwindow = 1\n[explainers.greedy]\n'
+                 '[metrics.rank_deletion_gain]\nmax_steps = 5\n')
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0
+    md = (out / "RESULTS.md").read_text()
+    row = next(line for line in md.split("## Anchors", 1)[1].splitlines() if line.startswith("| bm25 | deletion"))
+    con = sqlite3.connect(out / "results.sqlite")
+    got = con.execute("SELECT qid, docid, explainer, info FROM results WHERE status = 'ok' AND explainer != 'greedy'"
+                      " AND metric = 'rank_deletion_gain'").fetchall()
+    con.close()
+    best: dict = {}
+    for q, d, _, info in got:
+        i = js.loads(info)
+        best[(q, d)] = max(best.get((q, d), -1.0), i["oracle_auc"] - i["auc"])
+    share = sum(v > 0.01 for v in best.values()) / len(best)
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2] == str(len(best)) and cells[3] == f"{share:.0%}"
