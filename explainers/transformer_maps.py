@@ -50,6 +50,40 @@ class AttentionExplainer(Explainer):
         return {"doc_scores": pieces_to_words(a.mean(0), widx[0].cpu().numpy(), nd), "score": score}
 
 
+def rollout(attentions, reads: torch.Tensor) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020), residual-aware, heads averaged: per layer
+    A' = 0.5 * mean_heads(A) + 0.5 * I with rows renormalised, R = A'_L ... A'_1, and the relevance of
+    each input piece as read by the score: reads @ R. attentions: every layer's [B, heads, P, P];
+    reads: [B, P]. Returns [B, P]."""
+    r = None
+    for a in attentions:
+        a = a.float().mean(1)
+        a = 0.5 * a + 0.5 * torch.eye(a.shape[-1], device=a.device)
+        a = a / a.sum(-1, keepdim=True)
+        r = a if r is None else a @ r
+    return torch.einsum("bp,bpq->bq", reads.float(), r).cpu().numpy()
+
+
+@register_explainer("attention_rollout")
+class AttentionRolloutExplainer(Explainer):
+    """Attention rollout (`rollout`) from the position the score is read at: [CLS] (encoder
+    cross-encoders), the last token (decoders), every attended position alike (mean-pooling heads, the
+    bi-encoder's and late interaction's document pass), the first decoder step's cross-attention over the
+    encoder (seq2seq); pieces summed into words. No pair map."""
+
+    requires = ("attention",)
+
+    def _attribute(self, pair: Pair) -> dict:
+        r = self.ranker
+        sc = self.tracked(self.scorer(pair, "mask"))
+        with torch.no_grad(), r.capture(layer=-1, attentions=True) as cap:
+            score = float(sc(sc.full_input())[0])
+        side = "pair" if "pair" in cap else "doc"
+        widx = cap[side][1][0].cpu().numpy()
+        rel = rollout(cap[f"{side}_attentions"], cap[f"{side}_reads"])[0]
+        return {"doc_scores": pieces_to_words(rel, widx, len(pair.doc_tokens)), "score": score}
+
+
 @register_explainer("pooled_interaction")
 class PooledInteractionExplainer(Explainer):
     """Exact term-pair decomposition of a bi-encoder's cosine.

@@ -11,7 +11,7 @@ from .hf_inputs import Layout
 from .params import Choice
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
-from .transformer import Batch, ModelOut, _first_line, _HFRanker
+from .transformer import Batch, ModelOut, _first_line, _HFRanker, read_weights
 
 
 class _SingleTextRanker(_HFRanker):
@@ -45,8 +45,10 @@ class _SingleTextRanker(_HFRanker):
         kw = {"token_type_ids": b.types} if b.types is not None else {}
         out = self.encoder_model(inputs_embeds=embeds, attention_mask=b.attn, output_hidden_states=hidden,
                                  output_attentions=attentions, **kw)
+        reads = read_weights(b.attn, "first" if getattr(self, "pooling", "mean") == "cls" else "mean") \
+            if attentions else None  # what the pooling reads (late interaction's MaxSim: every word, as the mean)
         return ModelOut(out.last_hidden_state, out.hidden_states if hidden else None,
-                        out.attentions if attentions else None)
+                        out.attentions if attentions else None, reads=reads)
 
 
 @register_ranker("biencoder", kind="transformer", trainable=False)

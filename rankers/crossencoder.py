@@ -10,7 +10,7 @@ from .errors import BadInput
 from .params import Int, Param, Str
 from .registry import register_ranker
 from .text import PAD_ID, Vocab
-from .transformer import Batch, ModelOut, _first_line, _HFRanker
+from .transformer import Batch, ModelOut, _first_line, _HFRanker, read_weights
 
 
 class _PairRanker(_HFRanker):
@@ -123,10 +123,9 @@ class CrossEncoder(_PairRanker):
         logits = out.logits
         score = logits[:, 0] if self.label_index is None else torch.log_softmax(logits.float(), -1)[:, self.label_index]
         att = out.attentions if attentions else None
-        summary = None
-        if att is not None and not self.reads_one_position():  # a mean-pooling head reads every position
-            w = b.attn.to(att[-1].dtype)
-            summary = (att[-1].mean(1) * w[:, :, None]).sum(1) / w.sum(1, keepdim=True)
-        elif att is not None:
-            summary = att[-1].mean(1)[:, -1 if self.left_pad else 0]  # last token (decoders) or [CLS]
-        return ModelOut(score, out.hidden_states if hidden else None, att, summary)
+        summary = reads = None
+        if att is not None:  # the head reads [CLS], a decoder's last token, or (mean pooling) every position
+            reads = read_weights(b.attn, "mean" if not self.reads_one_position() else
+                                 "last" if self.left_pad else "first")
+            summary = torch.einsum("bp,bpq->bq", reads, att[-1].float().mean(1))
+        return ModelOut(score, out.hidden_states if hidden else None, att, summary, reads)

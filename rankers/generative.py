@@ -25,7 +25,7 @@ from .hf_inputs import MONOT5_TEMPLATE, answer_token
 from .params import Choice, Int, Str
 from .registry import register_ranker
 from .crossencoder import _PairRanker
-from .transformer import Batch, ModelOut
+from .transformer import Batch, ModelOut, read_weights
 from .text import Vocab
 
 #: the causal_lm default prompt (the answer follows the final newline)
@@ -114,7 +114,8 @@ class Seq2SeqRanker(_Generative):
         score = logits[:, self.true_id] - logits[:, self.false_id]
         summary = out.cross_attentions[-1].mean(1)[:, 0] if attentions else None   # step 0 over the input
         return ModelOut(score, out.encoder_hidden_states if hidden else None,
-                        out.encoder_attentions if attentions else None, summary)
+                        out.encoder_attentions if attentions else None, summary,
+                        summary.float() if summary is not None else None)  # the answer reads the input this way
 
 
 @register_ranker("causal_lm", kind="transformer", trainable=False)
@@ -145,4 +146,5 @@ class CausalLMRanker(_Generative):
         score = logits[:, self.true_id] - logits[:, self.false_id]
         att = out.attentions if attentions else None
         return ModelOut(score, out.hidden_states if hidden else None, att,
-                        att[-1].mean(1)[:, -1] if att is not None else None)
+                        att[-1].mean(1)[:, -1] if att is not None else None,
+                        read_weights(b.attn, "last") if att is not None else None)

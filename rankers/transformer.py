@@ -87,12 +87,26 @@ class Batch:
 @dataclass
 class ModelOut:
     """score [B]; hidden states (embeddings, then each layer) and attentions when asked; summary [B, P]:
-    the attention of the position the score is read from (e.g. [CLS]) over the pieces, when asked."""
+    the attention of the position the score is read from (e.g. [CLS]) over the pieces, when asked; reads
+    [B, P]: the weights with which the score reads the last layer's positions (rows sum to 1: one-hot at
+    [CLS] or a decoder's last token, uniform over the attended pieces for mean pooling, the first decoder
+    step's cross-attention for seq2seq), when attentions are asked."""
 
     score: torch.Tensor
     hidden: tuple | None = None
     attentions: tuple | None = None
     summary: torch.Tensor | None = None
+    reads: torch.Tensor | None = None
+
+
+def read_weights(attn: torch.Tensor, where: str) -> torch.Tensor:
+    """Weights [B, P] over positions: "first" ([CLS]), "last" (a left-padded decoder's last token) or
+    "mean" (uniform over the attended pieces, `attn` [B, P] the attention mask)."""
+    w = torch.zeros(attn.shape, dtype=torch.float32, device=attn.device)
+    if where == "mean":
+        return attn.float() / attn.float().sum(-1, keepdim=True).clamp(min=1)
+    w[:, 0 if where == "first" else -1] = 1.0
+    return w
 
 
 class _HFRanker(Ranker):
@@ -334,6 +348,9 @@ class _HFRanker(Ranker):
             cap[side] = (h, b.widx, b.qidx if side == "pair" else None, att)
             if out.summary is not None:
                 cap[f"{side}_summary"] = out.summary
+            if self._capture_attn and out.attentions is not None:
+                cap[f"{side}_attentions"] = out.attentions  # every layer's [B, heads, P, P]
+                cap[f"{side}_reads"] = out.reads
         return out
 
     # ------------------------------------------------------------- capture for explainers
@@ -347,7 +364,8 @@ class _HFRanker(Ranker):
         """Within the block, forward() records {'doc'|'pair'|'query': (states [B, P, H] with grad,
         word_idx [B, P], query_idx [B, P] or None, attentions [B, heads, P, P] or None)} of encoder layer
         `layer` (default: the ranker's `layer`; -1 = last), and with attentions '<side>_summary' [B, P]:
-        the attention of the position the score is read from over the pieces."""
+        the attention of the position the score is read from over the pieces, '<side>_attentions' (every
+        layer's) and '<side>_reads' [B, P] (`ModelOut.reads`)."""
         self._capture, self._capture_attn = {}, attentions
         self._capture_layer = self.layer if layer is None else int(layer)
         if not -self.n_layers <= self._capture_layer < self.n_layers:

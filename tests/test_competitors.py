@@ -1,0 +1,110 @@
+"""The competitors of issue 33 by hand. Attention rollout (Abnar & Zuidema 2020): on a 1-layer toy the relevance
+of a word read from [CLS] is half the [CLS] row of the head-averaged attention over its pieces (the other half is
+the residual, on [CLS] itself); on 2 layers the product of the two residual-aware matrices; from the last token
+for decoders. Pair occlusion: on a toy whose score is a sum of cell weights, the pair map is the weights."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hf_tiny import DOC, QUERY, build
+
+transformers = pytest.importorskip("transformers")
+
+
+def _pieces_of_words(tok, query, doc):
+    """Per document word, the positions of its pieces in tokenizer(query, doc) (whitespace pieces go with the
+    word after them)."""
+    enc = tok(query, doc, return_offsets_mapping=True)
+    spans, pos = [], 0
+    for w in doc.split():
+        pos = doc.index(w, pos)
+        spans.append((pos, pos + len(w)))
+        pos += len(w)
+    out = [[] for _ in spans]
+    for p, (a, b) in enumerate(enc["offset_mapping"]):
+        if enc.sequence_ids()[p] == 1:
+            out[next(i for i, (s, e) in enumerate(spans) if e > a or (a == b and s >= a))].append(p)
+    return enc, out
+
+
+def _attentions(path, enc):
+    m = transformers.AutoModelForSequenceClassification.from_pretrained(path, attn_implementation="eager").eval()
+    x = {k: torch.tensor([v]) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        return [a[0].mean(0).numpy().astype(np.float64) for a in m(**x, output_attentions=True).attentions]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_rollout_by_hand_on_bert(layers, tmp_path):
+    from explainers import build_explainer
+    from rankers.crossencoder import CrossEncoder
+    path = tmp_path / "bert"
+    build("bert", path)
+    cfg = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": layers}))
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    enc, pieces = _pieces_of_words(tok, QUERY, DOC)
+    mats = [0.5 * a + 0.5 * np.eye(len(a)) for a in _attentions(str(path), enc)]   # rows already sum to 1
+    r = mats[0] if layers == 1 else mats[1] @ mats[0]
+    if layers == 1:  # the toy's closed form: half the [CLS] attention row
+        np.testing.assert_allclose(r[0, 1:], 0.5 * _attentions(str(path), enc)[0][0, 1:], atol=1e-12)
+    want = np.array([r[0, p].sum() for p in pieces])
+    ex = build_explainer("attention_rollout", CrossEncoder(model=str(path)).eval()).attribute(QUERY, DOC)
+    np.testing.assert_allclose(ex.doc_scores, want, atol=1e-5)
+    assert np.all(ex.doc_scores > 0)
+
+
+def test_rollout_reads_the_last_token_of_a_decoder(tmp_path):
+    from explainers import build_explainer
+    from explainers.transformer_maps import rollout
+    from rankers.generative import CausalLMRanker
+    r = CausalLMRanker(model=build("qwen2", tmp_path / "qwen2")).eval()
+    ex = build_explainer("attention_rollout", r).attribute(QUERY, DOC)
+    assert np.isfinite(ex.doc_scores).all() and ex.doc_scores.sum() > 0
+    a = torch.softmax(torch.randn(1, 2, 4, 4), -1)
+    reads = torch.tensor([[0.0, 0.0, 0.0, 1.0]])
+    want = (0.5 * a.mean(1)[0] + 0.5 * torch.eye(4))[3]
+    np.testing.assert_allclose(rollout([a], reads)[0], want.numpy(), atol=1e-6)
+
+
+def test_rollout_is_listed_and_skipped_where_there_is_no_attention(synthetic):
+    from explainers import EXPLAINERS
+    from rankers.training import build_ranker
+    ok, why = EXPLAINERS["attention_rollout"].compatible(build_ranker("knrm", synthetic))
+    assert not ok and "attention" in why
+
+
+def test_pair_occlusion_by_hand_on_a_pair_additive_toy():
+    """score = sum of the cells' weights: removing a cell alone drops the score by exactly its weight, so the
+    pair map is the weight matrix; its column and row sums are the words' totals. One batched set of rows."""
+    from explainers import build_explainer
+    from toys import PairAdditiveRanker
+    w = {("q1", "a"): 2.0, ("q1", "b"): -1.0, ("q2", "a"): 0.5, ("q2", "c"): 3.0}
+    r = PairAdditiveRanker(["q1", "q2", "a", "b", "c"], w)
+    ex = build_explainer("pair_occlusion", r, batch_size=4).attribute(["q1", "q2"], ["a", "b", "c", "a"])
+    want = np.array([[2.0, -1.0, 0.0, 2.0], [0.5, 0.0, 3.0, 0.5]])
+    np.testing.assert_allclose(ex.pair_map, want)
+    np.testing.assert_allclose(ex.doc_scores, want.sum(0))
+    np.testing.assert_allclose(ex.query_scores, want.sum(1))
+    assert ex.score == pytest.approx(want.sum()) and ex.forward_rows == 9 and ex.forward_passes == 3
+
+
+def test_pair_occlusion_on_knrm_matches_cell_removal(synthetic):
+    from explainers import build_explainer, make_pair
+    from rankers.scorer import score_chunks
+    from rankers.training import build_ranker
+    r = build_ranker("knrm", synthetic, 0).eval()
+    q_units, d_units = synthetic.units("index")
+    qid = synthetic.split("test")[0]
+    pair = make_pair(r, q_units[qid], d_units[synthetic.candidates(qid)[0]])
+    ex = build_explainer("pair_occlusion", r).attribute_pair(pair)
+    nq, nd = ex.pair_map.shape
+    i, j = nq - 1, nd // 2
+    m = torch.ones(1, nq, nd)
+    m[0, i, j] = 0
+    full = score_chunks(r, pair.q_ids[None], pair.d_ids[None])[0]
+    alone = score_chunks(r, pair.q_ids[None], pair.d_ids[None], pair_mask=m)[0]
+    assert ex.pair_map[i, j] == pytest.approx(full - alone, abs=1e-6)
+    assert not build_explainer("pair_occlusion", r).compatible(build_ranker("bm25", synthetic))[0]
