@@ -39,10 +39,20 @@ def evaluate(ranker, collection, split: str = "test", empty: bool = False,
     """{"queries", "ndcg@10", "mrr@10", "map"} on `split` (graded qrels, ir-measures/pytrec_eval);
     with `empty`, also `empty_document_standing`. `run`: the ranker's `run_ranker` scores when already
     computed (e.g. by the same weights under another removal operator, which scores unperturbed text alike)."""
-    import ir_measures
-    measures = {k: ir_measures.parse_measure(v) for k, v in MEASURE_NAMES.items()}
     run = run_ranker(ranker, collection, split) if run is None else run
+    out = evaluate_run(collection, run)
+    return {**out, **empty_document_standing(ranker, collection, run)} if empty else out
+
+
+def evaluate_run(collection, run: dict[str, dict[str, float]]) -> dict:
+    """{"queries", "ndcg@10", "mrr@10", "map"} of a run (qid -> docid -> score) with ir-measures: nDCG on the
+    graded judgments; MRR and MAP count a document relevant from grade `collection.rel_threshold` (TREC DL: 2,
+    its convention; elsewhere 1)."""
+    import ir_measures
+    rel = int(getattr(collection, "rel_threshold", 1))
+    names = {k: (v if k == "ndcg@10" or rel == 1 else v.replace("@", f"(rel={rel})@") if "@" in v
+                 else f"{v}(rel={rel})") for k, v in MEASURE_NAMES.items()}
+    measures = {k: ir_measures.parse_measure(v) for k, v in names.items()}
     qrels = {q: collection.qrels.get(q, {}) for q in run}
     agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
-    out = {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}
-    return {**out, **empty_document_standing(ranker, collection, run)} if empty else out
+    return {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}

@@ -2,11 +2,14 @@
 deterministic query splits and a BM25 top-100 candidate list per query.
 
 Names: `cranfield` (real data, shipped in `suites/data/cranfield/`; `--data-dir` /
-`$REXBENCH_DATA` name another directory holding `cranfield/`),
-`synthetic` (generated from a seed, with planted rationales), `irds:<id>`.
+`$REXBENCH_DATA` name another directory holding `cranfield/`), `trec-dl-2019` and `trec-dl-2020` (shipped:
+the documents are the union of the shipped BM25 top-100 lists, which are the candidates), `vaswani`
+(shipped), `synthetic` (generated from a seed, with planted rationales), `beir:DIR` and `trec:DIR` (your own
+files, `suites.data.formats`), `irds:<id>`.
 
 Splits are by query ordinal (1-based order of the query file): ordinal % 5 == 0
--> test, ordinal % 5 == 1 -> dev, the rest -> train (Cranfield: 135/45/45).
+-> test, ordinal % 5 == 1 -> dev, the rest -> train (Cranfield: 135/45/45). TREC DL 2019 is a test
+collection: every query is in `test` (trained rankers train on DL 2020, whose ordinal split applies).
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from rankers.bm25 import BM25Index
 from rankers.errors import BadInput, unknown_name
 from rankers.text import Vocab, analyze, tokenize
 
-COLLECTIONS = ("cranfield", "synthetic", "irds:<id>")
+COLLECTIONS = ("cranfield", "trec-dl-2019", "trec-dl-2020", "vaswani", "synthetic", "beir:DIR", "trec:DIR",
+               "irds:<id>")
 SPLITS = ("train", "dev", "test", "all")
 
 
@@ -44,6 +48,17 @@ class Collection:
     #: qid -> candidate docids, best first, from a first-stage run file (`with_run`); other queries: BM25
     run: dict[str, list[str]] = field(default_factory=dict)
     run_source: str | None = None
+    #: split -> query ids where the collection fixes its splits (TREC DL 2019: every query is a test query)
+    fixed_splits: dict[str, list[str]] | None = None
+    #: the grade from which a document counts as relevant for binary measures (MRR, MAP; TREC DL: 2)
+    rel_threshold: int = 1
+
+    def first_stage(self) -> dict[str, dict[str, float]] | None:
+        """The candidates' own run as scores (qid -> docid -> score, best first), where a first stage gave them
+        (a shipped run or a run file); None for BM25 candidates made here."""
+        if not self.run:
+            return None
+        return {q: {d: float(len(ds) - i) for i, d in enumerate(ds)} for q, ds in self.run.items()}
 
     @cached_property
     def doc_tokens(self) -> dict[str, list[str]]:
@@ -87,6 +102,8 @@ class Collection:
         qids = list(self.queries)
         if name == "all":
             return qids
+        if self.fixed_splits is not None:
+            return list(self.fixed_splits.get(name, []))
         want = {"test": 0, "dev": 1}.get(name)
         return [q for i, q in enumerate(qids, 1) if (i % 5 == want if want is not None else i % 5 > 1)]
 
@@ -111,7 +128,7 @@ class Collection:
         score, ties by rank). Unknown query or document ids are a BadInput naming the line."""
         run = read_run(path, self)
         new = Collection(self.name, self.docs, self.queries, self.qrels, self.rationales, self.n_candidates, run,
-                         str(path))
+                         str(path), self.fixed_splits, self.rel_threshold)
         new.__dict__.update({k: v for k, v in self.__dict__.items()
                              if k in ("doc_tokens", "query_tokens", "vocab", "index", "_candidates", "_units")})
         return new
@@ -319,6 +336,81 @@ def make_synthetic(seed: int = 0, n_topics: int = 8, queries_per_topic: int = 10
     return Collection("synthetic", docs, queries, qrels, rationales)
 
 
+# --------------------------------------------------------------------------- shipped and user file collections
+SHIPPED_TREC_DL = {"trec-dl-2019": "19", "trec-dl-2020": "20"}
+
+
+def load_trec_dl(name: str) -> Collection:
+    """TREC DL 2019 / 2020 passage ranking as shipped (`suites/data/trec-dl/`): the queries of the shipped
+    BM25 top-100 lists, which are also the candidates (`run`); the documents are their union (so rexbench's
+    own bm25 over this pool takes its idf from the pool); the NIST judgments of those queries."""
+    from .formats import read_json_qrels, read_rankllm_run
+    yy = SHIPPED_TREC_DL[name]
+    root = SHIPPED_DATA / "trec-dl"
+    docs, queries, run = read_rankllm_run(root / f"retrieve_results_dl{yy}.json.gz")
+    qrels = {q: d for q, d in read_json_qrels(root / f"qrels_dl{yy}.json.gz").items() if q in queries}
+    splits = {"test": list(queries), "train": [], "dev": []} if yy == "19" else None
+    return Collection(name, docs, queries, qrels, run=run, run_source=f"shipped BM25 top-100 (Pyserini), {name}",
+                      fixed_splits=splits, rel_threshold=2)
+
+
+def load_vaswani() -> Collection:
+    """The NPL (Vaswani) collection as shipped (`suites/data/vaswani/`, TREC format)."""
+    from .formats import read_trec_docs, read_trec_qrels, read_trec_topics
+    root = SHIPPED_DATA / "vaswani"
+    return Collection("vaswani", read_trec_docs(root / "doc-text.trec.gz"), read_trec_topics(root / "query-text.trec"),
+                      read_trec_qrels(root / "qrels"))
+
+
+def _user_dir(kind: str, spec: str) -> tuple[Path, str]:
+    """The directory of a `beir:DIR` / `trec:DIR` collection and its name (kind, folder name and a short hash
+    of the absolute path: two folders of one name are two collections, e.g. for the checkpoint cache)."""
+    import hashlib
+    root = Path(spec).expanduser()
+    if not root.is_dir():
+        raise BadInput(f"{kind}:{spec}: no such directory")
+    return root, f"{kind}:{root.name}-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:6]}"
+
+
+def load_beir(spec: str) -> Collection:
+    from .formats import read_beir
+    root, name = _user_dir("beir", spec)
+    docs, queries, qrels = read_beir(root)
+    return Collection(name, docs, queries, qrels)
+
+
+def load_trec_dir(spec: str) -> Collection:
+    """A directory of TREC files: `topics` (TREC <top> records, or `id<TAB>text` lines), `qrels`, a corpus
+    (`corpus.trec`, `corpus.jsonl` with `id`/`text` (or `_id`), or `corpus.tsv`; each may be .gz) and an
+    optional `run` (a TREC run file: the candidates)."""
+    from .formats import read_jsonl, read_text, read_trec_docs, read_trec_qrels, read_trec_topics, read_tsv_pairs
+    root, name = _user_dir("trec", spec)
+
+    def find(*names: str) -> Path | None:
+        return next((root / n for n in names if (root / n).is_file()), None)
+    topics, qrels = find("topics", "topics.txt", "topics.tsv"), find("qrels", "qrels.txt")
+    corpus = find("corpus.trec", "corpus.trec.gz", "corpus.jsonl", "corpus.jsonl.gz", "corpus.tsv", "corpus.tsv.gz")
+    missing = [n for n, p in (("topics", topics), ("qrels", qrels), ("corpus.trec|jsonl|tsv", corpus)) if p is None]
+    if missing:
+        raise BadInput(f"trec:{spec}: missing {', '.join(missing)} (a TREC directory holds topics, qrels, a corpus "
+                       "and optionally a run file)")
+    queries = read_trec_topics(topics) if "<top>" in read_text(topics).lower() else read_tsv_pairs(topics, "query")
+    if ".jsonl" in corpus.name:
+        docs = {str(o.get("id", o.get("_id"))): " ".join(f"{o.get('title') or ''} {o['text']}".split())
+                for o in read_jsonl(corpus, ("text",))}
+    elif ".tsv" in corpus.name:
+        docs = read_tsv_pairs(corpus, "document")
+    else:
+        docs = read_trec_docs(corpus)
+    judged = read_trec_qrels(qrels)
+    for q, ds in judged.items():
+        if q not in queries:
+            raise BadInput(f"{qrels}: query {q!r} is not in {topics}")
+    coll = Collection(name, docs, queries, judged)
+    run = find("run", "run.txt", "run.trec")
+    return coll.with_run(run) if run is not None else coll
+
+
 # --------------------------------------------------------------------------- entry point
 _CACHE: dict[tuple, Collection] = {}
 
@@ -326,6 +418,10 @@ _CACHE: dict[tuple, Collection] = {}
 def _files_state(name: str, data_dir) -> tuple:
     """(size, mtime) of a file collection's files: an edited data directory is read again, never served
     from this process's cache (a long-lived Dask worker or a Python session)."""
+    if name.startswith(("beir:", "trec:")):  # a user's directory: every file's size and mtime
+        root = Path(name[5:]).expanduser()
+        return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+                     if p.is_file()) if root.is_dir() else ()
     if name != "cranfield":
         return ()
     root = _data_dir(data_dir) / "cranfield"
@@ -347,6 +443,14 @@ def load_collection(name: str, data_dir: str | os.PathLike | None = None, seed: 
             _CACHE[key] = load_cranfield(data_dir)
         elif name == "synthetic":
             _CACHE[key] = make_synthetic(seed)
+        elif name in SHIPPED_TREC_DL:
+            _CACHE[key] = load_trec_dl(name)
+        elif name == "vaswani":
+            _CACHE[key] = load_vaswani()
+        elif name.startswith("beir:") and len(name) > 5:
+            _CACHE[key] = load_beir(name[5:])
+        elif name.startswith("trec:") and len(name) > 5:
+            _CACHE[key] = load_trec_dir(name[5:])
         elif name.startswith("irds:") and len(name) > 5:
             _CACHE[key] = load_irds(name[5:])
         else:

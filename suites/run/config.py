@@ -3,7 +3,7 @@
 ```toml
 [suite]
 name = "quick"            # an identifier (letters, digits, _ and -); rows are keyed by it
-collection = "synthetic"  # cranfield | synthetic | irds:<id>
+collection = "synthetic"  # cranfield | trec-dl-2019 | trec-dl-2020 | vaswani | synthetic | beir:DIR | trec:DIR | irds:<id>
 seed = 0
 device = "cpu"            # cpu | cuda (the CLI's --device overrides)
 batch_size = "auto"       # rows per model call; auto: per device and ranker (CPU 16 transformers, 128 others; CUDA 128-512)
@@ -57,7 +57,8 @@ from rankers.params import Bool, Choice, Int, IntOrAuto, Param, Str, check_param
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 SUITE_KEYS = {"name": Str(None, doc="identifier: letters, digits, _ and -"),
-              "collection": Str(None, doc="cranfield | synthetic | irds:<id>"),
+              "collection": Str(None, doc="cranfield | trec-dl-2019 | trec-dl-2020 | vaswani | synthetic | beir:DIR | "
+                                "trec:DIR | irds:<id>"),
               "seed": Int(0, lo=0, hi=2 ** 32 - 1), "device": Choice("cpu", ("cpu", "cuda")),
               "batch_size": IntOrAuto((int, str), "auto", lo=1, doc="rows per model call in explainers and metrics; "
                                      "auto: per device and ranker (rankers.scorer.default_batch_size: CPU 16 for "

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rankers.errors import BadInput, RunFault, about_ranker
-from rankers.evaluate import evaluate, run_ranker
+from rankers.evaluate import evaluate, evaluate_run, run_ranker
 from rankers.registry import ranker_spec
 from rankers.scorer import resolve_batch_size
 from rankers.training import build_ranker, rexbench_version
@@ -52,6 +52,10 @@ def versions() -> dict:
     except ImportError:
         pass
     return out
+
+
+#: the effectiveness row of the candidates' own first stage (a shipped run or a run file), evaluated as given
+FIRST_STAGE = "first stage (as given)"
 
 
 def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
@@ -307,6 +311,12 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
     rankers that will be explained, and (with `qid`) each one's seconds to score that query's
     candidates: the planner's estimate of what its shards cost."""
     loaded, cost, runs = {}, {}, {}
+    first = coll.first_stage()
+    if first is not None and not store.has_ranker(FIRST_STAGE, coll.name):  # the candidates' own ranking, as given
+        test = set(coll.split("test"))
+        store.set_ranker(FIRST_STAGE, coll.name, "test", {**evaluate_run(coll, {q: r for q, r in first.items()
+                                                                                 if q in test}),
+                                                          "source": coll.run_source})
     for p in cfg.plan.rankers.values():
         rname = p.name
         t0 = time.perf_counter()

@@ -1,0 +1,108 @@
+"""Collections rerankers are judged by (issue 35): TREC DL 2019/2020 and Vaswani shipped and loaded offline, the
+shipped first stage evaluated as given (the published BM25 figures), and a user's own BEIR or TREC files, with
+one line naming the file and the line for anything unreadable."""
+import gzip
+import json
+
+import pytest
+
+from rankers.errors import BadInput
+from suites.cli import main
+
+
+def test_shipped_trec_dl_and_vaswani():
+    from rankers.evaluate import evaluate_run
+    from suites.data.collections import load_collection
+    dl19, dl20, npl = (load_collection(n) for n in ("trec-dl-2019", "trec-dl-2020", "vaswani"))
+    assert (len(dl19.queries), len(dl19.docs), sum(map(len, dl19.qrels.values()))) == (43, 4297, 9260)
+    assert (len(dl20.queries), len(dl20.docs), sum(map(len, dl20.qrels.values()))) == (54, 5396, 11386)
+    assert (len(npl.docs), len(npl.queries), sum(map(len, npl.qrels.values()))) == (11429, 93, 2083)
+    assert dl19.split("test") == list(dl19.queries) and dl19.split("train") == [] and dl19.split("dev") == []
+    assert len(dl20.split("train")) + len(dl20.split("dev")) + len(dl20.split("test")) == 54
+    q = dl19.split("test")[0]
+    assert len(dl19.candidates(q)) == 100 and all(d in dl19.docs for d in dl19.candidates(q))
+    # the shipped first stage as given: Pyserini's and rank_llm's published BM25 figures
+    e19, e20 = evaluate_run(dl19, dl19.first_stage()), evaluate_run(dl20, dl20.first_stage())
+    assert round(e19["ndcg@10"], 4) == 0.5058 and round(e20["ndcg@10"], 4) == 0.4796
+    assert round(e19["mrr@10"], 4) == 0.7024 and round(e20["mrr@10"], 4) == 0.6533  # relevant from grade 2
+    assert load_collection("cranfield").first_stage() is None
+
+
+def _beir(root, corpus=None, queries=None, qrels=None):
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text(corpus or "\n".join(json.dumps(o) for o in [
+        {"_id": "d1", "title": "Drag", "text": "drag of a cone at supersonic speed"},
+        {"_id": "d2", "title": "", "text": "heat transfer in a boundary layer"},
+        {"_id": "d3", "title": "Wings", "text": "the flow over a swept wing"}]) + "\n")
+    (root / "queries.jsonl").write_text(queries or "\n".join(json.dumps(o) for o in [
+        {"_id": "q1", "text": "cone drag"}, {"_id": "q2", "text": "swept wing flow"},
+        {"_id": "q9", "text": "never judged"}]) + "\n")
+    (root / "qrels" / "test.tsv").write_text(qrels or "query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\nq2\td3\t1\n")
+    return root
+
+
+def test_beir_directory(tmp_path, capsys):
+    from suites.data.collections import load_collection
+    c = load_collection(f"beir:{_beir(tmp_path / 'mini')}")
+    assert c.name.startswith("beir:mini-") and set(c.queries) == {"q1", "q2"}   # only judged queries
+    assert c.docs["d1"] == "Drag drag of a cone at supersonic speed" and c.qrels["q1"] == {"d1": 2, "d2": 0}
+    assert c.candidates("q1")[0] == "d1"                                          # BM25 over the corpus
+    assert main(["rank", "bm25", "--collection", f"beir:{tmp_path / 'mini'}", "--split", "all", "--json"]) == 0
+
+
+@pytest.mark.parametrize("part, text, msg", [
+    ("corpus", '{"_id": "d1", "text": "ok"}\n{not json\n', "corpus.jsonl line 2: not JSON"),
+    ("corpus", '{"_id": "d1"}\n', "corpus.jsonl line 1: expected an object with _id, text"),
+    ("qrels", "query-id\tcorpus-id\tscore\nq1\td1\n", "test.tsv line 2: expected"),
+    ("qrels", "query-id\tcorpus-id\tscore\nq1\tnope\t1\n", "test.tsv line 2: document 'nope' is not in the corpus"),
+])
+def test_bad_beir_files_are_one_line(part, text, msg, tmp_path, capsys):
+    root = _beir(tmp_path / "bad", **{part: text})
+    assert main(["rank", "bm25", "--collection", f"beir:{root}", "--split", "all"]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1
+    assert main(["rank", "bm25", "--collection", f"beir:{tmp_path / 'nothing'}"]) == 2
+    assert "no such directory" in capsys.readouterr().err
+
+
+def test_trec_directory_with_a_run_file(tmp_path, capsys):
+    from suites.data.collections import load_collection
+    root = tmp_path / "t"
+    root.mkdir()
+    with gzip.open(root / "corpus.trec.gz", "wt") as f:
+        f.write("<DOC>\n<DOCNO>a</DOCNO>\ndrag of a cone\n</DOC>\n<DOC><DOCNO>b</DOCNO><TEXT>swept wing</TEXT></DOC>\n"
+                "<DOC><DOCNO>c</DOCNO>heat transfer</DOC>\n")
+    (root / "topics").write_text("<top>\n<num> Number: 7\n<title> cone drag\n<desc> about cones\n</top>\n"
+                                 "<top><num>8</num><title>wing</title></top>\n")
+    (root / "qrels").write_text("7 0 a 1\n7 0 c 0\n8 0 b 2\n")
+    (root / "run").write_text("7 Q0 c 1 9.0 mine\n7 Q0 a 2 8.0 mine\n8 Q0 b 1 3.0 mine\n")
+    c = load_collection(f"trec:{root}")
+    assert c.queries == {"7": "cone drag", "8": "wing"} and c.docs["b"] == "swept wing"
+    assert c.candidates("7") == ["c", "a"]                        # the run file's ranking, not BM25's
+    assert c.first_stage() == {"7": {"c": 2.0, "a": 1.0}, "8": {"b": 1.0}}
+    (root / "qrels").write_text("7 0 a one\n")
+    assert main(["rank", "bm25", "--collection", f"trec:{root}", "--split", "all"]) == 2
+    assert "qrels line 1: expected 'qid 0 docid relevance'" in capsys.readouterr().err
+    (root / "qrels").unlink()
+    with pytest.raises(BadInput, match="missing qrels"):
+        load_collection(f"trec:{root}")
+
+
+def test_a_suite_on_a_run_file_records_the_first_stage(tmp_path, capsys):
+    import sqlite3
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "corpus.tsv").write_text("a\tdrag of a cone\nb\tswept wing\nc\theat transfer of a cone\n")
+    (root / "topics").write_text("1\tcone drag\n2\twing\n3\tcone\n4\theat\n5\tdrag\n")
+    (root / "qrels").write_text("1 0 a 1\n2 0 b 1\n3 0 c 1\n4 0 c 1\n5 0 a 1\n")
+    (root / "run").write_text("".join(f"{q} Q0 {d} {i + 1} {3 - i} fs\n" for q in "12345"
+                                      for i, d in enumerate("abc")))
+    p = tmp_path / "s.toml"
+    p.write_text(f'[suite]\nname = "fs"\ncollection = "trec:{root}"\n[samples]\nsplit = "all"\nqueries = 1\n'
+                 'top_k = 1\nrelevant = 0\n[rankers.bm25]\n[explainers.random]\n[metrics.deletion]\nmax_steps = 2\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    rows = dict(con.execute("SELECT ranker, data FROM rankers").fetchall())
+    con.close()
+    first = json.loads(rows["first stage (as given)"])
+    assert first["queries"] == 1 and "ndcg@10" in first   # the test split of an ordinal split: query 5
