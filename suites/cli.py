@@ -52,7 +52,8 @@ def _read_text(path: str, what: str) -> str:
 def _common(p: argparse.ArgumentParser, collection: bool = True) -> None:
     if collection:
         p.add_argument("--collection", default="cranfield",
-                       help="cranfield (shipped) | synthetic | irds:<id>")
+                       help="cranfield | trec-dl-2019 | trec-dl-2020 | vaswani (shipped) | synthetic | beir:DIR | "
+                            "trec:DIR | irds:<id>")
     p.add_argument("--data-dir", default=None,
                    help="directory holding cranfield/ (default: $REXBENCH_DATA, else the shipped copy)")
     p.add_argument("--seed", type=_int_at_least(0), default=0)
