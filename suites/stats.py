@@ -116,6 +116,58 @@ def underpowered(n_queries: int, n_comparisons: int, alpha: float = ALPHA) -> bo
     return smallest_holm_p(n_queries, n_comparisons) >= alpha
 
 
+#: the power at which a minimum detectable difference is stated
+POWER = 0.8
+
+
+def minimum_detectable_difference(sd: float, n_queries: int, n_comparisons: int = 1, alpha: float = ALPHA,
+                                  power: float = POWER) -> float:
+    """The paired difference (in the metric's units) that a two-sided Wilcoxon signed-rank test on `n_queries`
+    paired query values with standard deviation `sd` detects with probability `power` at level alpha / m
+    (m = `n_comparisons`: the first, strictest Holm step): the paired t-test's (t_{1-a/2m, n-1} +
+    t_{power, n-1}) * sd / sqrt(n), times sqrt(pi / 3) for the signed-rank test's asymptotic relative
+    efficiency of 3/pi under normality. inf below 2 queries or without a spread."""
+    from scipy.stats import t as student
+    if n_queries < 2 or not np.isfinite(sd):
+        return float("inf")
+    df = n_queries - 1
+    a = alpha / max(int(n_comparisons), 1)
+    return float((student.ppf(1 - a / 2, df) + student.ppf(power, df)) * sd / np.sqrt(n_queries)
+                 * np.sqrt(np.pi / 3))
+
+
+def queries_to_resolve(sd: float, delta: float, n_comparisons: int = 1, alpha: float = ALPHA,
+                       power: float = POWER, most: int = 100000) -> int | None:
+    """The fewest queries whose minimum detectable difference is at most `delta` (None beyond `most`)."""
+    if not (delta > 0 and np.isfinite(sd)):
+        return None
+    lo, hi = 2, most
+    if minimum_detectable_difference(sd, hi, n_comparisons, alpha, power) > delta:
+        return None
+    while lo < hi:  # the MDD falls as n grows: bisect
+        mid = (lo + hi) // 2
+        if minimum_detectable_difference(sd, mid, n_comparisons, alpha, power) <= delta:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def board_power(df: pd.DataFrame, ranker: str, metric: str, n_comparisons: int) -> dict | None:
+    """The resolution of one leaderboard (ranker, metric): n queries with every explainer, the median over
+    explainer pairs of the standard deviation of their paired query differences, the minimum detectable
+    difference at that n, the declared minimum meaningful difference and the queries needed to resolve it."""
+    w = wide_queries(df, ranker, metric).dropna()
+    if w.shape[1] < 2 or len(w) < 2:
+        return None
+    cols = list(w.columns)
+    sds = [float(np.std(w[a] - w[b], ddof=1)) for i, a in enumerate(cols) for b in cols[i + 1:]]
+    sd = float(np.median(sds))
+    delta = min_meaningful_difference(metric)
+    return {"queries": len(w), "sd": sd, "mdd": minimum_detectable_difference(sd, len(w), n_comparisons),
+            "min_meaningful": delta, "needed": queries_to_resolve(sd, delta, n_comparisons)}
+
+
 def orientation(metric: str) -> float:
     """+1 when higher is better, -1 when lower is: multiply a metric by it so that higher = better."""
     return 1.0 if METRICS[metric].direction == "higher" else -1.0

@@ -197,3 +197,25 @@ def test_mean_cis_equal_one_bootstrap_per_group():
         assert (m, lo, hi) == mean_ci(g, seed=7)
         assert lo <= m <= hi
     assert math.isnan(got[-1][0])
+
+
+def test_minimum_detectable_difference_by_hand():
+    """(t_{1-a/2m, n-1} + t_{0.8, n-1}) * sd / sqrt(n) * sqrt(pi / 3), and the queries that bring it under a
+    target; a board's resolution from the median spread of paired differences."""
+    from scipy.stats import t
+
+    from suites.stats import board_power, minimum_detectable_difference, queries_to_resolve
+    want = (t.ppf(1 - 0.05 / 2 / 12, 14) + t.ppf(0.8, 14)) * 0.1 / np.sqrt(15) * np.sqrt(np.pi / 3)
+    assert minimum_detectable_difference(0.1, 15, 12) == pytest.approx(want)
+    assert minimum_detectable_difference(0.1, 1) == float("inf")
+    n = queries_to_resolve(0.1, 0.02, 12)
+    assert minimum_detectable_difference(0.1, n, 12) <= 0.02 < minimum_detectable_difference(0.1, n - 1, 12)
+    assert queries_to_resolve(0.1, 0.0) is None
+    rows = [{"ranker": "r", "explainer": e, "metric": "rank_deletion", "qid": f"q{i}", "docid": "d", "value": v,
+             "status": "ok"} for i in range(6) for e, v in (("a", 0.1 * i), ("b", 0.1 * i + (i % 2) * 0.2),
+                                                           ("c", 0.5))]
+    p = board_power(pd.DataFrame(rows), "r", "rank_deletion", 2)
+    sds = sorted([np.std([(i % 2) * 0.2 for i in range(6)], ddof=1), np.std([0.1 * i - 0.5 for i in range(6)], ddof=1),
+                  np.std([0.1 * i + (i % 2) * 0.2 - 0.5 for i in range(6)], ddof=1)])
+    assert p["queries"] == 6 and p["sd"] == pytest.approx(sds[1])
+    assert p["mdd"] == pytest.approx(minimum_detectable_difference(sds[1], 6, 2)) and p["min_meaningful"] == 0.02

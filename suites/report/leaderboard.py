@@ -8,7 +8,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import ALPHA, leaderboard, smallest_holm_p, underpowered
+from ..stats import ALPHA, POWER, board_power, leaderboard, smallest_holm_p, underpowered
 from .common import arrow, fmt, metric_label, md_table, degenerate_shares
 
 
@@ -86,7 +86,26 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = 
                 f"reach p < {ALPHA} after Holm (smallest attainable adjusted p {floor_p:.2g}); more queries are "
                 "needed (e.g. on a GPU" + (": `suites/cranfield_gpu.toml`" if gpu_suite else "") + ")" if weak else "")
         md += [f"### {r} ({qn} queries, {pn} pairs{note})", "", md_table(pd.DataFrame(rows)), ""]
+        md += _power_line(df, r, [m for m in cols if m in heads], m_cmp)
     return md
+
+
+def _power_line(df: pd.DataFrame, ranker: str, metrics: list[str], m_cmp: int) -> list[str]:
+    """What this board can resolve: per headline metric, the minimum detectable difference at its n against the
+    declared minimum meaningful difference, and the queries that would resolve the latter."""
+    parts = []
+    for m in metrics:
+        p = board_power(df, ranker, m, m_cmp)
+        if p is None:
+            continue
+        need = f"{p['needed']} queries to resolve it" if p["needed"] else "more than 100000 queries to resolve it"
+        parts.append(f"{m} {fmt(p['mdd'])} at n = {p['queries']} (minimum meaningful {p['min_meaningful']:g}; {need})")
+    if not parts:
+        return []
+    return [f"Resolution: the smallest paired difference a Wilcoxon test detects with {POWER:.0%} power at "
+            f"{ALPHA} / {m_cmp} (the strictest Holm step over the {m_cmp} comparisons), from the median spread of "
+            "the explainers' paired query differences: " + "; ".join(parts) + ". A difference below it is not "
+            "resolved by this board, whatever its sign.", ""]
 
 
 def normalised_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
