@@ -18,8 +18,21 @@ def _pieces_to_pairs(m: np.ndarray, q_of_row, d_of_col, nq: int, nd: int) -> np.
     return out
 
 
+class _AttentionReader(Explainer):
+    """An explainer that reads the attention weights of the unperturbed pair's forward pass."""
+
+    requires = ("attention",)
+
+    def _attentions(self, pair: Pair) -> tuple[dict, float]:
+        """(the capture of `capture(layer=-1, attentions=True)`, the pair's score) from one forward pass."""
+        sc = self.tracked(self.scorer(pair, "mask"))
+        with torch.no_grad(), self.ranker.capture(layer=-1, attentions=True) as cap:
+            score = float(sc(sc.full_input())[0])
+        return cap, score
+
+
 @register_explainer("attention")
-class AttentionExplainer(Explainer):
+class AttentionExplainer(_AttentionReader):
     """Attention baseline: the last encoder layer's attention averaged over heads.
 
     Cross-encoder: doc_scores = attention from the position the score is read from ([CLS]; a
@@ -30,13 +43,8 @@ class AttentionExplainer(Explainer):
     each document word receives within the document pass; no pair map.
     """
 
-    requires = ("attention",)
-
     def _attribute(self, pair: Pair) -> dict:
-        r = self.ranker
-        sc = self.tracked(self.scorer(pair, "mask"))
-        with torch.no_grad(), r.capture(layer=-1, attentions=True) as cap:
-            score = float(sc(sc.full_input())[0])
+        cap, score = self._attentions(pair)
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
         if "pair" in cap:
             _, widx, qidx, att = cap["pair"]
@@ -65,19 +73,14 @@ def rollout(attentions, reads: torch.Tensor) -> np.ndarray:
 
 
 @register_explainer("attention_rollout")
-class AttentionRolloutExplainer(Explainer):
+class AttentionRolloutExplainer(_AttentionReader):
     """Attention rollout (`rollout`) from the position the score is read at: [CLS] (encoder
     cross-encoders), the last token (decoders), every attended position alike (mean-pooling heads, the
     bi-encoder's and late interaction's document pass), the first decoder step's cross-attention over the
     encoder (seq2seq); pieces summed into words. No pair map."""
 
-    requires = ("attention",)
-
     def _attribute(self, pair: Pair) -> dict:
-        r = self.ranker
-        sc = self.tracked(self.scorer(pair, "mask"))
-        with torch.no_grad(), r.capture(layer=-1, attentions=True) as cap:
-            score = float(sc(sc.full_input())[0])
+        cap, score = self._attentions(pair)
         side = "pair" if "pair" in cap else "doc"
         widx = cap[side][1][0].cpu().numpy()
         rel = rollout(cap[f"{side}_attentions"], cap[f"{side}_reads"])[0]

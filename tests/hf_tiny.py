@@ -158,3 +158,19 @@ def _modernbert_tokenizer(vocab, merges):
     t.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
                                                      special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
     return t
+
+
+def word_pieces(tok, query: str, doc: str) -> tuple[dict, list[list[int]]]:
+    """(tokenizer(query, doc) with offsets, per document word the positions of its pieces); a piece made of
+    whitespace alone belongs to the word after it, as rexbench assigns it."""
+    enc = tok(query, doc, return_offsets_mapping=True)
+    spans, pos = [], 0
+    for w in doc.split():
+        pos = doc.index(w, pos)
+        spans.append((pos, pos + len(w)))
+        pos += len(w)
+    out: list[list[int]] = [[] for _ in spans]
+    for p, (a, b) in enumerate(enc["offset_mapping"]):
+        if enc.sequence_ids()[p] == 1:
+            out[next(i for i, (s, e) in enumerate(spans) if e > a or (a == b and s >= a))].append(p)
+    return enc, out

@@ -8,25 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hf_tiny import DOC, QUERY, build
+from hf_tiny import DOC, QUERY, build, word_pieces
 
 transformers = pytest.importorskip("transformers")
-
-
-def _pieces_of_words(tok, query, doc):
-    """Per document word, the positions of its pieces in tokenizer(query, doc) (whitespace pieces go with the
-    word after them)."""
-    enc = tok(query, doc, return_offsets_mapping=True)
-    spans, pos = [], 0
-    for w in doc.split():
-        pos = doc.index(w, pos)
-        spans.append((pos, pos + len(w)))
-        pos += len(w)
-    out = [[] for _ in spans]
-    for p, (a, b) in enumerate(enc["offset_mapping"]):
-        if enc.sequence_ids()[p] == 1:
-            out[next(i for i, (s, e) in enumerate(spans) if e > a or (a == b and s >= a))].append(p)
-    return enc, out
 
 
 def _attentions(path, enc):
@@ -45,7 +29,7 @@ def test_rollout_by_hand_on_bert(layers, tmp_path):
     cfg = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": layers}))
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    enc, pieces = _pieces_of_words(tok, QUERY, DOC)
+    enc, pieces = word_pieces(tok, QUERY, DOC)
     mats = [0.5 * a + 0.5 * np.eye(len(a)) for a in _attentions(str(path), enc)]   # rows already sum to 1
     r = mats[0] if layers == 1 else mats[1] @ mats[0]
     if layers == 1:  # the toy's closed form: half the [CLS] attention row

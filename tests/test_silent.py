@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_tiny import DOC, QUERY, build
+from hf_tiny import DOC, QUERY, build, word_pieces
 from rankers.errors import BadInput
 from suites.cli import main
 
@@ -37,25 +37,6 @@ def _suite(tmp_path, name: str, rankers: str = "[rankers.bm25]\n", queries: int 
     p.write_text(f'[suite]\nname = "{name}"\ncollection = "synthetic"\n[samples]\nqueries = {queries}\ntop_k = 1\n'
                  f'relevant = 0\n{rankers}{explainers}{metrics}')
     return p
-
-
-def _word_pieces(tok, query: str, doc: str, word: int) -> tuple[dict, list[int]]:
-    """(tokenizer(query, doc), positions of the pieces of document word `word`; a whitespace piece
-    belongs to the word after it)."""
-    enc = tok(query, doc, return_offsets_mapping=True)
-    spans, pos = [], 0
-    for w in doc.split():
-        pos = doc.index(w, pos)
-        spans.append((pos, pos + len(w)))
-        pos += len(w)
-    out = []
-    for p, (a, b) in enumerate(enc["offset_mapping"]):
-        if enc.sequence_ids()[p] != 1:
-            continue
-        j = next(i for i, (s, e) in enumerate(spans) if e > a or (a == b and s >= a))
-        if j == word:
-            out.append(p)
-    return enc, out
 
 
 def _direct(path: str, enc, fill: int | None = None, pieces=()) -> float:
@@ -85,7 +66,8 @@ def test_mask_given_by_any_route_is_the_mask_operator(family, models, tmp_path, 
     from suites.run.config import SuiteConfig
     path = models[family]
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    enc, pieces = _word_pieces(tok, QUERY, DOC, 3)
+    enc, words = word_pieces(tok, QUERY, DOC)
+    pieces = words[3]
     want, pad = _direct(path, enc, tok.mask_token_id, pieces), _direct(path, enc, tok.pad_token_id, pieces)
     assert abs(want - pad) > 1e-4  # the two operators differ on this model: the check can tell them apart
     cli = ["explain", "--ranker", "crossencoder", "--ranker-param", f"model={path}", "--ranker-param", "train=false",
@@ -586,13 +568,13 @@ def test_attention_of_a_mean_pooling_head_reads_every_position(models, tmp_path)
     tok = transformers.AutoTokenizer.from_pretrained(models["modernbert"])
     m = transformers.AutoModelForSequenceClassification.from_pretrained(models["modernbert"],
                                                                         attn_implementation="eager").eval()
-    enc, _ = _word_pieces(tok, QUERY, DOC, 0)
+    enc, words = word_pieces(tok, QUERY, DOC)
     with torch.no_grad():
         att = m(input_ids=torch.tensor([enc["input_ids"]]), output_attentions=True).attentions[-1][0].mean(0)
     row = att.mean(0).numpy()
     want = np.zeros(len(DOC.split()))
     for w in range(len(want)):
-        want[w] = row[_word_pieces(tok, QUERY, DOC, w)[1]].sum()
+        want[w] = row[words[w]].sum()
     assert np.abs(ex.doc_scores).max() > 0
     np.testing.assert_allclose(ex.doc_scores, want, atol=1e-5)
 
