@@ -434,6 +434,8 @@ def test_plan_reads_a_packed_calibration_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plan", str(p), "--json", "--calibration-run", str(run)]) == 0
     assert json.loads(capsys.readouterr().out)["rankers"] == plain["rankers"]
+    from suites.report.scaling import shard_timings  # every reader of a run directory reads a packed run
+    assert shard_timings(run)["rankers"]["bm25"]["shards"] == 2 and not (run / "results.sqlite").exists()
 
 
 @pytest.mark.parametrize("what", ["garbage", "truncated", "directory", "bomb"])

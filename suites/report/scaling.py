@@ -23,16 +23,16 @@ def shard_timings(run_dir: str | Path) -> dict:
     """{suite, device, device_name, workers, wall_seconds, complete, rankers: {name: {shards, seconds: [...],
     explanations, planned_queries}}, unmeasured: [explained rankers of the suite file without a shard]}
     of the run in `run_dir`."""
-    db = Path(run_dir) / "results.sqlite"
-    if not db.exists():
-        raise BadInput(f"{run_dir} holds no results.sqlite")
-    store = Store(db)
-    try:
-        meta = store.meta()
-        shards = store.db.execute("SELECT ranker, qid, seconds FROM shards").fetchall()
-        n_exp = dict(store.db.execute("SELECT ranker, COUNT(*) FROM explanations GROUP BY ranker").fetchall())
-    finally:
-        store.close()
+    from ..run.rundir import copy_database, private_tmp, run_database
+    # checked and read as every command reads a run (a packed one too), from a private copy: nothing is written
+    with run_database(Path(run_dir), "scaling") as db, private_tmp("scaling") as tmp:
+        store = Store(copy_database(db, Path(tmp)), readonly=True)
+        try:
+            meta = store.meta()
+            shards = store.db.execute("SELECT ranker, qid, seconds FROM shards").fetchall()
+            n_exp = dict(store.db.execute("SELECT ranker, COUNT(*) FROM explanations GROUP BY ranker").fetchall())
+        finally:
+            store.close()
     suite, env = meta.get("suite", {}), meta.get("environment", {})
     rankers: dict[str, dict] = {}
     for r, _q, sec in shards:
