@@ -3,9 +3,9 @@
 - rank_deletion_gain / rank_insertion_gain: (A_random - A) / (A_random - A_oracle), where A is the
   explanation's rank_deletion (rank_insertion) AUC on the pair, A_random the expected AUC of a uniformly
   random token order on the same pair and A_oracle the AUC of the search oracle's order (`search_oracle`:
-  the step-wise greedy search, then a local search on the metric's own objective within `SEARCH_BUDGET` x
-  the greedy's rows; same step schedule and removal operator). One formula for both directions: 0 =
-  random, 1 = the oracle, higher is better; comparable across rankers and pairs. Honest range:
+  the step-wise greedy search, then a local search on the metric's own objective within
+  `explainers.search.SEARCH_BUDGET` x the greedy's rows; same step schedule and removal operator). One
+  formula for both directions: 0 = random, 1 = the oracle, higher is better; comparable across rankers and pairs. Honest range:
   unbounded: below 0 is worse than random, above 1 beats the oracle (the search is not exhaustive; RESULTS.md
   reports how often). A pair whose random and oracle AUCs lie within `MIN_SPAN` (0.05) of each other has too
   little room to rank explanations (the ratio would divide by noise): `skipped` and counted, never 0 or 1.
@@ -27,7 +27,7 @@ import weakref
 import numpy as np
 import torch
 
-from explainers.search import greedy_order, greedy_rows, improve_order
+from explainers.search import search_order
 from rankers.params import Int
 
 from .base import MetricResult, Skip, register_metric, require
@@ -39,8 +39,6 @@ _RANDOM = Int(16, lo=1, hi=1000, doc="random orders averaged for the random anch
 #: below this |A_random - A_oracle| (AUC of the standing, in [0, 1]) a pair has too little room to rank
 #: explanations: the ratio would divide by noise (skipped and counted, never 0 or 1)
 MIN_SPAN = 0.05
-#: the oracle's local search may evaluate this many times the rows of its greedy seed (declared budget)
-SEARCH_BUDGET = 4
 
 #: anchors shared by the explainers of a pair: id(pair) -> (weakref to the pair, {key: (random, oracle)})
 _ANCHORS: dict[int, tuple[weakref.ref, dict]] = {}
@@ -67,26 +65,23 @@ def _random_orders(n: int, k: int, seed: int) -> list[np.ndarray]:
 
 
 def search_oracle(ctx, kind: str, counts: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The oracle's order: the step-wise greedy search, then a local search over its moves
-    (`explainers.search.improve_order`) on the metric's own objective (the standing AUC: deletion lowest,
-    insertion highest) within `SEARCH_BUDGET` x the greedy's rows. Returns (order, cost info)."""
-    n = len(ctx.pair.d_ids)
+    """The oracle's order: `explainers.search.search_order` (the step-wise greedy search, then a local search
+    within its declared budget) on the metric's own objective, the standing AUC (deletion lowest, insertion
+    highest). Returns (order, cost info)."""
     sc = ctx.scorer()
-    with torch.no_grad():
-        greedy = greedy_order(lambda m: sc(m.to(ctx.pair.d_ids.device)).double().cpu().numpy(), n, counts, kind)
     sign = 1.0 if kind == "deletion" else -1.0
 
     def loss(orders):
         return sign * _standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts)
-    g_rows = greedy_rows(n, counts)
-    budget = max((SEARCH_BUDGET - 1) * g_rows // len(counts), 1)
-    order, used = improve_order(greedy, loss, ctx.pair.d_ids.cpu().numpy(), budget, seed=ctx.seed)
-    return order, {"greedy_rows": g_rows, "search_rows": used * len(counts),
-                   "greedy_auc": float(sign * loss([greedy])[0])}
+    with torch.no_grad():
+        order, cost = search_order(lambda m: sc(m.to(ctx.pair.d_ids.device)).double().cpu().numpy(), loss,
+                                   len(ctx.pair.d_ids), counts, kind, ctx.pair.d_ids.cpu().numpy(), ctx.seed)
+    g_loss = cost.pop("greedy_loss")
+    return order, {**cost, "greedy_auc": sign * g_loss}
 
 
 def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[float, float]:
-    """(A_random, A_oracle) of the pair, computed once and shared by every explainer of the pair."""
+    """(A_random, A_oracle, the oracle's cost) of the pair, computed once and shared by every explainer of it."""
     entry = _ANCHORS.get(id(ctx.pair))
     if entry is None or entry[0]() is not ctx.pair:
         for k in [k for k, (ref, _) in _ANCHORS.items() if ref() is None]:
