@@ -32,6 +32,12 @@ def shared_rows(*ts: torch.Tensor) -> bool:
     return all(t is not None and t.dim() > 0 and t.shape[0] > 1 and t.stride(0) == 0 for t in ts)
 
 
+def is_hard_mask(d_mask: torch.Tensor | None) -> bool:
+    """A mask of removed (0) and kept (1) words only, outside any gradient (metrics, perturbation explainers):
+    what rankers whose removal is deletion apply as deletion (soft masks take their differentiable path)."""
+    return d_mask is not None and not d_mask.requires_grad and bool(((d_mask == 0) | (d_mask == 1)).all())
+
+
 class Ranker(nn.Module):
     """Scores (query, document) token-id pairs; differentiable in a document token mask.
 

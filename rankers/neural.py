@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Ranker, shared_rows
+from .base import Ranker, is_hard_mask, shared_rows
 from .params import Int
 
 #: KNRM's margin of every negative over its empty version (chosen on dev nDCG@10, see KNRM)
@@ -167,7 +167,7 @@ class MatchPyramid(_EmbeddingRanker):
         return {**super().config(), "channels": self.channels, "pool": list(self.pool), "hidden": self.hidden}
 
     def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
-        if d_ids is not None and getattr(self, "_pair_mask", None) is None and _hard(d_mask):
+        if d_ids is not None and getattr(self, "_pair_mask", None) is None and is_hard_mask(d_mask):
             # removal is deletion: removed words leave the matrix, so the convolution sees the words that are
             # now neighbours and the dynamic pooling bins the shorter document (zeroed columns kept in place
             # would blank whole bins: deleting a prefix then wins by position, not by content)
@@ -182,11 +182,6 @@ class MatchPyramid(_EmbeddingRanker):
         pooled = _dynamic_max_pool(_dynamic_max_pool(a, n_d, self.pool[1]).transpose(2, 3),
                                    (q_ids != PAD_ID).sum(-1), self.pool[0])  # [B, C, Pd, Pq]
         return self.mlp(pooled.flatten(1)).squeeze(-1)
-
-
-def _hard(d_mask: torch.Tensor | None) -> bool:
-    """A mask of removed (0) and kept (1) words only, outside any gradient (metrics, perturbation explainers)."""
-    return d_mask is not None and not d_mask.requires_grad and bool(((d_mask == 0) | (d_mask == 1)).all())
 
 
 def _kept_columns(d_emb: torch.Tensor, d_ids: torch.Tensor, d_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

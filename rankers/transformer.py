@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Encoded, Ranker
+from .base import Encoded, Ranker, is_hard_mask
 from .errors import BadInput
 from .hf_inputs import InputBuilder, Layout, check_template
 from .params import Choice, Int, Str
@@ -306,8 +306,7 @@ class _HFRanker(Ranker):
         ([B, Ld'] word ids, mask None), which the tokenizer then encodes as the text without the removed words,
         so a word after a removed one is read as it is in that text (a byte-level BPE's first word loses its
         leading-space piece); other operators and soft masks are returned unchanged (`_masked`)."""
-        if d_mask is None or self.removal != "delete" or d_mask.requires_grad or \
-                not bool(((d_mask == 0) | (d_mask == 1)).all()):
+        if self.removal != "delete" or not is_hard_mask(d_mask):
             return d_ids, d_mask
         keep = (d_mask > 0) & (d_ids != PAD_ID)
         n = keep.sum(1)

@@ -270,7 +270,7 @@ def cmd_explain(args) -> int:
     from metrics import MetricContext, compute_metrics, metric_spec
     from rankers.training import build_ranker
     from suites.data.collections import load_collection
-    from suites.run.rankerdef import from_args
+    from suites.run.rankerdef import from_args, from_plan, suite_of
 
     if args.query_file is not None:
         if args.query is not None:
@@ -289,12 +289,8 @@ def cmd_explain(args) -> int:
     for m in metric_names:
         metric_spec(m)
     etype, params, defn = args.explainer, {}, None
-    if args.suite:  # the ranker and its explainer table (type, parameters, the ranker's overrides); --param wins
-        from suites.run.config import load_suite
-        from suites.run.rankerdef import from_plan
-        if args.ranker_param or args.checkpoint:
-            raise BadInput("--suite takes the ranker's definition from the suite file; drop --ranker-param/--checkpoint")
-        cfg = load_suite(args.suite, allow_code=args.allow_code)
+    cfg = suite_of(args)
+    if cfg is not None:  # the ranker and its explainer table (type, parameters, the ranker's overrides); --param wins
         defn = from_plan(cfg, args.ranker)
         ep = cfg.plan.rankers[args.ranker].explainers.get(args.explainer)
         if ep is not None:

@@ -45,12 +45,6 @@ class RankerDef:
                               progress=progress, config=self.params)
 
 
-def from_suite(path: str, name: str, allow_code: bool = False) -> RankerDef:
-    """The `[rankers.NAME]` table of a suite file (`allow_code`: see `load_suite`)."""
-    from .config import load_suite
-    return from_plan(load_suite(path, allow_code), name)
-
-
 def from_plan(cfg, name: str) -> RankerDef:
     """Ranker `name` of a loaded suite, as its resolved plan has it."""
     if name not in cfg.plan.rankers:
@@ -85,10 +79,20 @@ def from_cli(name: str, items: list[str], checkpoint: str | None = None) -> Rank
     return RankerDef(name, name, own, bool(given.get("train", True)), ckpt)
 
 
+def suite_of(args):
+    """The CLI's `--suite FILE` loaded (None without one); it defines the ranker, so --ranker-param and
+    --checkpoint are refused beside it."""
+    if not getattr(args, "suite", None):
+        return None
+    if args.ranker_param or args.checkpoint:
+        raise BadInput("--suite takes the ranker's definition from the suite file; drop --ranker-param/--checkpoint")
+    from .config import load_suite
+    return load_suite(args.suite, getattr(args, "allow_code", False))
+
+
 def from_args(args) -> RankerDef:
     """The CLI's ranker: `--suite FILE --ranker NAME`, or `--ranker TYPE [--ranker-param ...]`."""
-    if getattr(args, "suite", None):
-        if args.ranker_param or args.checkpoint:
-            raise BadInput("--suite takes the ranker's definition from the suite file; drop --ranker-param/--checkpoint")
-        return from_suite(args.suite, args.ranker, getattr(args, "allow_code", False))
+    cfg = suite_of(args)
+    if cfg is not None:
+        return from_plan(cfg, args.ranker)
     return from_cli(args.ranker, args.ranker_param, args.checkpoint)
