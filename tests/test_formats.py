@@ -106,3 +106,20 @@ def test_a_suite_on_a_run_file_records_the_first_stage(tmp_path, capsys):
     con.close()
     first = json.loads(rows["first stage (as given)"])
     assert first["queries"] == 1 and "ndcg@10" in first   # the test split of an ordinal split: query 5
+
+
+def test_effectiveness_on_a_further_collection(tmp_path):
+    """[effectiveness] evaluates the named rankers on another collection (here the shipped Vaswani), with their
+    table's settings and without the table's checkpoint, which belongs to the suite's collection."""
+    import sqlite3
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "eff"\ncollection = "synthetic"\n[samples]\nqueries = 1\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.bm25]\nk1 = 0.9\n[explainers.random]\n[metrics.deletion]\nmax_steps = 2\n'
+                 '[effectiveness]\ncollections = ["vaswani"]\nrankers = ["bm25", "random"]\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    con = sqlite3.connect(tmp_path / "run" / "results.sqlite")
+    rows = {(r, c): json.loads(d) for r, c, d in con.execute("SELECT ranker, collection, data FROM rankers")}
+    con.close()
+    assert set(rows) == {("bm25", "synthetic"), ("bm25", "vaswani"), ("random", "vaswani")}
+    assert rows[("bm25", "vaswani")]["queries"] == 18 and rows[("bm25", "vaswani")]["ndcg@10"] > \
+        rows[("random", "vaswani")]["ndcg@10"]

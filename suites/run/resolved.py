@@ -94,23 +94,17 @@ class RankerPlan:
         """Where the trained weights are cached for collection `coll` (None when they come from elsewhere)."""
         return cached_checkpoint(self.type, coll, self.seed, self.config) if self.trainable_here else None
 
-    def load(self, coll, device: str = "cpu", progress: bool = False, train: bool | None = None) -> Ranker:
+    def load(self, coll, device: str = "cpu", progress: bool = False, train: bool | None = None,
+             own_checkpoint: bool = True) -> Ranker:
         """The ranker ready on `device`: the API's object, or loaded, taken from the cache or trained now
-        (`train` = False never trains: only a cached model or weights as given)."""
+        (`train` = False never trains: only a cached model or weights as given). `own_checkpoint` = False: for
+        another collection (`[effectiveness]`), whose model is cached or trained for it; the table's checkpoint,
+        made for the suite's collection, is not used."""
         if self.obj is not None:
             return self.obj.to(device).eval()
         with importable_from(self.base_dir):
-            return get_ranker(self.type, coll, self.seed, self.checkpoint,
+            return get_ranker(self.type, coll, self.seed, self.checkpoint if own_checkpoint else None,
                               train_if_missing=self.train if train is None else train, device=device,
-                              progress=progress, config=self.config)
-
-    def load_elsewhere(self, coll, device: str = "cpu", progress: bool = False) -> Ranker:
-        """The ranker for another collection (`[effectiveness]`): trained or cached for `coll`; its
-        checkpoint (made for the suite's collection) is not used."""
-        if self.obj is not None:
-            return self.obj.to(device).eval()
-        with importable_from(self.base_dir):
-            return get_ranker(self.type, coll, self.seed, None, train_if_missing=self.train, device=device,
                               progress=progress, config=self.config)
 
     def weights_key(self) -> str | None:

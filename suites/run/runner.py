@@ -415,7 +415,7 @@ def _effectiveness(store, cfg, device, progress, data_dir):
     for cname in cfg.effectiveness:
         c = load_collection(cname, data_dir, seed=cfg.seed)
         for p in cfg.plan.effectiveness_rankers:
-            m = p.load_elsewhere(c, device, progress)
+            m = p.load(c, device, progress, own_checkpoint=False)
             log = getattr(m, "train_log", {}) or {}
             store.set_ranker(p.name, c.name, "test", {**evaluate(m, c, "test", empty=True),
                                                       "train_seconds": log.get("seconds"),
