@@ -157,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write RESULTS.md from a run directory")
     p.add_argument("dir")
     p.add_argument("--out", default=None, help="RESULTS.md path (default DIR/RESULTS.md)")
+    p.add_argument("--html", default=None, metavar="OUT_DIR", help="also write a self-contained static site "
+                   "(index.html, a page per ranker, figures) into OUT_DIR")
     p.add_argument("--pack", action="store_true", help="also write DIR/results.sqlite.gz, the per-sample results to "
                    "commit with the report (the report regenerates from it on a clean clone)")
     return ap
@@ -445,8 +447,12 @@ def cmd_report(args) -> int:
         if Path(args.out).is_dir():
             raise BadInput(f"--out {args.out} is a directory; give the report's file name, e.g. {args.out}/RESULTS.md")
         _writable_file(args.out, "--out")
-    path = write_report(args.dir, args.out)
+    if args.html is not None and Path(args.html).exists() and not Path(args.html).is_dir():
+        raise BadInput(f"--html {args.html} is a file; give a directory for the site")
+    path = write_report(args.dir, args.out, html=args.html)
     print(f"wrote {path}")
+    if args.html is not None:
+        print(f"wrote {Path(args.html) / 'index.html'}")
     if args.pack:
         from suites.run.rundir import pack_database
         print(f"wrote {pack_database(Path(args.dir))}")

@@ -244,14 +244,29 @@ def rank_biserial(d: np.ndarray) -> float:
     return float((ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum())
 
 
+#: what a paired comparison can say
+VERDICTS = ("better", "worse", "negligible", "not resolved")
+
+
+def verdict(diff: float, ci_low: float, ci_high: float, p_adjusted: float, min_diff: float,
+            alpha: float = ALPHA) -> str:
+    """"better" / "worse": adjusted p < alpha and |diff| >= the minimum meaningful difference `min_diff`
+    (diff oriented so + = better); "negligible": the CI lies within +-min_diff, or the difference is
+    significant but smaller; else "not resolved": the data cannot tell, which never reads "no difference"."""
+    if p_adjusted < alpha and abs(diff) >= min_diff:
+        return "better" if diff > 0 else "worse"
+    if (-min_diff < ci_low and ci_high < min_diff) or p_adjusted < alpha:
+        return "negligible"
+    return "not resolved"
+
+
 def compare_to(df: pd.DataFrame, ranker: str, metric: str, reference: str, seed: int = 0,
                alpha: float = ALPHA) -> pd.DataFrame:
     """Every explainer of one (ranker, metric) against `reference` on paired query values, oriented so that
     positive = better than the reference: n queries, mean difference with a query-bootstrap 95% CI,
-    rank-biserial r, Wilcoxon p (Holm over the explainers compared) and a verdict:
-    "better" / "worse" (Holm p < alpha and |mean| >= the metric's minimum meaningful difference),
-    "negligible" (the CI lies within +-that difference, or significant but smaller), "underpowered"
-    (too few queries for any Holm p below alpha), else "not shown different"."""
+    rank-biserial r, Wilcoxon p and its Holm adjustment over the explainers compared (`p_holm`), the standard
+    deviation of the paired differences (`sd`), the minimum detectable difference at this n and number of
+    comparisons (`mdd`) and the `verdict` (`verdict`)"""
     wide = wide_queries(df, ranker, metric)
     if reference not in wide:
         return pd.DataFrame()
@@ -265,23 +280,14 @@ def compare_to(df: pd.DataFrame, ranker: str, metric: str, reference: str, seed:
         d = orientation(metric) * (both[e] - both[reference]).to_numpy()
         m, lo, hi = mean_ci(d, seed)
         rows.append({"explainer": e, "queries": len(d), "diff": m, "ci_low": lo, "ci_high": hi,
-                     "effect": rank_biserial(d), "p": paired_test(both[e].to_numpy(), both[reference].to_numpy())})
+                     "effect": rank_biserial(d), "p": paired_test(both[e].to_numpy(), both[reference].to_numpy()),
+                     "sd": float(np.std(d, ddof=1)) if len(d) >= 2 else float("nan")})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["p_holm"] = holm(out.p.tolist())
-    verdicts = []
-    for r in out.itertuples():
-        if underpowered(r.queries, len(out), alpha):
-            v = "negligible" if -mmd < r.ci_low and r.ci_high < mmd and r.queries >= 2 else "underpowered"
-        elif r.p_holm < alpha and abs(r.diff) >= mmd:
-            v = "better" if r.diff > 0 else "worse"
-        elif (-mmd < r.ci_low and r.ci_high < mmd) or r.p_holm < alpha:
-            v = "negligible"
-        else:
-            v = "not shown different"
-        verdicts.append(v)
-    out["verdict"] = verdicts
+    out["mdd"] = [minimum_detectable_difference(sd, n, len(out), alpha) for sd, n in zip(out.sd, out.queries)]
+    out["verdict"] = [verdict(x.diff, x.ci_low, x.ci_high, x.p_holm, mmd, alpha) for x in out.itertuples()]
     out["min_diff"] = mmd
     return out
 

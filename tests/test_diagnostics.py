@@ -55,9 +55,14 @@ def test_report_shows_diagnostics_and_draws_no_verdicts_for_an_operator_dominate
     sec = md.split("## Removal diagnostics", 1)[1].split("\n## ", 1)[0]
     rows = {line.split(" | ")[0].strip("| "): line for line in sec.splitlines() if line.startswith("| ")}
     assert rows["len"].rstrip(" |").endswith("operator-dominated") and rows["bm25"].rstrip(" |").endswith("ok")
-    assert md.index("## Removal diagnostics") < md.index("## Leaderboards")  # before validity and the boards
-    comparisons = md.split("## Comparisons that matter", 1)[1] if "## Comparisons that matter" in md else ""
-    assert "### len:" not in comparisons and "### bm25: versus random" in comparisons
+    assert md.index("## The answer") < md.index("## Removal diagnostics") < md.index("## Ranker pages")
+    matrix = md.split("## Trust matrix", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in matrix.splitlines() if line.startswith("| [len ⚠]"))
+    assert "operator-dominated" in md.split("What this evidence does not support", 1)[1]
+    assert "_" in row and not any(mark in row for mark in "▲▼≈?")      # greyed, no verdict
+    len_page = (out / "report" / "len.md").read_text()
+    assert "flagged: operator-dominated" in len_page and "**better**" not in len_page and "**worse**" not in len_page
+    assert "### bm25: versus random" in (out / "report" / "bm25.md").read_text()
 
 
 # ----------------------------------------------------------------------------- the search oracle

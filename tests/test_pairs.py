@@ -204,22 +204,6 @@ def test_query_deletion_by_hand():
     assert worse.value > got.value                     # removing b first keeps D on top longer
 
 
-def test_seed_claim_section_counts_the_paired_verdicts():
-    import pandas as pd
-
-    from suites.report.claim import seed_claim_section
-    rng = np.random.default_rng(0)
-    rows = []
-    for q in range(16):
-        base = rng.uniform(0.3, 0.6)
-        for e, v in (("gradcam", base), ("exact_pairs", base - 0.2), ("gradcam_signed", base + 1e-5)):
-            rows.append({"ranker": "knrm", "explainer": e, "metric": "pair_deletion", "qid": f"q{q}", "docid": "d",
-                         "value": v, "status": "ok"})
-    md = "\n".join(seed_claim_section(pd.DataFrame(rows)))
-    assert "## The seed's claim" in md and "### knrm: versus gradcam" in md
-    assert "of 2 (ranker, metric, explainer) comparisons with Grad-CAM, 1 better, 0 worse, 1 negligible" in md
-
-
 def test_gradcam_layer_sweep_figure(tmp_path):
     import pandas as pd
 

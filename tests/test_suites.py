@@ -160,11 +160,14 @@ def test_report_from_run_dir_alone(tmp_path):
     assert (d / "results.csv").exists() and (d / "summary.csv").exists()
     out = write_report(d, tmp_path / "RESULTS.md")
     text = out.read_text()
-    for part in ("## What was run", "## Ranker effectiveness", "## Leaderboards", "### knrm", "## Cost per explanation",
-                 "curves_knrm.png", "heatmaps.png", "timing.png", "## Comparisons that matter", "versus random",
-                 "bm25_agreement", "| constant |", "vs ceiling", "faithfulness_cost.png", "| rows |"):
+    page = (d / "report" / "knrm.md").read_text()
+    for part in ("## The answer", "## Trust matrix", "## What was run", "## Ranker effectiveness", "heatmaps.png",
+                 "timing.png", "faithfulness_cost.png", "(run/report/knrm.md)"):
         assert part in text, part
-    board = text.split("## Leaderboards", 1)[1].split("\n## ", 1)[0]
+    for part in ("## Leaderboard", "## Cost per explanation", "curves_knrm.png", "## Comparisons", "versus random",
+                 "bm25_agreement", "| constant |", "vs ceiling", "| rows |"):
+        assert part in page, part
+    board = page.split("## Leaderboard", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in board.splitlines() if line.startswith("| ")]
     assert rows and not any("**" in line for line in rows) and "not ranked" in board  # 2 queries: nothing bold
     for f in ("curves_knrm.png", "heatmaps.png", "timing.png", "faithfulness_cost.png"):

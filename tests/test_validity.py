@@ -79,9 +79,13 @@ max_steps = 8
     assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert main(["report", str(tmp_path / "run")]) == 0
     text = (tmp_path / "run" / "RESULTS.md").read_text()
-    assert text.index("## Metric validity") < text.index("## Leaderboards")
     validity = text.split("## Metric validity", 1)[1].split("\n## ", 1)[0]
-    assert validity.count("| valid |") == 2 and "rank_deletion ★" in text
+    assert text.index("## Metric validity") < text.index("## Ranker pages")
+    assert next(line for line in validity.splitlines() if line.startswith("| bm25 |")).count(
+        "validated (exact_shapley)") == 2
+    page = (tmp_path / "run" / "report" / "bm25.md").read_text()
+    ladder = page.split("## Metric validity", 1)[1].split("\n## ", 1)[0]
+    assert ladder.count("| valid |") == 2 and "rank_deletion ★" in page
 
 
 def test_packed_results_regenerate_the_report_byte_for_byte(tmp_path, capsys):

@@ -1,62 +1,80 @@
-"""RESULTS.md "The seed's claim": Grad-CAM against its competitors at the seed paper's granularities."""
+"""RESULTS.md "The seed's claim": Grad-CAM against real competitors at the seed paper's granularities.
+
+Only competitors count (`roles`): baselines, Grad-CAM's own variants, corrupted references, the search oracle
+and exact decompositions are outside the tally, and identical explainers are one entry (`aliases`). The tally
+is given per granularity (pair, word, snippet, query) and names its competitors."""
 from __future__ import annotations
 
 import pandas as pd
 
-from .comparisons import comparison_table
+from .aliases import aliases_of
+from .common import md_table
+from .roles import REFERENCE, is_competitor
 
-
-#: the rankers whose interaction layer the seed's Grad-CAM reads, and the metrics of its claim
+#: the rankers whose interaction layer the seed's Grad-CAM reads
 SEED_RANKERS = ("knrm", "matchpyramid", "late_interaction")
 
-
-SEED_METRICS = ("pair_deletion", "pair_insertion", "rank_deletion", "rank_insertion", "snippet_sufficiency",
-                "query_deletion")
-
-
-def seed_claim_section(df: pd.DataFrame) -> list[str]:
-    """The seed's claim (Grad-CAM on interaction layers; snippets and query-term importance) on its own rankers:
-    every Grad-CAM variant and competitor against Grad-CAM at pair, term, snippet and query level, and a
-    paragraph counting what the paired comparisons support."""
-    rankers = [r for r in SEED_RANKERS if r in set(df.ranker)]
-    metrics = [m for m in SEED_METRICS if m in set(df.metric)]
-    if not rankers or not metrics or "gradcam" not in set(df.explainer):
-        return []
-    md = ["## The seed's claim", "",
-          "Choi, Choi & Rhee (2020) explain interaction rankers with Grad-CAM's query x document map and use it "
-          "for snippets and query-term importance. Here each explainer against Grad-CAM (ReLU, channel-mean "
-          "weights: the seed's) on the seed's rankers, at pair level (pair_deletion / pair_insertion), term "
-          "level (rank_deletion / rank_insertion), snippet level (snippet_sufficiency) and query level "
-          "(query_deletion); cells as in \"Comparisons that matter\" (+ = better than Grad-CAM).", ""]
-    compared: dict[tuple[str, str], pd.DataFrame] = {}
-    for r in rankers:
-        md += comparison_table(df, r, metrics, "gradcam", compared)
-    tally = pd.concat(compared.values()).verdict.value_counts().to_dict() if compared else {}
-    total = sum(tally.values())
-    if total:
-        parts = ", ".join(f"{tally.get(v, 0)} {v}" for v in ("better", "worse", "negligible", "not shown different",
-                                                              "underpowered"))
-        md += [f"What the evidence supports: of {total} (ranker, metric, explainer) comparisons with Grad-CAM, "
-               f"{parts} (better = the explainer beats Grad-CAM by at least the minimum meaningful difference "
-               "after Holm). A claim that Grad-CAM is the most faithful explanation of these rankers holds only "
-               "where no explainer is better." + _seed_claim_detail(compared, rankers), ""]
-    return md
+#: the seed paper's granularities and the metrics that measure each
+GRANULARITIES = {"pair": ("pair_deletion", "pair_insertion"), "word": ("rank_deletion", "rank_insertion"),
+                 "snippet": ("snippet_sufficiency",), "query": ("query_deletion",)}
 
 
-def _seed_claim_detail(compared: dict[tuple[str, str], pd.DataFrame], rankers: list[str]) -> str:
-    """Per ranker and seed's-use metric (pair map, snippet, query terms): which explainers beat Grad-CAM and
-    how many it beats, from the section's paired comparisons (`compared`: (ranker, metric) -> compare_to)."""
-    out = []
-    for r in rankers:
-        parts = []
-        for m in ("pair_deletion", "snippet_sufficiency", "query_deletion"):
-            c = compared.get((r, m))
-            if c is None:
+def claim_rows(ev) -> pd.DataFrame:
+    """One row per (granularity, ranker, metric, competitor) comparison with Grad-CAM on the seed's rankers that
+    are not flagged; `primary` where the verdict is the report-wide one."""
+    rows = []
+    for gran, metrics in GRANULARITIES.items():
+        for r in SEED_RANKERS:
+            if r in ev.flags:
                 continue
-            better = sorted(c[c.verdict == "better"].explainer)
-            worse = int((c.verdict == "worse").sum())
-            parts.append(f"{m}: {len(better)} of {len(c)} better than Grad-CAM"
-                         + (f" ({', '.join(better)})" if better else "") + f", {worse} worse")
-        if parts:
-            out.append(f"{r}: " + "; ".join(parts))
-    return (" Per ranker, at the seed's own granularity and uses: " + ". ".join(out) + ".") if out else ""
+            for m in metrics:
+                c = ev.comparisons.table(r, m, REFERENCE)
+                for x in c.itertuples() if not c.empty else []:
+                    if is_competitor(x.explainer, ev.suite_explainers):
+                        rows.append({"granularity": gran, "ranker": r, "metric": m, "explainer": x.explainer,
+                                     "verdict": x.verdict,
+                                     "primary": bool(x.primary)})
+    return pd.DataFrame(rows)
+
+
+def seed_claim_section(ev, pages: dict[str, str]) -> list[str]:
+    """The tally per granularity: competitors better / worse / negligible / not resolved against Grad-CAM, with
+    the competitors named; the per-ranker tables are on the ranker pages."""
+    rows = claim_rows(ev)
+    rankers = [r for r in SEED_RANKERS if r in set(ev.df.ranker) and r not in ev.flags]
+    if rows.empty and not rankers:
+        return []
+    out = []
+    for gran, metrics in GRANULARITIES.items():
+        g = rows[rows.granularity == gran] if not rows.empty else rows
+        if g.empty:
+            ran = [m for m in metrics if m in set(ev.df[ev.df.ranker.isin(rankers)].metric)]
+            if ran:
+                out.append({"granularity": gran, "metrics": ", ".join(ran), "rankers": ", ".join(rankers),
+                            "comparisons": 0, "competitors": "none ran at this granularity (only Grad-CAM, its "
+                            "variants or baselines): nothing decides the claim here"})
+            continue
+        counts = g.verdict.value_counts()
+        names = {}
+        for r, e in zip(g.ranker, g.explainer):
+            names.setdefault(e, set()).update(aliases_of(ev.aliases, r, e))
+        better = sorted(set(g[g.verdict == "better"].explainer))
+        out.append({"granularity": gran, "metrics": ", ".join(dict.fromkeys(g.metric)),
+                    "rankers": ", ".join(dict.fromkeys(g.ranker)), "comparisons": len(g),
+                    "competitor better": int(counts.get("better", 0)),
+                    "Grad-CAM better": int(counts.get("worse", 0)),
+                    "negligible": int(counts.get("negligible", 0)), "not resolved": int(counts.get("not resolved", 0)),
+                    "family": "primary" if g.primary.all() else "exploratory" if not g.primary.any() else "mixed",
+                    "competitors": ", ".join(e + (f" (= {', '.join(sorted(a))})" if a else "")
+                                             for e, a in sorted(names.items())),
+                    "better than Grad-CAM": ", ".join(better) or "none"})
+    links = ", ".join(f"[{r}]({pages[r]})" for r in SEED_RANKERS if r in pages)
+    return ["## The seed's claim", "",
+            "Choi, Choi & Rhee (2020) explain interaction rankers with Grad-CAM's query x document map and use it "
+            "for snippets and query-term importance. Here every real competitor against Grad-CAM on the seed's "
+            "rankers at each granularity: pair (the query x document map), word (the document's words), snippet "
+            "and query (query-term importance). Baselines, Grad-CAM's variants, corrupted references, the search "
+            "oracle and exact decompositions are outside the tally; identical explainers are one entry. Word-level "
+            "verdicts are the primary family's; the other granularities are exploratory (Holm within each "
+            f"table). The tables per comparison are on the ranker pages ({links}).", "",
+            md_table(pd.DataFrame(out).fillna("-")), ""]

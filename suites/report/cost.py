@@ -135,3 +135,20 @@ def shard_scaling(name: str, data: dict, workers: tuple[int, ...] = (1, 2, 8, 32
             + (f" Rankers of the suite without a finished shard (not in the projection): {', '.join(missing)}."
                if missing else ""), "",
             md_table(pd.DataFrame(rows)), ""]
+
+
+def explanation_costs(df: pd.DataFrame, exps: list[dict]) -> pd.DataFrame:
+    """One row per explanation (ranker, explainer, qid, docid), each counted once: seconds, batched forward and
+    backward calls, model evaluations (`rows`, where recorded) and peak memory, from the first ok sample row that
+    timed it (an explanation's rows repeat its cost once per metric; a pair whose first metric row was skipped,
+    e.g. a normalised curve undefined on it, still counts)."""
+    cols = ["ranker", "explainer", "qid", "docid", "seconds", "forward_passes", "backward_passes", "peak_mem_mb"]
+    if df.empty or "seconds" not in df:
+        return pd.DataFrame(columns=cols + ["rows"])
+    ok = df[(df.status == "ok") & df.seconds.notna() & (df.docid != "*")]
+    one = ok.drop_duplicates(["ranker", "explainer", "qid", "docid"])
+    rows = {(e["ranker"], e["explainer"], e["qid"], e["docid"]): e.get("forward_rows") for e in exps}
+    out = one.reindex(columns=cols).copy()
+    out["rows"] = [rows.get(k) for k in zip(out.ranker, out.explainer, out.qid, out.docid)]
+    out["rows"] = out["rows"].astype(float)
+    return out.reset_index(drop=True)

@@ -30,9 +30,13 @@ def _sanity_cell(df: pd.DataFrame, ranker: str, explainer: str) -> str | None:
 
 
 def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = False,
-                        exps: list[dict] | None = None, headlines: set[str] | None = None) -> list[str]:
-    """Per ranker: explainer x metric, query-means with query-bootstrap CIs, n, constant-explanation share."""
-    md = ["## Leaderboards", "",
+                        exps: list[dict] | None = None, headlines: set[str] | None = None,
+                        labels: dict[tuple[str, str], str] | None = None, title: str = "## Leaderboards"
+                        ) -> list[str]:
+    """Per ranker: explainer x metric, query-means with query-bootstrap CIs, n, constant-explanation share;
+    `labels` names an explainer that stands for identical ones ((ranker, explainer) -> label)."""
+    labels = labels or {}
+    md = [title, "",
           "Each cell: the mean over queries of the query's mean over its samples, with a 95% CI from a bootstrap "
           "that resamples queries. ↓ lower is better, ↑ higher is better. Rows are ordered by the first headline "
           "metric's mean where the ranker has enough queries for a difference to reach significance; on an "
@@ -77,7 +81,7 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = 
         rows = []
         for e in names:
             c, n = degenerate.get((r, e), (0, 0))
-            rows.append({"explainer": e, "n queries / pairs": "%d / %d" % ns.get(e, (0, 0)),
+            rows.append({"explainer": labels.get((r, e), e), "n queries / pairs": "%d / %d" % ns.get(e, (0, 0)),
                          "constant": f"{c / n:.0%}" if n else "-",
                          **{f"{metric_label(m, r)}{' ★' if m in heads else ''} {arrow(m)}":
                             cells[e].get(m, "n/a") for m in cols}})

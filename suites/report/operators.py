@@ -1,46 +1,75 @@
-"""RESULTS.md's removal-operator comparison: one model under several removal operators."""
+"""RESULTS.md's removal-operator comparison: one model under several removal operators, always shown when a run
+has one, on the explainers both operators ran."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+from scipy.stats import kendalltau
 
 from metrics import METRICS
 
+from ..stats import orientation, query_values
 from .common import arrow, fmt, md_table
 
+#: the settings that may differ between two tables of one model compared across operators (what they explain,
+#: not what the model computes)
+_NOT_THE_MODEL = ("removal", "type", "explainers", "metrics", "skip", "queries", "relevant")
+N_BOOT = 1000
 
-def operator_section(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
-    """How much the explainer ranking changes with the removal operator (ROAD, Rong et al. 2022): for
-    suite rankers of one type whose tables differ only in `removal`, per headline metric, Kendall tau
-    between the explainer orderings (query-means) and the best explainer under each operator."""
-    from scipy.stats import kendalltau
 
-    from ..stats import explainer_means, query_values
+def operator_pairs(suite_rankers: dict, present: set[str]) -> list[tuple[str, str]]:
+    """Pairs of suite rankers of one model (the same type and model settings) under different removal operators."""
+    def key(name, t):
+        return (t.get("type") or name, sorted((k, repr(v)) for k, v in t.items() if k not in _NOT_THE_MODEL))
 
-    def key(t):
-        return (t.get("type"), {k: v for k, v in t.items() if k not in ("removal", "type", "explainers", "metrics")})
+    names = [r for r in suite_rankers if r in present]
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+            if key(a, suite_rankers[a]) == key(b, suite_rankers[b])
+            and suite_rankers[a].get("removal", "pad") != suite_rankers[b].get("removal", "pad")]
 
-    names = [r for r in suite_rankers if r in set(df.ranker)]
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
-             if key({"type": a, **suite_rankers[a]}) == key({"type": b, **suite_rankers[b]})
-             and suite_rankers[a].get("removal", "pad") != suite_rankers[b].get("removal", "pad")]
-    if not pairs:
-        return []
-    qv = query_values(df)
+
+def operator_tau(df: pd.DataFrame, a: str, b: str, metric: str, seed: int = 0) -> dict | None:
+    """Kendall tau between the explainer orderings (query-means, on the queries and explainers both rankers
+    share) under two operators, with a 95% CI from a bootstrap that resamples queries, and each side's winner."""
+    qv = query_values(df[df.ranker.isin([a, b]) & (df.metric == metric)])
+    wa = qv[qv.ranker == a].pivot_table(index="qid", columns="explainer", values="value")
+    wb = qv[qv.ranker == b].pivot_table(index="qid", columns="explainer", values="value")
+    expl = sorted(set(wa.columns) & set(wb.columns))
+    qids = sorted(set(wa[expl].dropna().index) & set(wb[expl].dropna().index)) if expl else []
+    if len(expl) < 3 or len(qids) < 2:
+        return None
+    ma = wa.loc[qids, expl].to_numpy(float) * orientation(metric)
+    mb = wb.loc[qids, expl].to_numpy(float) * orientation(metric)
+    tau = kendalltau(ma.mean(0), mb.mean(0)).statistic
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(N_BOOT):
+        i = rng.integers(len(qids), size=len(qids))
+        boot.append(kendalltau(ma[i].mean(0), mb[i].mean(0)).statistic)
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return {"explainers": len(expl), "queries": len(qids), "tau": float(tau), "low": float(lo), "high": float(hi),
+            "best_a": expl[int(np.argmax(ma.mean(0)))], "best_b": expl[int(np.argmax(mb.mean(0)))]}
+
+
+def operator_section(df: pd.DataFrame, suite_rankers: dict, headlines: list[str]) -> list[str]:
+    """How much the explainer ranking changes with the removal operator (ROAD, Rong et al. 2022): per pair of
+    operators and headline metric, Kendall tau [query-bootstrap CI] and the winner under each operator."""
     rows = []
-    for a, b in pairs:
-        for m in [m for m in METRICS if METRICS[m].headline and m in set(df.metric)]:
-            ma, mb = explainer_means(qv, a, m), explainer_means(qv, b, m)
-            common = ma.index.intersection(mb.index)
-            if len(common) < 3:
+    for a, b in operator_pairs(suite_rankers, set(df.ranker)):
+        oa, ob = suite_rankers[a].get("removal", "pad"), suite_rankers[b].get("removal", "pad")
+        for m in [m for m in METRICS if m in headlines]:
+            t = operator_tau(df, a, b, m)
+            if t is None:
                 continue
-            tau = kendalltau(ma[common], mb[common]).statistic
-            rows.append({"rankers": f"{a} ({suite_rankers[a].get('removal', 'pad')}) vs {b} "
-                                    f"({suite_rankers[b].get('removal', 'pad')})",
-                         "metric": f"{m} {arrow(m)}", "explainers": len(common), "Kendall tau": fmt(tau, 2),
-                         "best, first operator": ma[common].idxmax(), "best, second operator": mb[common].idxmax()})
+            rows.append({"rankers": f"{a} ({oa}) vs {b} ({ob})", "metric": f"{m} {arrow(m)}",
+                         "explainers both ran": t["explainers"], "queries": t["queries"],
+                         "Kendall tau [95% CI]": f"{fmt(t['tau'], 2)} [{fmt(t['low'], 2)}, {fmt(t['high'], 2)}]",
+                         f"best under {oa}": t["best_a"], f"best under {ob}": t["best_b"]})
     if not rows:
         return []
     return ["## Removal operators", "",
-            "The same ranker under two removal operators (ROAD, Rong et al. 2022): Kendall tau between the "
-            "explainer orderings (query-means) of each headline metric; 1 = the operator does not change the "
-            "ranking of the explainers.", "", md_table(pd.DataFrame(rows)), ""]
+            "The same model under two removal operators (ROAD, Rong et al. 2022), on the explainers and queries "
+            "both ran: Kendall tau between the explainer orderings (query-means) of each headline metric, with a "
+            "95% CI from a bootstrap that resamples queries, and the explainer each operator puts first; tau 1 = "
+            "the operator does not change the ranking of the explainers. A winner that changes with the operator "
+            "is a property of the operator as much as of the explainer.", "", md_table(pd.DataFrame(rows)), ""]

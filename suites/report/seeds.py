@@ -40,12 +40,14 @@ def seed_groups(suite_rankers: dict, suite_seed: int, present: set[str]) -> dict
     return {next(iter(g.values())): g for g in groups.values() if len(g) >= 2}
 
 
-def _matrices(df: pd.DataFrame, names: list[str], metric: str):
-    """Oriented query values [n_seeds, n_queries, n_explainers] on the shared queries and competitors."""
+def _matrices(df: pd.DataFrame, names: list[str], metric: str, allowed: set[str] | None = None):
+    """Oriented query values [n_seeds, n_queries, n_explainers] on the shared queries and competitors (those in
+    `allowed` where given, else the non-baselines)."""
     qv = query_values(df[df.ranker.isin(names) & (df.metric == metric)])
     wides = [qv[qv.ranker == r].pivot_table(index="qid", columns="explainer", values="value") for r in names]
     qids = sorted(set.intersection(*[set(w.dropna(axis=1, how="all").index) for w in wides]))
-    expl = sorted(set.intersection(*[set(competitors(w.columns)) for w in wides]))
+    pick = (lambda cols: [c for c in cols if c in allowed]) if allowed is not None else competitors
+    expl = sorted(set.intersection(*[set(pick(w.columns)) for w in wides]))
     if len(qids) < 2 or len(expl) < 3:
         return None, qids, expl
     m = np.stack([w.loc[qids, expl].to_numpy(dtype=float) for w in wides]) * orientation(metric)
@@ -60,9 +62,11 @@ def _mean_tau(means: np.ndarray) -> float:
     return float(np.mean(taus)) if taus else float("nan")
 
 
-def seed_study(df: pd.DataFrame, names: list[str], metric: str, seed: int = 0) -> dict | None:
-    """Ordering and verdict agreement across the seeds `names` of one group on `metric` (module docstring)."""
-    m, qids, expl = _matrices(df, names, metric)
+def seed_study(df: pd.DataFrame, names: list[str], metric: str, seed: int = 0,
+               allowed: set[str] | None = None) -> dict | None:
+    """Ordering and verdict agreement across the seeds `names` of one group on `metric` (module docstring), over
+    the explainers in `allowed` (default: the non-baselines)."""
+    m, qids, expl = _matrices(df, names, metric, allowed)
     if m is None or m.shape[2] < 3:
         return None
     rng = np.random.default_rng(seed)

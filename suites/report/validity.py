@@ -27,18 +27,23 @@ def corruption_ladders(suite_explainers: dict) -> dict[str, list[tuple[float, st
     return {b: s for b, s in ladders.items() if len(s) >= 2}
 
 
-def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]) -> tuple[list[str], set[str]]:
+#: ladder references that are a metric's own optimiser (the search oracle): passing is a consistency check
+CIRCULAR_TYPES = ("greedy",)
+
+
+def validity_table(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]) -> pd.DataFrame:
     """The corruption test (a reference explanation shuffled on a growing share of tokens) for every declared
     headline metric on every ranker where a ladder ran: the oriented query-means must not rise with the
     fraction (tolerance a quarter of the metric's minimum meaningful difference) and the reference must beat
-    its fully corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha). Returns the
-    section and the metrics demoted from headline (failed somewhere)."""
+    its fully corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha). One row per
+    (reference, ranker, metric): the shown columns, and `_metric`, `_ok`, `_circular` (the reference is the
+    search oracle, the curves' own optimiser)."""
     from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial, wide_queries
     ladders = corruption_ladders(suite_explainers)
     heads = [m for m in metrics if METRICS[m].headline]
     if not ladders or df.empty:
-        return [], set()
-    rows, demoted = [], set()
+        return pd.DataFrame()
+    rows = []
     for base, steps in ladders.items():
         for r in df.ranker.unique():
             for m in heads:
@@ -56,16 +61,62 @@ def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]
                 d = orientation(m) * (both[names[0]] - both[names[-1]]).to_numpy()
                 eff, p = rank_biserial(d), paired_test(both[names[0]].to_numpy(), both[names[-1]].to_numpy())
                 ok = mono and eff > 0 and p < ALPHA
-                if not ok:
-                    demoted.add(m)
-                rows.append({"ranker": r, "reference": base, "metric": f"{m} {arrow(m)}", "queries": len(both),
+                circular = ((suite_explainers.get(base) or {}).get("type") or base) in CIRCULAR_TYPES
+                rows.append({"_metric": m, "_ok": ok, "_circular": circular, "ranker": r, "reference": base, "metric": f"{m} {arrow(m)}", "queries": len(both),
                              "means by corrupted share": ", ".join(f"{f:g}: {orientation(m) * v:.3f}"
                                                                    for f, v in zip(fr, means)),
                              "monotone": "yes" if mono else "no",
                              "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
-                             "verdict": "valid" if ok else "fails"})
-    if not rows:
+                             "verdict": ("consistent" if circular else "valid") if ok else "fails"})
+    return pd.DataFrame(rows)
+
+
+def validity_status(table: pd.DataFrame, ranker: str, metric: str) -> str:
+    """"validated (REFERENCE)" where a reference that is not the metric's optimiser passed on this ranker,
+    "fails (REFERENCE)" where any failed, "consistency check only (REFERENCE)" where only the search oracle's
+    ladder ran, else "not validated"."""
+    if table.empty:
+        return "not validated"
+    t = table[(table.ranker == ranker) & (table._metric == metric)]
+    if t.empty:
+        return "not validated"
+    if not t._ok.all():
+        return "fails (" + ", ".join(t[~t._ok].reference) + ")"
+    real = t[~t._circular]
+    if not real.empty:
+        return "validated (" + ", ".join(real.reference) + ")"
+    return "consistency check only (" + ", ".join(t.reference) + ")"
+
+
+def validity_summary(table: pd.DataFrame, rankers: list[str], metrics: list[str]) -> list[str]:
+    """RESULTS.md's view of the ladders: ranker x headline metric, the `validity_status` of each (the full rows are
+    on the ranker pages)."""
+    if table.empty:
+        return []
+    rows = [{"ranker": r, **{f"{m} {arrow(m)}": validity_status(table, r, m) for m in metrics}} for r in rankers]
+    demoted = sorted(set(table[~table._ok]._metric))
+    return ["## Metric validity", "",
+            "Can each headline metric be trusted on each ranker? The corruption test: a reference explanation has "
+            "its scores shuffled among a growing share of the document's words (`corrupted`, seeded); a valid "
+            "metric must not improve as more is shuffled and must separate the reference from its fully shuffled "
+            f"version on paired queries (rank-biserial r > 0, Wilcoxon p < {ALPHA}). validated = a reference "
+            "that is not the metric's own optimiser passed (bm25's exact Shapley shares: ground truth); "
+            "consistency check only = the only reference is the search oracle, which the curves' gains are "
+            "anchored on, so passing cannot validate them; not validated = no ladder ran on that ranker. A metric "
+            "that fails anywhere loses its ★ everywhere. The ladders' values are on the ranker pages.", "",
+            md_table(pd.DataFrame(rows)), "",
+            (f"Demoted from headline by this test: {', '.join(demoted)}." if demoted else
+             "Every declared headline metric tested here passes where it was tested."), ""]
+
+
+def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str],
+                    table: pd.DataFrame | None = None) -> tuple[list[str], set[str]]:
+    """The section of `validity_table` and the metrics demoted from headline (failed somewhere)."""
+    t = validity_table(df, suite_explainers, metrics) if table is None else table
+    if t.empty:
         return [], set()
+    demoted = set(t[~t._ok]._metric)
+    rows = t.drop(columns=["_metric", "_ok", "_circular"]).to_dict("records")
     md = ["## Metric validity", "",
           "Shown before any leaderboard: can each headline metric be trusted? (a) The corruption test: a reference "
           "explanation (bm25's exact Shapley shares, the ground truth; the greedy search oracle where a ladder "
@@ -73,8 +124,9 @@ def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]
           "seeded). A valid metric must not improve as more is shuffled (query-means oriented so higher = "
           "better, tolerance a quarter of the metric's minimum meaningful difference) and must separate the "
           "reference from its fully shuffled version on paired queries (rank-biserial r > 0, Wilcoxon p < "
-          f"{ALPHA}). A declared headline metric that fails on any ranker is demoted: it loses its ★ in every "
-          "table below. Separation from random and reliability (Kendall's W among competing explainers) are "
+          f"{ALPHA}). \"consistent\" where the reference is the search oracle, the curves' own optimiser: a "
+          "consistency check, not validation. A declared headline metric that fails on any ranker is demoted: it "
+          "loses its ★ in every table. Separation from random and reliability (Kendall's W among competing explainers) are "
           "in the meta-evaluation section.", "", md_table(pd.DataFrame(rows)), ""]
     if demoted:
         md += [f"Demoted from headline by this test: {', '.join(sorted(demoted))}.", ""]

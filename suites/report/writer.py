@@ -12,17 +12,18 @@ import pandas as pd
 from metrics import METRICS
 
 from ..run.store import Store
+from .answer import first_screen
 from .claim import seed_claim_section
-from .common import fmt, score_normalised, md_table, explanation_rows
-from .comparisons import comparisons_section
+from .common import explanation_rows, fmt, md_table
 from .cost import plan_section, scaling_section, throughput_section
-from .diagnostics import anchors_section, diagnostics_section, dominated_rankers
-from .figures import cost_figure, curve_figure, heatmap_figure, layer_sweep, layer_sweep_figure, timing_figure
-from .leaderboard import leaderboard_section, normalised_section
+from .diagnostics import anchors_section, diagnostics_section
+from .evidence import gather
+from .figures import cost_figure, curve_figure, heatmap_figure, layer_sweep_figure, timing_figure
 from .markup import md_inline
 from .operators import operator_section
+from .pages import PAGES_DIR, cost_figure_table, write_pages
 from .seed_section import seed_section
-from .validity import ig_completeness_section, meta_evaluation_section, metric_validity
+from .validity import ig_completeness_section, validity_summary
 
 
 def _ranker_settings(suite_rankers: dict) -> list[str]:
@@ -101,16 +102,70 @@ def _read_run(run_dir: Path, db: Path):
             store.close()
 
 
-def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write RESULTS.md (default `run_dir/RESULTS.md`) and its figures from the run's database, or from its
-    packed copy on a clean clone (`rundir.run_database`: checked either way, a damaged one is a BadInput)."""
+def _body(eff: list[str], run_dir: Path, out: Path, figs: Path, rel, meta: dict, df: pd.DataFrame,
+          rankers: pd.DataFrame, exps: list, shards: pd.DataFrame, env: dict, fin: dict
+          ) -> tuple[list[str], list[str], dict[str, Path]]:
+    """(the first screen, RESULTS.md from the effectiveness table on), and the ranker pages beside the run (beside
+    the report when the run directory is read-only)."""
+    ev = gather(meta, df, rankers, exps)
+    suite = ev.suite
+    pages_dir = (run_dir if figs.parent == run_dir else out.parent) / PAGES_DIR
+    paths = {r: pages_dir / f"{r}.md" for r in ev.explained}
+    pages = {r: rel(p) for r, p in paths.items()}
+    md = eff
+    md += diagnostics_section(rankers, suite.get("rankers", {}))
+    md += anchors_section(df, ev.suite_explainers)
+    md += validity_summary(ev.validity, ev.explained, [m for m in ev.metric_order if METRICS[m].headline])
+    md += seed_claim_section(ev, pages)
+    if layer_sweep_figure(df, ev.suite_explainers, set(ev.headlines), figs / "gradcam_layers.png"):
+        md += ["## Grad-CAM across layers", "", "The suite's Grad-CAM explainers that read different layers "
+               "(`[explainers.NAME] type = \"gradcam\"`, `layer = i`): each headline metric's query-mean per "
+               f"layer ({', '.join(f'`{n}`' for n in ev.sweep)}; a study of Grad-CAM, left out of the comparisons, "
+               "since the default `gradcam` reads one of these layers itself).", "",
+               f"![Grad-CAM layers]({rel(figs / 'gradcam_layers.png')})", ""]
+    md += operator_section(ev.df, suite.get("rankers", {}), ev.headlines)
+    md += seed_section(ev)
+    md += plan_section(run_dir, shards, fin, env)
+    t = cost_figure_table(ev)
+    if not t.empty:
+        rows_of = explanation_rows(exps)
+        t["rows"] = [rows_of.get((r, e), np.nan) for r, e in zip(t.ranker, t.explainer)]
+        timing_figure(t, figs / "timing.png")
+        md += ["## Cost", "", f"Per ranker and explainer, measured on `{env.get('device')}` "
+               f"({env.get('device_name')}); the tables, with batched calls, model evaluations and peak memory, are "
+               "on the ranker pages.", "", f"![timing]({rel(figs / 'timing.png')})", ""]
+        if cost_figure(df, t, set(ev.headlines), figs / "faithfulness_cost.png"):
+            md += ["### Faithfulness against cost", "",
+                   "Each explainer's first headline metric (query-mean, oriented so higher = better) against its "
+                   "model evaluations per explanation (log scale), per ranker; the line joins the Pareto front "
+                   "(no other explainer is both cheaper and more faithful).", "",
+                   f"![faithfulness against cost]({rel(figs / 'faithfulness_cost.png')})", ""]
+    md += throughput_section(df)
+    md += ig_completeness_section(df, exps)
+    for r in ev.explained:
+        curve_figure(df, r, figs / f"curves_{r}.png")
+    write_pages(ev, pages_dir, out, figs)
+    md += ["## Ranker pages", "", "Full leaderboards, comparisons (primary and exploratory), metric validity, "
+           "meta-evaluation, skips and errors, costs and curves, per ranker:", "",
+           *[f"- [{r}]({pages[r]})" + (f" (⚠ {ev.flags[r]})" if r in ev.flags else "") for r in ev.explained], ""]
+    return first_screen(ev, pages), md, paths
+
+
+def write_report(run_dir: str | Path, out: str | Path | None = None, html: str | Path | None = None) -> Path:
+    """Write RESULTS.md (default `run_dir/RESULTS.md`), the ranker pages and the figures from the run's database,
+    or from its packed copy on a clean clone (`rundir.run_database`: checked either way, a damaged one is a
+    BadInput); with `html`, also the static site there (`site.write_site`)."""
+    from rankers.errors import BadInput
+
     from ..run.rundir import run_database
     run_dir = Path(run_dir)
+    if html is not None and Path(html).exists() and not Path(html).is_dir():
+        raise BadInput(f"--html {html} is a file; give a directory for the site")
     with run_database(run_dir, "report") as db:
-        return _write_report(run_dir, out, db)
+        return _write_report(run_dir, out, db, Path(html) if html is not None else None)
 
 
-def _write_report(run_dir: Path, out, db: Path) -> Path:
+def _write_report(run_dir: Path, out, db: Path, html: Path | None = None) -> Path:
     from rankers.errors import BadInput
 
     from ..run.rundir import LOCK
@@ -159,8 +214,9 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
         md[2:2] = [f"**Incomplete run**: {state}. Rankers with results: {', '.join(r for r in planned if r in done)}"
                    f"; without: {', '.join(r for r in planned if r not in done) or 'none'}. The last ranker with "
                    "results may be partial (see its n queries / pairs).", ""]
+    eff: list[str] = []
     if not rankers.empty:
-        md += ["## Ranker effectiveness (test split, BM25 top-100 re-ranked, ir-measures)", ""]
+        eff += ["## Ranker effectiveness (test split, BM25 top-100 re-ranked, ir-measures)", ""]
         t = rankers.copy()
         t["train s"] = [fmt(x, 1) if x is not None and not pd.isna(x) else "-" for x in t.get("train_seconds")]
         for c in ("ndcg@10", "mrr@10", "map"):
@@ -173,88 +229,17 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
             t["empty doc below 95% of candidates"] = t.empty_below_95.map(lambda v: f"{v:.0%} of queries"
                                                                           if v == v else "-")
             cols.append("empty doc below 95% of candidates")
-        md += [md_table(t[cols]), "", "The last column: in what share of queries the empty document (every token "
+        eff += [md_table(t[cols]), "", "The last column: in what share of queries the empty document (every token "
                "removed by the ranker's mask) scores below at least 95% of the candidates; removing all evidence "
                "should lower the score.", ""]
-    metric_order = [m for m in METRICS if not df.empty and m in set(df.metric)]
-    if not df.empty:
-        validity, demoted = metric_validity(df, suite.get("explainers", {}), metric_order)
-        heads = {m for m in metric_order if METRICS[m].headline} - demoted
-        md += diagnostics_section(rankers, suite.get("rankers", {}))
-        md += anchors_section(df, suite.get("explainers", {}))
-        md += validity
-        md += leaderboard_section(df, [m for m in metric_order if not score_normalised(m)],
-                                  gpu_suite=(Path(__file__).parents[1] / f"{suite.get('name')}_gpu.toml").exists(),
-                                  exps=exps, headlines=heads)
-        # the layer sweep is a study of Grad-CAM itself (its figure below), not a competitor: one of its layers
-        # is the default gradcam's own, which would be compared with itself
-        sweep = [n for _, n in layer_sweep(suite.get("explainers", {}))]
-        compared = df[~df.explainer.isin(sweep)] if len(sweep) >= 2 else df
-        compared = compared[~compared.ranker.isin(dominated_rankers(rankers))]  # no verdicts: see the diagnostics
-        md += comparisons_section(compared, metric_order, heads)
-        md += seed_claim_section(compared)
-        if layer_sweep_figure(df, suite.get("explainers", {}), heads, figs / "gradcam_layers.png"):
-            md += ["### Grad-CAM across layers", "", "The suite's Grad-CAM explainers that read different layers "
-                   "(`[explainers.NAME] type = \"gradcam\"`, `layer = i`): each headline metric's query-mean per "
-                   f"layer ({', '.join(f'`{n}`' for n in sweep)}; left out of the comparisons above, since the "
-                   "default `gradcam` reads one of these layers itself).", "",
-                   f"![Grad-CAM layers]({rel(figs / 'gradcam_layers.png')})", ""]
-        md += normalised_section(df, [m for m in metric_order if score_normalised(m)])
-        md += meta_evaluation_section(df, metric_order)
-        md += seed_section(df, suite.get("rankers", {}), int(suite.get("seed") or 0), sorted(heads, key=metric_order.index))
-        md += operator_section(df, suite.get("rankers", {}))
-        md += plan_section(run_dir, shards, fin, env)
-        bad = df[df.status != "ok"]
-        if not bad.empty:
-            n_expl = df.groupby("ranker").explainer.nunique()
-            bad = (bad.groupby(["ranker", "status", "message"])
-                   .agg(explainers=("explainer", lambda e: sorted(set(e))), metrics=("metric", lambda m: sorted(set(m))),
-                        rows=("metric", "size")).reset_index())
-            bad["explainers"] = [f"all {len(e)}" if len(e) == n_expl[r] and len(e) > 3 else ", ".join(e)
-                                 for r, e in zip(bad.ranker, bad.explainers)]
-            bad["metrics"] = [", ".join(m) if len(m) <= 3 else f"{len(m)} metrics" for m in bad.metrics]
-            bad["message"] = bad.message.str.slice(0, 110)
-            bad = bad[["ranker", "status", "message", "explainers", "metrics", "rows"]]
-            md += ["## Skips and errors", "", "Recorded, never fatal: one line per distinct reason.", "",
-                   md_table(bad), ""]
-        cost = df.drop_duplicates(["ranker", "explainer", "qid", "docid"])
-        cost = cost[cost.status.isin(["ok"]) & cost.seconds.notna() & (cost.docid != "*")]
-        if not cost.empty:
-            t = cost.groupby(["ranker", "explainer"]).agg(n=("seconds", "size"), median_ms=("seconds", "median"),
-                                                         total_s=("seconds", "sum"), fwd=("forward_passes", "mean"),
-                                                         bwd=("backward_passes", "mean"),
-                                                         peak_mb=("peak_mem_mb", "max")).reset_index()
-            t["median_ms"] *= 1000
-            t["expl/s"] = t.n / t.total_s
-            rows_of = explanation_rows(exps)
-            t["rows"] = [rows_of.get((r, e), np.nan) for r, e in zip(t.ranker, t.explainer)]
-            timing_figure(t, figs / "timing.png")
-            show = t.copy()
-            for c, nd in (("median_ms", 2), ("fwd", 1), ("rows", 0), ("bwd", 1), ("expl/s", 1), ("peak_mb", 0)):
-                show[c] = show[c].map(lambda v, nd=nd: fmt(v, nd))
-            md += ["## Cost per explanation", "",
-                   f"Measured on `{env.get('device')}` ({env.get('device_name')}). Passes are batched model calls "
-                   "counted by hooks; `peak_mb` is the largest peak of one explanation above the memory in use when "
-                   "it began (`rankers.memory.PeakMemory`: on CPU the process RSS sampled every 5 ms, on a GPU "
-                   "`torch.cuda.max_memory_allocated` after a reset), so it is the explainer's own memory, not the "
-                   "process's.", "",
-                   md_table(show[["ranker", "explainer", "n", "median_ms", "fwd", "rows", "bwd", "expl/s", "peak_mb"]]),
-                   "", "`rows` = model evaluations (query-document pairs scored) per explanation, the cost that does not "
-                   "depend on batching; `fwd` = batched calls.", "",
-                   f"![timing]({rel(figs / 'timing.png')})", ""]
-            if cost_figure(df, t, heads, figs / "faithfulness_cost.png"):
-                md += ["### Faithfulness against cost", "",
-                       "Each explainer's first headline metric (query-mean, oriented so higher = better) against its "
-                       "model evaluations per explanation (log scale), per ranker; the line joins the Pareto front "
-                       "(no other explainer is both cheaper and more faithful).", "",
-                       f"![faithfulness against cost]({rel(figs / 'faithfulness_cost.png')})", ""]
-        md += throughput_section(df)
-        md += ig_completeness_section(df, exps)
-        md += ["## Rank deletion and insertion curves", ""]
-        for r in df.ranker.unique():
-            p = figs / f"curves_{r}.png"
-            if curve_figure(df, r, p):
-                md += [f"![{r} curves]({rel(p)})", ""]
+    paths: dict[str, Path] = {}
+    if df.empty:
+        md += eff
+    else:
+        first, rest, paths = _body(eff, run_dir, out, figs, rel, meta, df, rankers, exps, shards, env, fin)
+        at = md.index("## What was run")  # the answer first; what was run follows it
+        md[at:at] = first
+        md += rest
     where = heatmap_figure(exps, figs / "heatmaps.png")
     if where:
         md += ["## Grad-CAM next to exact pairs, Integrated Gradients and Occlusion", "",
@@ -268,4 +253,10 @@ def _write_report(run_dir: Path, out, db: Path) -> Path:
     md += scaling_section(sorted(run_dir.glob("scaling*.json")))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(md) + "\n")
+    if html is not None:
+        from .site import write_site
+        try:
+            write_site(html, out, paths, exps)
+        except OSError as e:
+            raise BadInput(f"cannot write the site in {html} ({e.strerror or e})") from None
     return out

@@ -1,0 +1,71 @@
+"""The report's comparisons, computed once: every explainer against Grad-CAM and against random, per ranker and
+metric (`stats.compare_to`), and the declared primary family controlled across the whole report.
+
+The primary family, declared before any run: on every ranker that is not flagged (`flags`), each competing
+explainer (`roles`) against Grad-CAM and against random, and Grad-CAM against random, on the headline (★)
+metrics. Its p-values are Holm-adjusted over the whole family at once (every ranker and metric together), and
+each comparison's minimum detectable difference is stated at that family's strictest step. Every other
+comparison (baselines, Grad-CAM's variants, non-headline metrics, flagged rankers) is exploratory: Holm within
+its own table only."""
+from __future__ import annotations
+
+import pandas as pd
+
+from ..stats import ALPHA, compare_to, holm, minimum_detectable_difference, verdict
+from .roles import REFERENCE, is_competitor
+
+#: the references every explainer is compared with: the seed's method and chance
+REFERENCES = (REFERENCE, "random")
+
+
+class Comparisons:
+    """`compare_to` tables keyed (ranker, metric, reference), exploratory (Holm within the table), and the
+    primary family's rows re-adjusted over the whole report (`primary`)."""
+
+    def __init__(self, df: pd.DataFrame, suite_explainers: dict, rankers: list[str], metrics: list[str],
+                 headlines: list[str], flagged: set[str]):
+        self.tables: dict[tuple[str, str, str], pd.DataFrame] = {}
+        for r in rankers:
+            for m in metrics:
+                for ref in REFERENCES:
+                    c = compare_to(df, r, m, ref)
+                    if not c.empty:
+                        self.tables[(r, m, ref)] = c
+        rows = []
+        for (r, m, ref), c in self.tables.items():
+            if r in flagged or m not in headlines:
+                continue
+            member = c.explainer.map(lambda e: is_competitor(e, suite_explainers)
+                                     or (ref == "random" and e == REFERENCE))
+            rows.append(c[member].assign(ranker=r, metric=m, reference=ref))
+        fam = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+        if not fam.empty:
+            fam["p_family"] = holm(fam.p.tolist())
+            fam["mdd_family"] = [minimum_detectable_difference(sd, n, len(fam), ALPHA)
+                                 for sd, n in zip(fam.sd, fam.queries)]
+            fam["verdict"] = [verdict(x.diff, x.ci_low, x.ci_high, x.p_family, x.min_diff) for x in fam.itertuples()]
+        self.primary = fam
+        self._primary_keys = ({(x["ranker"], x["metric"], x["reference"], x["explainer"]): x
+                               for x in fam.to_dict("records")} if not fam.empty else {})
+
+    @property
+    def family_size(self) -> int:
+        return len(self.primary)
+
+    def table(self, ranker: str, metric: str, reference: str) -> pd.DataFrame:
+        """One (ranker, metric, reference) table; rows of the primary family carry its verdict, adjusted p and
+        minimum detectable difference, and `primary` = True."""
+        c = self.tables.get((ranker, metric, reference))
+        if c is None:
+            return pd.DataFrame()
+        c = c.copy()
+        c["primary"] = False
+        for i, e in zip(c.index, c.explainer):
+            x = self._primary_keys.get((ranker, metric, reference, e))
+            if x is not None:
+                c.loc[i, ["verdict", "p_holm", "mdd", "primary"]] = [x["verdict"], x["p_family"], x["mdd_family"], True]
+        return c
+
+    def verdict_of(self, ranker: str, metric: str, reference: str, explainer: str) -> str | None:
+        x = self._primary_keys.get((ranker, metric, reference, explainer))
+        return None if x is None else x["verdict"]
