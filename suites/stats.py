@@ -64,6 +64,40 @@ def query_values(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"value": g.mean(), "pairs": g.size()}).reset_index()
 
 
+#: the anchored gains, aggregated as a ratio of query means (`gain_ratio`), not as a mean of per-pair ratios
+GAINS = ("rank_deletion_gain", "rank_insertion_gain")
+N_BOOT = 2000
+
+
+def gain_parts(df: pd.DataFrame) -> pd.DataFrame:
+    """Per ok row of an anchored gain: (ranker, explainer, metric, qid), the numerator A_random - A and the
+    denominator A_random - A_oracle of its per-pair ratio, from the row's info."""
+    import json
+    g = ok_rows(df[df.metric.isin(GAINS)])
+    if g.empty:
+        return pd.DataFrame(columns=["ranker", "explainer", "metric", "qid", "num", "den"])
+    info = [json.loads(i) if isinstance(i, str) else (i or {}) for i in g["info"]]
+    return pd.DataFrame({"ranker": g.ranker.to_numpy(), "explainer": g.explainer.to_numpy(),
+                         "metric": g.metric.to_numpy(), "qid": g.qid.to_numpy(),
+                         "num": [i["random_auc"] - i["auc"] for i in info],
+                         "den": [i["random_auc"] - i["oracle_auc"] for i in info]})
+
+
+def gain_ratio(num: np.ndarray, den: np.ndarray, seed: int = 0, confidence: float = 0.95
+               ) -> tuple[float, float, float]:
+    """(gain, low, high): the ratio of query means sum_q num_q / sum_q den_q (num_q, den_q: a query's means over
+    its pairs; 0 = random, 1 = the oracle) and its percentile CI from a bootstrap that resamples queries. Unlike
+    the mean of per-pair ratios, a pair where random and oracle lie close cannot dominate it."""
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    g = float(num.mean() / den.mean())
+    if len(num) < 2:
+        return g, g, g
+    idx = np.random.default_rng(seed).integers(len(num), size=(N_BOOT, len(num)))
+    boot = num[idx].mean(1) / den[idx].mean(1)
+    lo, hi = np.percentile(boot, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
+    return g, float(lo), float(hi)
+
+
 def summarize(df: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     """Per (ranker, explainer, metric): queries, pairs (ok samples), errors, skipped, query-mean with a
     query-bootstrap 95% CI, direction."""
@@ -185,8 +219,8 @@ def wide_queries(df: pd.DataFrame, ranker: str, metric: str) -> pd.DataFrame:
 
 
 def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha: float = ALPHA) -> pd.DataFrame:
-    """Explainers on one (ranker, metric), best first: query-mean, query-bootstrap CI, n queries and
-    pairs, and the comparison with the best on paired queries (Wilcoxon, Holm over the comparisons):
+    """Explainers on one (ranker, metric), best first: query-mean (an anchored gain: the ratio of query means,
+    `gain_ratio`), query-bootstrap CI, n queries and pairs, and the comparison with the best on paired queries (Wilcoxon, Holm over the comparisons):
     `verdict` is "best", "worse" (p_holm < alpha), "not shown worse", or "underpowered"."""
     direction = METRICS[metric].direction
     sub = ok_rows(df[(df.ranker == ranker) & (df.metric == metric)])
@@ -195,9 +229,14 @@ def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha
     wide = wide_queries(df, ranker, metric)
     pairs = sub.groupby("explainer").size()
     summ = []
+    parts = gain_parts(sub) if metric in GAINS else None
     for e in wide.columns:
         v = wide[e].dropna().to_numpy()
-        m, lo, hi = mean_ci(v, seed)
+        if parts is not None:  # the anchored gains: a ratio of query means
+            q = parts[parts.explainer == e].groupby("qid")[["num", "den"]].mean()
+            m, lo, hi = gain_ratio(q.num.to_numpy(), q.den.to_numpy(), seed)
+        else:
+            m, lo, hi = mean_ci(v, seed)
         summ.append({"explainer": e, "queries": len(v), "pairs": int(pairs.get(e, 0)), "mean": m, "ci_low": lo,
                      "ci_high": hi})
     board = pd.DataFrame(summ).sort_values("mean", ascending=(direction == "lower"), kind="stable")

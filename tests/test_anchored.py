@@ -114,3 +114,27 @@ def test_anchors_on_bm25(cranfield):
     # no pair whose random and oracle AUCs lie within the declared floor is scored
     info = ok[ok.metric == "rank_deletion_gain"]["info"].map(lambda x: json.loads(x) if isinstance(x, str) else x)
     assert all(abs(i["random_auc"] - i["oracle_auc"]) >= MIN_SPAN for i in info)
+
+
+def test_gain_is_a_ratio_of_query_means_by_hand():
+    """Two queries, one with two pairs: the board's gain is sum_q mean(num) / sum_q mean(den), not the mean of
+    the per-pair ratios, which a pair with a small random-to-oracle span dominates."""
+    import pandas as pd
+
+    from suites.stats import gain_ratio, leaderboard
+    pairs = [("q1", "a", 0.60, 0.50, 0.10), ("q1", "b", 0.60, 0.58, 0.54), ("q2", "c", 0.70, 0.40, 0.20)]
+    rows = []
+    for q, d, a_rand, a, a_orc in pairs:
+        for e, auc in (("x", a), ("random", a_rand)):
+            rows.append({"ranker": "r", "explainer": e, "metric": "rank_deletion_gain", "qid": q, "docid": d,
+                         "value": (a_rand - auc) / (a_rand - a_orc), "status": "ok",
+                         "info": json.dumps({"auc": auc, "random_auc": a_rand, "oracle_auc": a_orc})})
+    board = leaderboard(pd.DataFrame(rows), "r", "rank_deletion_gain").set_index("explainer")
+    num = [np.mean([0.10, 0.02]), 0.30]                     # A_random - A, query means
+    den = [np.mean([0.50, 0.06]), 0.50]                     # A_random - A_oracle
+    assert board.loc["x", "mean"] == pytest.approx(sum(num) / sum(den))
+    per_pair = np.mean([np.mean([0.10 / 0.50, 0.02 / 0.06]), 0.30 / 0.50])
+    assert board.loc["x", "mean"] != pytest.approx(per_pair)
+    assert board.loc["random", "mean"] == 0.0
+    g, lo, hi = gain_ratio(np.array(num), np.array(den))
+    assert lo <= g <= hi and g == pytest.approx(board.loc["x", "mean"])

@@ -188,11 +188,12 @@ def first_screen(ev, pages: dict[str, str]) -> list[str]:
     t = trust_matrix(ev)
     t["ranker"] = [f"[{c}]({pages[r]})" if r in pages else c for r, c in zip(ev.explained, t.ranker)]
     md += ["## Trust matrix", "",
-           f"Each cell: the query-mean of {m} {arrow(m)} ({METRICS[m].unit}) and the primary-family verdict against Grad-CAM: {', '.join(f'{v} {k}' for k, v in MARKS.items())}"
-           f" (Wilcoxon on paired queries, Holm over all {ev.comparisons.family_size} primary comparisons at "
-           f"alpha {ALPHA}, and at least the declared minimum meaningful difference). Identical explainers are one "
-           "entry (\"= name\"); ⚠ rankers are flagged (why: the box below) and their cells (italic) get no verdict. Every ranker's full "
-           "leaderboards, comparisons, validity, skips and costs are on its page (the ranker's link).", "",
+           f"Each cell: the query-mean of {m} {arrow(m)} ({METRICS[m].unit}) and the primary-family verdict against "
+           f"Grad-CAM: {', '.join(f'{v} {k}' for k, v in MARKS.items())} (Wilcoxon on paired queries, Holm over all "
+           f"{ev.comparisons.family_size} primary comparisons at alpha {ALPHA}, and at least the declared minimum "
+           "meaningful difference). Identical explainers are one entry (\"= name\"); ⚠ rankers are flagged (why: the "
+           "box below) and their cells (italic) get no verdict. Every ranker's full leaderboards, comparisons, "
+           "validity, skips and costs are on its page (the ranker's link).", "",
            md_table(t), ""]
     same = [f"{r}: " + "; ".join(f"{k} = {', '.join(a)}" for k, a in g.items()) for r, g in ev.aliases.items()]
     if same:

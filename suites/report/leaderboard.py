@@ -44,8 +44,9 @@ def leaderboard_section(df: pd.DataFrame, metrics: list[str], gpu_suite: bool = 
           "differences hold, and how large they are, is in \"Comparisons that matter\" below. Headline "
           "faithfulness metrics (★) are rank-based, so unchanged by any increasing transform of the scores and "
           "comparable across rankers: the standing AUCs are bounded and defined on every sample; the gains are "
-          "anchored (0 = random, 1 = the search oracle) and skip only a pair on which every order gives the same "
-          "standing. `bm25_agreement` is groundtruth_spearman outside bm25: agreement "
+          "anchored (0 = random, 1 = the search oracle; above 1 beats the oracle), shown as a ratio of query means "
+          "(sum of the queries' A_random - A over the sum of their A_random - A_oracle, CI resampling queries) and "
+          "skip, counted, a pair whose random-to-oracle span is below the declared floor. `bm25_agreement` is groundtruth_spearman outside bm25: agreement "
           "with BM25's exact shares, not ground truth. sanity_randomization is a pass/fail check against its "
           "self-consistency ceiling, not a score. \"constant\" = share of the explainer's explanations that give "
           "every token the same score (their curves are tie orders). n/a = not applicable (see skips below).", ""]

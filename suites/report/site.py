@@ -179,7 +179,8 @@ def sample_html(e: dict) -> str:
 def samples(exps: list[dict], ranker: str, per_ranker: int = 2) -> list[dict]:
     """A few explanations of one ranker to show: Grad-CAM's and one other explainer's on the ranker's first
     explained pair (the other: the first, by name, with a pair map, else with word scores)."""
-    mine = [e for e in exps if e["ranker"] == ranker and e.get("doc_scores") is not None]
+    mine = [e for e in exps if e["ranker"] == ranker and e.get("doc_scores") is not None
+            and not e.get("query_only")]
     if not mine:
         return []
     first = min((e["qid"], e["docid"]) for e in mine)
