@@ -49,6 +49,9 @@ class Explanation:
     truncated: bool = False
     #: the query was cut to the ranker's `max_query_len` words (`truncated` is the document's cut)
     query_truncated: bool = False
+    #: the explainer attributes the query's words only (doc_scores are zeros, not an attribution): metrics
+    #: that read the document's scores are skipped with the reason
+    query_only: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     #: [n_doc] / [n_query] (start, end) character spans of the units in the original text, when the
     #: pair was given as text and the ranker's analyzer keeps them (else None)
@@ -141,6 +144,8 @@ class Explainer:
     stochastic = False
     #: a reference point (chance, lexical matching), not a competitor: left out of reliability statistics
     baseline = False
+    #: attributes the query's words only (`Explanation.query_only`)
+    query_only = False
     #: explains the query's ranking: needs `Pair.candidates` (set by the runner and by `rexbench explain --qid`)
     needs_candidates = False
     #: user-settable constructor parameters (suite tables, `--param`, `rexbench list --json`)
@@ -185,6 +190,8 @@ class Explainer:
                 score = float(self.scorer(pair)(torch.ones(1, len(pair.d_ids), device=pair.d_ids.device))[0])
         pm = out.get("pair_map")
         qs, ds = out.get("query_scores"), out.get("doc_scores")
+        if ds is None and self.query_only:
+            ds = np.zeros(len(pair.doc_tokens))
         if pm is not None:
             pq, pd = pair_to_terms(pm)
             qs = pq if qs is None else qs
@@ -208,7 +215,7 @@ class Explainer:
             seconds=t.seconds, forward_passes=sum(c.forward_passes for c in costs),
             forward_rows=sum(c.forward_rows for c in costs), backward_passes=sum(c.backward_passes for c in costs),
             truncated=pair.truncated, query_truncated=pair.query_truncated, info=info,
-            doc_offsets=pair.doc_offsets, query_offsets=pair.query_offsets)
+            doc_offsets=pair.doc_offsets, query_offsets=pair.query_offsets, query_only=self.query_only)
 
     @contextlib.contextmanager
     def _seeded(self):

@@ -75,6 +75,8 @@ class MetricSpec:
     #: "pair": fn(MetricContext) per explained pair; "query": fn(QueryContext) once per (query, explainer)
     #: from the query's explanations (stored with docid "*")
     scope: str = "pair"
+    #: what of an explanation it reads: "doc" (the document's scores, or its pair map) or "query" (query scores)
+    reads: str = "doc"
 
     @property
     def defaults(self) -> dict:
@@ -101,7 +103,7 @@ class QueryContext:
 
 def register_metric(name: str, direction: str, unit: str, *, range: tuple[float | None, float | None],
                     curve: bool = False, params: dict[str, Param] | None = None, headline: bool = False,
-                    scope: str = "pair"):
+                    scope: str = "pair", reads: str = "doc"):
     """Decorate fn(ctx, **params) -> MetricResult, or a (plan, finish) pair given as a class."""
     if direction not in ("higher", "lower"):
         raise ValueError(f"metric {name}: direction must be 'higher' or 'lower'")
@@ -109,7 +111,7 @@ def register_metric(name: str, direction: str, unit: str, *, range: tuple[float 
     def deco(obj):
         fns = {"plan": obj.plan, "finish": obj.finish} if isinstance(obj, type) else {"fn": obj}
         METRICS[name] = MetricSpec(name, direction, unit, tuple(range), curve=curve, params=dict(params or {}),
-                                   headline=headline, scope=scope, **fns)
+                                   headline=headline, scope=scope, reads=reads, **fns)
         return obj
     return deco
 
@@ -150,6 +152,7 @@ def plan_metrics(ctx: MetricContext, names: list[str], params: dict[str, dict] |
     for spec in (metric_spec(n) for n in names):
         kw = {**spec.defaults, **params.get(spec.name, {})}
         try:
+            _check_reads(spec, ctx.explanation)
             if spec.scope == "query":
                 raise Skip(f"{spec.name} is a query-level metric: one value per query from its explained documents "
                            "(`rexbench run`, `compute_query_metrics`)")
@@ -226,6 +229,8 @@ def compute_query_metrics(qctx: QueryContext, names: list[str], params: dict[str
         if spec.scope != "query":
             continue
         try:
+            for e in qctx.explanations[:1]:
+                _check_reads(spec, e)
             if len(qctx.explanations) < 2:
                 raise Skip("fewer than two explained documents for this query")
             out[spec.name] = spec.fn(qctx, **{**spec.defaults, **params.get(spec.name, {})})
@@ -234,6 +239,12 @@ def compute_query_metrics(qctx: QueryContext, names: list[str], params: dict[str
         except Exception as e:
             out[spec.name] = MetricResult(math.nan, "error", f"{type(e).__name__}: {e}")
     return out
+
+
+def _check_reads(spec: MetricSpec, explanation) -> None:
+    """A query-only explanation (`Explanation.query_only`) has no document scores for a metric to read."""
+    if getattr(explanation, "query_only", False) and spec.reads != "query":
+        raise Skip(f"{explanation.explainer} explains query words only; {spec.name} reads the document's scores")
 
 
 def require(cond: bool, why: str) -> None:

@@ -28,17 +28,27 @@ from rankers.params import Int
 from rankers.scorer import score_chunks
 
 from .base import MetricResult, register_metric, require
-from .curves import attribution_orders, auc, ranks_among, standing, step_counts
+from .curves import attribution_orders, auc, ranks_among, standing
 
-_PAIR_PARAMS = {"max_steps": Int(20, lo=1, hi=10000, doc="curve steps (fewer when there are fewer cells)"),
+_PAIR_PARAMS = {"max_steps": Int(100, lo=1, hi=10000, doc="steps of max(1, cells // max_steps) cells: at most "
+                                                          "1/max_steps of the map per step (default 100: 1%, so the "
+                                                          "curve does not saturate on large maps), cell by cell on "
+                                                          "maps of at most max_steps cells"),
                 "tie_orders": Int(8, lo=1, hi=256, doc="random orders of tied cells averaged")}
+
+
+def pair_counts(n: int, max_steps: int) -> np.ndarray:
+    """Cells removed (inserted) at each step of a pair curve: 0, k, 2k, ..., n with k = max(1, n // max_steps),
+    so no step moves more than 1/max_steps of the n cells."""
+    k = max(1, n // int(max_steps))
+    return np.unique(np.append(np.arange(0, n, k), n))
 
 
 class _PairCurve:
     kind = "deletion"
 
     @classmethod
-    def fn(cls, ctx, max_steps: int = 20, tie_orders: int = 8) -> MetricResult:
+    def fn(cls, ctx, max_steps: int = 100, tie_orders: int = 8) -> MetricResult:
         require("pair_removal" in ctx.ranker.capabilities,
                 f"ranker {ctx.ranker.name!r} cannot remove single query x document cells (pair_removal)")
         pm = ctx.explanation.pair_map
@@ -47,7 +57,7 @@ class _PairCurve:
         pm = np.asarray(pm, dtype=np.float64)
         nq, nd = pm.shape
         n = nq * nd
-        counts = step_counts(n, max_steps)
+        counts = pair_counts(n, max_steps)
         rows = []
         for order in attribution_orders(pm.ravel(), tie_orders, seed=ctx.seed):
             for c in counts:
@@ -60,18 +70,19 @@ class _PairCurve:
         r = ranks_among(s, ctx.other_scores).mean(0)
         x = counts / n
         return MetricResult(auc(x, standing(r, len(ctx.other_scores))), curve={"x": x.tolist(), "y": r.tolist()},
-                            info={"cells": n, "orders": len(s), "n_others": len(ctx.other_scores)})
+                            info={"cells": n, "orders": len(s), "n_others": len(ctx.other_scores),
+                                  "largest_step": float(np.diff(counts).max() / n)})
 
 
 @register_metric("pair_deletion", "lower", "AUC of the standing vs fraction of query x document cells removed in "
                  "pair-map order", range=(0, 1), curve=True, params=_PAIR_PARAMS)
-def pair_deletion(ctx, max_steps: int = 20, tie_orders: int = 8):
+def pair_deletion(ctx, max_steps: int = 100, tie_orders: int = 8):
     return _PairDeletion.fn(ctx, max_steps, tie_orders)
 
 
 @register_metric("pair_insertion", "higher", "AUC of the standing vs fraction of query x document cells inserted in "
                  "pair-map order", range=(0, 1), curve=True, params=_PAIR_PARAMS)
-def pair_insertion(ctx, max_steps: int = 20, tie_orders: int = 8):
+def pair_insertion(ctx, max_steps: int = 100, tie_orders: int = 8):
     return _PairInsertion.fn(ctx, max_steps, tie_orders)
 
 
@@ -99,7 +110,7 @@ def snippet_sufficiency(ctx, w: int = 20):
 
 
 @register_metric("query_deletion", "lower", "AUC of the standing among re-scored candidates vs fraction of query "
-                 "words removed in query-score order", range=(0, 1), curve=True)
+                 "words removed in query-score order", range=(0, 1), curve=True, reads="query")
 def query_deletion(ctx):
     qs = ctx.explanation.query_scores
     require(qs is not None, f"explainer {ctx.explanation.explainer!r} gives no query-term scores")

@@ -92,3 +92,66 @@ def test_pair_occlusion_on_knrm_matches_cell_removal(synthetic):
     alone = score_chunks(r, pair.q_ids[None], pair.d_ids[None], pair_mask=m)[0]
     assert ex.pair_map[i, j] == pytest.approx(full - alone, abs=1e-6)
     assert not build_explainer("pair_occlusion", r).compatible(build_ranker("bm25", synthetic))[0]
+
+
+def test_query_occlusion_by_hand_on_bm25(synthetic):
+    """BM25 is a sum over query words: leaving word i out drops the score by exactly word i's term score, which
+    is the score of the one-word query [word i]."""
+    from explainers import build_explainer, make_pair
+    from rankers.scorer import score_chunks
+    from rankers.training import build_ranker
+    r = build_ranker("bm25", synthetic)
+    qid = next(iter(synthetic.queries))
+    query = synthetic.queries[qid]
+    doc = synthetic.docs[next(iter(synthetic.qrels[qid]))]
+    ex = build_explainer("query_occlusion", r, batch_size=2).attribute(query, doc)
+    pair = make_pair(r, query, doc)
+    words = pair.q_ids.tolist()
+    assert len(set(words)) == len(words)
+    single = torch.zeros(len(words), len(words), dtype=pair.q_ids.dtype)
+    single[:, 0] = pair.q_ids
+    want = score_chunks(r, single, pair.d_ids[None].expand(len(words), -1))
+    np.testing.assert_allclose(ex.query_scores, want, rtol=1e-5, atol=1e-6)
+    assert ex.query_only and not ex.doc_scores.any() and ex.forward_rows == len(words) + 1
+
+
+def test_query_only_explanations_skip_document_metrics(tmp_path):
+    from suites.cli import main
+    from suites.run.store import Store
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "q"\ncollection = "synthetic"\n[samples]\nqueries = 2\ntop_k = 1\nrelevant = 0\n'
+                 '[rankers.bm25]\n[explainers.query_occlusion]\n[explainers.exact_shapley]\n'
+                 '[metrics.rank_deletion]\nmax_steps = 4\n[metrics.query_deletion]\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    df = Store(tmp_path / "run" / "results.sqlite", readonly=True).results()
+    qo = df[df.explainer == "query_occlusion"].set_index("metric")
+    assert (qo.loc["query_deletion", "status"] == "ok").all()
+    rd = qo.loc[["rank_deletion"]]
+    assert (rd.status == "skipped").all() and rd.message.str.contains("explains query words only").all()
+    assert (df[(df.explainer == "exact_shapley") & (df.metric == "rank_deletion")].status == "ok").all()
+
+
+def test_pair_shapley_by_hand():
+    """Additive toy: every marginal of a cell is its weight, so the values are the weights. A two-cell toy scoring
+    the larger of its two cells: phi_a = (a + max(a, b) - b) / 2, exact with one antithetic pair. With cells grouped
+    (more cells than steps) the values still sum to s(full) - s(empty)."""
+    from explainers import build_explainer
+    from toys import PairAdditiveRanker
+    w = {("q1", "a"): 2.0, ("q1", "b"): -1.0, ("q2", "a"): 0.5, ("q2", "c"): 3.0}
+    r = PairAdditiveRanker(["q1", "q2", "a", "b", "c"], w)
+    ex = build_explainer("pair_shapley", r, n_samples=2, batch_size=5).attribute(["q1", "q2"], ["a", "b", "c", "a"])
+    np.testing.assert_allclose(ex.pair_map, [[2.0, -1.0, 0.0, 2.0], [0.5, 0.0, 3.0, 0.5]], atol=1e-6)
+    assert ex.forward_rows == 2 * 9 and ex.forward_passes == 4
+
+    class MaxOfCells(PairAdditiveRanker):
+        def forward(self, q_ids, d_ids, d_mask=None, pair_mask=None):
+            cells = self.w[q_ids[:, :, None], d_ids[:, None, :]] * (pair_mask if pair_mask is not None else 1.0)
+            return cells.flatten(1).max(1).values
+
+    m = MaxOfCells(["q", "a", "b"], {("q", "a"): 3.0, ("q", "b"): 1.0})
+    ex = build_explainer("pair_shapley", m, n_samples=2).attribute(["q"], ["a", "b"])
+    np.testing.assert_allclose(ex.pair_map, [[(3 + 3 - 1) / 2, (1 + 3 - 3) / 2]], atol=1e-6)
+    big = build_explainer("pair_shapley", r, n_samples=4, max_steps=3, seed=1).attribute(["q1", "q2"],
+                                                                                        ["a", "b", "c", "a"])
+    assert big.pair_map.sum() == pytest.approx(sum([2.0, -1.0, 2.0, 0.5, 3.0, 0.5]))
+    assert big.forward_rows == 4 * 4 and big.info["steps"] == 3

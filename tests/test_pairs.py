@@ -41,6 +41,20 @@ def test_pair_curves_by_hand():
     assert got.status == "skipped" and "no pair map" in got.message
 
 
+@pytest.mark.parametrize("nq, nd, points", [(4, 25, 101), (5, 30, 151), (2, 3, 7), (10, 223, 103)])
+def test_pair_curves_default_grid_never_steps_over_one_percent(nq, nd, points):
+    """Default grid: steps of max(1, n // 100) cells, so cell by cell up to 199 cells and never more than 1%."""
+    q, d = [f"q{i}" for i in range(nq)], [f"d{j}" for j in range(nd)]
+    r = PairAdditiveRanker(q + d, {(a, b): 1.0 + i + 0.1 * j for i, a in enumerate(q) for j, b in enumerate(d)})
+    pm = np.arange(nq * nd, dtype=float).reshape(nq, nd)
+    ex = Explanation("pairadditive", "x", q, d, pm.sum(0), pair_map=pm)
+    res = compute_metrics(MetricContext(r, make_pair(r, q, d), ex, other_scores=np.array([1.0, 2.0])),
+                          ["pair_deletion"])["pair_deletion"]
+    n = nq * nd
+    assert len(res.curve["x"]) == points and res.info["largest_step"] == pytest.approx(max(1, n // 100) / n)
+    assert res.info["largest_step"] <= 0.01 or n < 100
+
+
 def test_gradcam_position_weights_are_gradient_times_activation(small_knrm, synthetic):
     q = synthetic.query_tokens["q001"]
     d = synthetic.doc_tokens[synthetic.relevant("q001")[0]][:30]

@@ -358,5 +358,4 @@ def explanation_json(ex: Explanation) -> dict:
     d = ex.to_json()
     return {k: d[k] for k in ("query_tokens", "doc_tokens", "doc_scores", "query_scores", "pair_map", "score",
                               "target", "seconds", "forward_passes", "forward_rows", "backward_passes", "truncated",
-                              "query_truncated", "doc_offsets",
-                              "query_offsets")}
+                              "query_truncated", "doc_offsets", "query_offsets", "query_only")}
