@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Ranker, is_hard_mask, shared_rows
-from .params import Int
+from .params import REMOVAL_TRAINING, Choice, Int
 
 #: KNRM's margin of every negative over its empty version (chosen on dev nDCG@10, see KNRM)
 EMPTY_MARGIN = 0.1
@@ -21,10 +21,16 @@ class _Tap(nn.Identity):
 class _EmbeddingRanker(Ranker):
     capabilities = ("mask_gradient", "embedding", "interaction_layer", "single_use_modules", "randomisable",
                     "pair_removal")
-    params = {"dim": Int(64, lo=2, hi=4096, doc="embedding size (PPMI-SVD initialised)"), "max_doc_len": Int(256, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)"), "max_query_len": Int(32, lo=1, hi=10000, doc="query tokens kept")}
-    def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32):
+    params = {"dim": Int(64, lo=2, hi=4096, doc="embedding size (PPMI-SVD initialised)"),
+              "max_doc_len": Int(256, lo=1, hi=100000, doc="document tokens kept (longer ones are truncated and recorded)"),
+              "max_query_len": Int(32, lo=1, hi=10000, doc="query tokens kept"),
+              "removal_training": REMOVAL_TRAINING}
+
+    def __init__(self, vocab: Vocab, dim: int = 64, max_doc_len: int = 256, max_query_len: int = 32,
+                 removal_training: float = 0.0):
         super().__init__(vocab, max_doc_len=max_doc_len, max_query_len=max_query_len)
         self.dim = dim
+        self.removal_training = float(removal_training)
         self.embedding = nn.Embedding(len(vocab), dim, padding_idx=PAD_ID)
         self.interaction_layer = _Tap()
 
@@ -41,7 +47,8 @@ class _EmbeddingRanker(Ranker):
         return model
 
     def config(self) -> dict:
-        return {"dim": self.dim, "max_doc_len": self.max_doc_len, "max_query_len": self.max_query_len}
+        out = {"dim": self.dim, "max_doc_len": self.max_doc_len, "max_query_len": self.max_query_len}
+        return {**out, "removal_training": self.removal_training} if self.removal_training else out
 
     def forward(self, q_ids, d_ids, d_mask=None, pair_mask=None):
         """pair_mask [B, Lq, Ld] in [0, 1] (optional): 0 removes the (query token, document token) cell at the
@@ -107,33 +114,65 @@ class KNRM(_EmbeddingRanker):
     train_defaults = {"empty_margin": EMPTY_MARGIN}
 
     capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
-    params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, hi=101, doc="RBF kernels (the last is exact match)")}
+    params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, hi=101, doc="RBF kernels (the last is exact match)"),
+              "kernels": Choice("rbf", ("rbf", "exact"), doc="\"exact\": the exact-match kernel alone, read from "
+                                "word identity: score = w sum_i log(1 + tf_i) + b, whose per-word Shapley shares are "
+                                "exact (`exact_contributions`): a neural reference with known contributions")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
-                 max_query_len: int = 32):
-        super().__init__(vocab, dim, max_doc_len, max_query_len)
-        self.n_kernels = n_kernels
+                 max_query_len: int = 32, kernels: str = "rbf", removal_training: float = 0.0):
+        super().__init__(vocab, dim, max_doc_len, max_query_len, removal_training)
+        self.kernels = kernels
+        self.n_kernels = n_kernels if kernels == "rbf" else 1
         mus = torch.linspace(-1, 1, n_kernels)[:-1] + 1.0 / (n_kernels - 1)
         mus = torch.cat([mus, torch.ones(1)])
         sigmas = torch.full((n_kernels,), 0.1)
         sigmas[-1] = 1e-3
+        if kernels == "exact":
+            mus, sigmas = mus[-1:], sigmas[-1:]
+            self.capabilities = (*type(self).capabilities, "exact_contributions")
         self.register_buffer("mu", mus.view(1, -1, 1, 1))
         self.register_buffer("sigma", sigmas.view(1, -1, 1, 1))
         self.feature_layer = _Tap()
-        self.out = nn.Linear(n_kernels, 1)
+        self.out = nn.Linear(self.n_kernels, 1)
 
     def config(self) -> dict:
-        return {**super().config(), "n_kernels": self.n_kernels}
+        out = {**super().config(), "n_kernels": self.n_kernels}
+        return {**out, "kernels": self.kernels} if self.kernels != "rbf" else out
 
     def score_embedded(self, q_ids, d_emb, d_mask=None, d_ids=None):
         sim, q_m, d_m = self._cosine(q_ids, d_emb, d_mask, d_ids)
-        k = torch.exp(-((sim[:, None] - self.mu) ** 2) / (2 * self.sigma ** 2))
+        if self.kernels == "exact" and d_ids is not None:   # word identity: exactly 1 or 0
+            k = self._match(q_ids, d_ids)[:, None].to(sim.dtype)
+        else:
+            k = torch.exp(-((sim[:, None] - self.mu) ** 2) / (2 * self.sigma ** 2))
         k = k * d_m[:, None, None, :]
         if getattr(self, "_pair_mask", None) is not None:
             k = k * self._pair_mask[:, None]
         k = self.feature_layer(k)
         phi = (torch.log1p(k.sum(-1)) * q_m[:, None, :]).sum(-1)
         return self.out(phi).squeeze(-1)
+
+    @staticmethod
+    def _match(q_ids: torch.Tensor, d_ids: torch.Tensor) -> torch.Tensor:
+        """[B, Lq, Ld]: the query and document word are the same known word."""
+        ok_q = (q_ids != PAD_ID) & (q_ids != UNK_ID)
+        ok_d = (d_ids != PAD_ID) & (d_ids != UNK_ID)
+        return (q_ids[:, :, None] == d_ids[:, None, :]) & ok_q[:, :, None] & ok_d[:, None, :]
+
+    def exact_contributions(self, q_ids: torch.Tensor, d_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`kernels = "exact"`: exact per-document-word Shapley shares and leave-one-out marginals (q_ids [Lq],
+        d_ids [Ld], one pair). The score is w sum_i log(1 + tf_i) + b: the copies of a query word's matches are
+        symmetric players and the query words add up, so each match of query word i gets w log(1 + tf_i) / tf_i;
+        the shares sum to s(d) - s(empty). loo[j] = s(d) - s(d without word j)."""
+        if self.kernels != "exact":
+            raise ValueError("exact contributions exist for kernels = \"exact\" only")
+        m = self._match(q_ids[None], d_ids[None])[0].to(self.out.weight.dtype)      # [Lq, Ld]
+        tf = m.sum(1)
+        w = self.out.weight[0, 0].detach()
+        share = torch.where(tf > 0, w * torch.log1p(tf) / tf.clamp(min=1), torch.zeros_like(tf))
+        loo = torch.where(tf > 0, w * (torch.log1p(tf) - torch.log1p(tf - 1)), torch.zeros_like(tf))
+        return share @ m, loo @ m
 
 
 @register_ranker("matchpyramid", kind="interaction")
@@ -155,8 +194,8 @@ class MatchPyramid(_EmbeddingRanker):
               "hidden": Int(32, lo=1, hi=4096, doc="MLP hidden units")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, channels: int = 8, pool: tuple[int, int] = (3, 10),
-                 hidden: int = 32, max_doc_len: int = 256, max_query_len: int = 32):
-        super().__init__(vocab, dim, max_doc_len, max_query_len)
+                 hidden: int = 32, max_doc_len: int = 256, max_query_len: int = 32, removal_training: float = 0.0):
+        super().__init__(vocab, dim, max_doc_len, max_query_len, removal_training)
         self.channels, self.pool, self.hidden = channels, tuple(pool), hidden
         self.conv = nn.Conv2d(1, channels, kernel_size=3, padding=1)
         self.feature_layer = _Tap()

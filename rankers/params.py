@@ -129,3 +129,15 @@ def resolved(schema: Mapping[str, Param], values: Mapping[str, Any]) -> dict:
 
 def schema_json(schema: Mapping[str, Param]) -> dict:
     return {k: p.to_json() for k, p in schema.items()}
+
+
+#: the trainable rankers' counterfactual training (issue 32): part of every batch has words removed at random
+REMOVAL_TRAINING = Float(0.0, lo=0.0, hi=0.95, doc="share of each training batch whose two documents lose a "
+                         "uniform-random share of their words by the ranker's own removal operator, the pair's hinge "
+                         "loss kept (counterfactual training: partial documents are in distribution when curves "
+                         "remove words); the operator trained with is part of the checkpoint's identity; 0 = off")
+
+#: ranker parameters added after runs were first recorded, at the value that means "off" (the computation of
+#: every earlier run): left out of a run's fingerprint at that value, so a run recorded before they existed
+#: still resumes and calibrates, and a run that sets them is told apart
+ADDED_OFF = {"removal_training": 0.0, "kernels": "rbf"}

@@ -181,7 +181,10 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     knowingly, the model then depends on machine speed), empty_margin (None, or the
     margin by which every negative must outscore its own empty version: the empty
     document as a further negative), pseudo_queries (per epoch, further triples from the documents
-    themselves: `PseudoQueries`). Returns a log dict: per-epoch
+    themselves: `PseudoQueries`). A ranker with `removal_training` > 0 (a constructor parameter: part of the
+    cached model's identity, with the operator) also sees that share of each batch's pairs again with a
+    uniform-random share of each document's words removed by its own operator, under the same hinge loss
+    (counterfactual training, Hase et al. 2021; Madsen et al. 2024). Returns a log dict: per-epoch
     loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
     hp = {**training_hyperparameters(type(model)), **overrides}
@@ -192,7 +195,10 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     opt = torch.optim.Adam(_param_groups(model, hp))
     queries, docs = collection.units(model.analyzer)
     pseudo = PseudoQueries(collection, model.analyzer) if int(hp["pseudo_queries"]) > 0 else None
+    share = float(getattr(model, "removal_training", 0.0) or 0.0)
     log = {"epochs": [], "seed": seed, "hyperparameters": hp}
+    if share > 0:
+        log["removal_training"] = {"share": share, "operator": getattr(model, "removal", "the ranker's own")}
     best, best_state, bad, t0 = -1.0, None, 0, time.perf_counter()
     for ep in range(epochs):
         model.train()
@@ -212,6 +218,13 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
             sp = _score_pairs(model, q_tok, pos)
             sn = _score_pairs(model, q_tok, neg)
             loss = torch.relu(1.0 - sp + sn).mean()
+            if share > 0:  # counterfactual training: the pair again with words removed at random (issue 32)
+                k = max(1, int(round(share * len(chunk))))
+                pick = rng.choice(len(chunk), size=k, replace=False)
+                sub = [q_tok[i] for i in pick]
+                sp_r = _score_pairs(model, sub, [pos[i] for i in pick], removed=rng)
+                sn_r = _score_pairs(model, sub, [neg[i] for i in pick], removed=rng)
+                loss = loss + torch.relu(1.0 - sp_r + sn_r).mean()
             if hp["empty_margin"] is not None:
                 se = _score_pairs(model, q_tok, neg, empty=True)
                 loss = loss + torch.relu(float(hp["empty_margin"]) - sn + se).mean()
@@ -241,15 +254,32 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     return log
 
 
-def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False) -> torch.Tensor:
+def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """0/1 masks [B, Ld]: each row loses a uniform-random share u ~ U(0, 1) of its words (round(u n) of its n
+    non-PAD words, chosen uniformly), the rest kept (counterfactual training)."""
+    from .text import PAD_ID
+    masks = torch.ones(d_ids.shape, device=d_ids.device)
+    for b in range(d_ids.shape[0]):
+        words = torch.nonzero(d_ids[b] != PAD_ID).flatten().cpu().numpy()
+        k = int(round(rng.uniform() * len(words)))
+        if k:
+            masks[b, torch.as_tensor(rng.choice(words, size=k, replace=False), device=d_ids.device)] = 0.0
+    return masks
+
+
+def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False,
+                 removed: np.random.Generator | None = None) -> torch.Tensor:
     """Scores of aligned (query_i, doc_i) pairs (each encoded by the ranker, so truncated by its rules),
-    padded into one batch: [B]. `empty`: every document token removed (mask 0)."""
+    padded into one batch: [B]. `empty`: every document token removed (mask 0); `removed`: a share of each
+    document's words removed at random (`removal_masks`, drawn from this generator), by the ranker's operator."""
     from .text import PAD_ID
     encs = [model.encode(q, [d]) for q, d in zip(q_tokens, d_tokens)]
     lq = max(e.q_ids.shape[1] for e in encs)
     ld = max(e.d_ids.shape[1] for e in encs)
     q_ids = torch.stack([torch.nn.functional.pad(e.q_ids[0], (0, lq - e.q_ids.shape[1]), value=PAD_ID) for e in encs])
     d_ids = torch.stack([torch.nn.functional.pad(e.d_ids[0], (0, ld - e.d_ids.shape[1]), value=PAD_ID) for e in encs])
+    if removed is not None:
+        return model(q_ids, d_ids, removal_masks(d_ids, removed))
     return model(q_ids, d_ids, torch.zeros(d_ids.shape, device=d_ids.device) if empty else None)
 
 
@@ -315,12 +345,20 @@ def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Rank
     return model.eval()
 
 
+def _identity_config(spec, config: dict, runtime: dict) -> dict:
+    """The constructor config that keys a cached model: runtime parameters left out, except the removal operator
+    of a model trained with removal (`removal_training`), which is part of what it learnt."""
+    if config.get("removal_training") and "removal" in spec.cls.runtime_params:
+        return {**config, "trained_removal": runtime.get("removal", spec.cls.params["removal"].default)}
+    return config
+
+
 def cached_checkpoint(name: str, collection, seed: int = 0, config: dict | None = None) -> Path:
     """Where `get_ranker` caches (and looks for) the trained ranker `name` with constructor `config`."""
     spec = ranker_spec(name)
-    config = {k: v for k, v in check_params(f"ranker {name}", spec.cls.params, config or {}).items()
-              if k not in spec.cls.runtime_params}
-    return checkpoint_dir(collection.name, name, seed, config)
+    config = check_params(f"ranker {name}", spec.cls.params, config or {})
+    runtime = {k: config.pop(k) for k in spec.cls.runtime_params if k in config}
+    return checkpoint_dir(collection.name, name, seed, _identity_config(spec, config, runtime))
 
 
 def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = None, train_if_missing: bool = True,
@@ -349,7 +387,7 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
         if spec.trainable:
             model.check_usable_untrained()
     else:
-        path = checkpoint_dir(collection.name, name, seed, config)
+        path = checkpoint_dir(collection.name, name, seed, _identity_config(spec, config, runtime))
         model = load_checkpoint(path, expect) if (path / "config.json").exists() else None
         stale = stale_training(model, spec.cls) if model is not None else None
         if stale and not train_if_missing:
@@ -363,6 +401,9 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")
         if model is None:
             model = build_ranker(name, collection, seed, **config)
+            if config.get("removal_training"):  # trained under the operator it will be evaluated with
+                for k, v in runtime.items():
+                    setattr(model, k, v)
             log = train(model, collection, seed=seed, progress=progress)
             save_ranker(model, path, collection.name, log)
             model.train_log = log

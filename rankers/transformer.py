@@ -43,7 +43,7 @@ from torch import nn
 from .base import Encoded, Ranker, is_hard_mask
 from .errors import BadInput
 from .hf_inputs import InputBuilder, Layout, check_template
-from .params import Choice, Int, Str
+from .params import REMOVAL_TRAINING, Choice, Int, Str
 from .text import PAD_ID, GrowingVocab, Vocab
 
 
@@ -135,11 +135,13 @@ class _HFRanker(Ranker):
                                 "sequence (later pieces move up) wherever the mask is exactly 0"),
               "analyzer": Choice("words", ("words", "index"), doc="units read: words of the original text "
                                  "(default), or rexbench's index tokens (case-folded, stopwords and punctuation "
-                                 "dropped; what rexbench < 0.3 fed transformers, kept to compare)")}
+                                 "dropped; what rexbench < 0.3 fed transformers, kept to compare)"),
+              "removal_training": REMOVAL_TRAINING}
 
     def __init__(self, vocab: Vocab | None = None, model: str | None = None, max_length: int = 256,
                  max_doc_len: int = 256, max_query_len: int = 32, layer: int = -1, init_seed: int = 0,
-                 removal: str = "pad", analyzer: str = "words", template: str | None = None, tokenizer=None):
+                 removal: str = "pad", analyzer: str = "words", template: str | None = None, tokenizer=None,
+                 removal_training: float = 0.0):
         super().__init__(GrowingVocab(list(vocab.itos)) if vocab is not None else GrowingVocab(),
                          max_doc_len=max_doc_len, max_query_len=max_query_len)
         import transformers
@@ -149,6 +151,7 @@ class _HFRanker(Ranker):
         self.model_name = model or (getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None) \
             or default_model_path()
         self.max_length, self.layer, self.init_seed = int(max_length), int(layer), int(init_seed)
+        self.removal_training = float(removal_training)
         if analyzer not in ("words", "index"):
             raise BadInput(f"analyzer must be 'words' or 'index', not {analyzer!r}")
         self.analyzer = analyzer
@@ -196,7 +199,8 @@ class _HFRanker(Ranker):
         return {"model": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
                 "max_query_len": self.max_query_len, "layer": self.layer, "init_seed": self.init_seed,
                 "removal": self.removal, "analyzer": self.analyzer,
-                **({"template": self.template} if self.template is not None else {})}
+                **({"template": self.template} if self.template is not None else {}),
+                **({"removal_training": self.removal_training} if self.removal_training else {})}
 
     def _load(self, cls, **kw):
         try:

@@ -21,6 +21,7 @@ from rankers.base import Ranker
 from rankers.identity import artifacts, source_digest
 from rankers.params import resolved
 from rankers.registry import ranker_spec
+from rankers.params import ADDED_OFF
 from rankers.training import cached_checkpoint, get_ranker, training_hyperparameters
 
 if TYPE_CHECKING:
@@ -175,7 +176,9 @@ def resolve(cfg: "SuiteConfig") -> SuitePlan:
                                 train_seed=t.get("train_seed"), **common)
         printed[r] = {**resolved({k: p for k, p in RANKER_KEYS.items() if k not in ("explainers", "metrics")},
                                  {k: v for k, v in t.items() if k in RANKER_KEYS}),
-                      "type": rtype, "params": own, "explainers": t.get("explainers", {}),
+                      "type": rtype, "params": {k: v for k, v in own.items()
+                                                if not (k in ADDED_OFF and v == ADDED_OFF[k])},
+                      "explainers": t.get("explainers", {}),
                       "metrics": t.get("metrics", {}),
                       **({"training": training} if training is not None else {}),
                       **({"artifacts": code} if code else {})}  # code and local files, by content

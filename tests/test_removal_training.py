@@ -1,0 +1,46 @@
+"""Counterfactual (removal-aware) training, issue 32: `removal_training` > 0 makes the trainable rankers see part of
+every batch with a uniform-random share of the document's words removed by their own operator; the share and the
+operator are part of the cached model's identity; off (0), nothing changes."""
+import numpy as np
+import torch
+
+from rankers.training import cached_checkpoint, removal_masks
+
+
+def test_removal_masks_by_hand():
+    d = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 9, 9, 9, 9, 9]])
+    rng = np.random.default_rng(3)
+    u = np.random.default_rng(3)
+    want = []
+    for n in (4, 6):                       # the same draws: the share, then the words
+        k = int(round(u.uniform() * n))
+        want.append(k)
+        u.choice(n, size=k, replace=False)
+    m = removal_masks(d, rng)
+    assert (m[0, 4:] == 1).all()          # PAD positions are never "removed"
+    assert [int((m[i] == 0).sum()) for i in range(2)] == want
+    assert set(m.flatten().tolist()) <= {0.0, 1.0}
+
+
+def test_the_trained_operator_is_part_of_the_identity(synthetic):
+    key = lambda **c: cached_checkpoint("crossencoder", synthetic, 0, c)   # noqa: E731
+    assert key() == key(removal="delete")                       # off: the operator is a runtime choice
+    assert key(removal_training=0.5) != key()
+    assert key(removal_training=0.5, removal="delete") != key(removal_training=0.5)
+    assert key(removal_training=0.5, removal="pad") == key(removal_training=0.5)
+    k = lambda **c: cached_checkpoint("knrm", synthetic, 0, c)   # noqa: E731
+    assert k(removal_training=0.3) != k() and k(removal_training=0.3) != k(removal_training=0.5)
+
+
+def test_removal_training_trains_and_says_so(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("REXBENCH_HOME", str(tmp_path))
+    from rankers.training import build_ranker, load_checkpoint, save_ranker, train
+    r = build_ranker("knrm", synthetic, removal_training=0.5)
+    log = train(r, synthetic, epochs=1, n_per_query=4, progress=False)
+    assert log["removal_training"] == {"share": 0.5, "operator": "the ranker's own"}
+    assert r.config()["removal_training"] == 0.5 and "removal_training" not in build_ranker("knrm", synthetic).config()
+    plain = build_ranker("knrm", synthetic)
+    assert "removal_training" not in train(plain, synthetic, epochs=1, n_per_query=4, progress=False)
+    save_ranker(r, tmp_path / "m", synthetic.name, log)                 # what the cache keeps
+    m = load_checkpoint(tmp_path / "m", {"ranker": "knrm", "collection": synthetic.name})
+    assert m.removal_training == 0.5 and m.train_log["removal_training"]["share"] == 0.5
