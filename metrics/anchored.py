@@ -12,7 +12,9 @@
   A_random: the mean over `random_orders` permutations drawn from a stream of their own (independent of
   every explainer's), or every permutation when there are at most that many (exact for short documents);
   both anchors are computed once per (ranker, pair, schedule) and shared by every explainer of the pair;
-  the oracle's cost (greedy and search rows) is in each row's info.
+  the oracle's cost (greedy and search rows) is in each row's info, and so is its consistency ladder
+  (`oracle_ladder`: the AUC of the oracle's order with 25/50/100% of its ranks shuffled, 3 x steps rows a pair),
+  which RESULTS.md's metric validity reads on every ranker where the gains ran, transformers included.
 - rank_deletion_lerf: least relevant first (ROAD / M4's LeRF): tokens removed in ascending attribution
   order; AUC of the standing, higher is better, in [0, 1]. Its info holds the MoRF AUC and the area
   between the two curves (`lerf_minus_morf`, in [-1, 1]; higher = the explanation separates what
@@ -23,6 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 import weakref
+import zlib
 
 import numpy as np
 import torch
@@ -80,8 +83,28 @@ def search_oracle(ctx, kind: str, counts: np.ndarray) -> tuple[np.ndarray, dict]
     return order, {**cost, "greedy_auc": sign * g_loss}
 
 
-def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[float, float]:
-    """(A_random, A_oracle, the oracle's cost) of the pair, computed once and shared by every explainer of it."""
+#: the corrupted shares of the oracle's stored order whose AUCs every gain row records (the consistency ladder)
+LADDER = (0.25, 0.5, 1.0)
+
+
+def corrupt_order(order: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """`order` with the ranks of round(fraction * n) of its tokens shuffled among themselves (the `corrupted`
+    explainer's corruption, applied to the scores n - position that the order implies)."""
+    n = len(order)
+    score = np.empty(n)
+    score[order] = n - np.arange(n)
+    k = int(round(fraction * n))
+    if k >= 2:
+        pos = rng.choice(n, size=k, replace=False)
+        score[pos] = score[rng.permutation(pos)]
+    return np.argsort(-score, kind="stable")
+
+
+def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[float, float, dict, dict]:
+    """(A_random, A_oracle, the oracle's cost, the ladder) of the pair, computed once and shared by every explainer
+    of it. The ladder: the AUC of the oracle's order with `LADDER` shares of its tokens' ranks shuffled (seeded by
+    the document), one batch of len(LADDER) x steps rows: the metric's consistency check on every ranker where
+    gains run, transformers included (the oracle is the metric's own optimiser, so it cannot validate it)."""
     entry = _ANCHORS.get(id(ctx.pair))
     if entry is None or entry[0]() is not ctx.pair:
         for k in [k for k, (ref, _) in _ANCHORS.items() if ref() is None]:
@@ -94,8 +117,10 @@ def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[flo
         rand = _random_orders(n, random_orders, ctx.seed)
         a_rand = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in rand]), counts).mean())
         oracle, cost = search_oracle(ctx, kind, counts)
-        a_orc = float(_standing_auc(ctx, curve_masks(oracle, counts, kind), counts)[0])
-        entry[1][key] = (a_rand, a_orc, cost)
+        rng = np.random.default_rng([ctx.seed, zlib.crc32(" ".join(map(str, ctx.pair.d_ids.tolist())).encode())])
+        orders = [oracle] + [corrupt_order(oracle, f, rng) for f in LADDER]
+        aucs = _standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts)
+        entry[1][key] = (a_rand, float(aucs[0]), cost, {f"{f:g}": float(v) for f, v in zip(LADDER, aucs[1:])})
     return entry[1][key]
 
 
@@ -105,9 +130,9 @@ def _gain(ctx, kind: str, max_steps: int, tie_orders: int, random_orders: int) -
     counts = step_counts(n, max_steps)
     orders = attribution_orders(ctx.explanation.doc_scores, tie_orders, seed=ctx.seed)
     a = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts).mean())
-    a_rand, a_orc, cost = anchors(ctx, kind, counts, random_orders)
+    a_rand, a_orc, cost, ladder = anchors(ctx, kind, counts, random_orders)
     info = {"auc": a, "random_auc": a_rand, "oracle_auc": a_orc, "random_orders": random_orders,
-            "n_others": len(ctx.other_scores), "oracle": cost}
+            "n_others": len(ctx.other_scores), "oracle": cost, "oracle_ladder": ladder}
     if abs(a_rand - a_orc) < MIN_SPAN:
         raise Skip(f"random orders and the search oracle are within {MIN_SPAN:g} {kind} AUC of each other on this "
                    f"pair ({a_rand:.4g} vs {a_orc:.4g}): too little room to rank explanations")

@@ -56,3 +56,14 @@ def evaluate_run(collection, run: dict[str, dict[str, float]]) -> dict:
     qrels = {q: collection.qrels.get(q, {}) for q in run}
     agg = ir_measures.calc_aggregate(list(measures.values()), qrels, run)
     return {"queries": len(run), **{k: float(agg[m]) for k, m in measures.items()}}
+
+
+def per_query_ndcg(collection, run: dict[str, dict[str, float]]) -> dict[str, float]:
+    """qid -> nDCG@10 of a run (ir-measures, graded judgments): the unit of a paired test between rankers."""
+    import ir_measures
+    m = ir_measures.parse_measure(MEASURE_NAMES["ndcg@10"])
+    qrels = {q: collection.qrels.get(q, {}) for q in run}
+    out = {q: 0.0 for q in run}
+    for x in ir_measures.iter_calc([m], qrels, run):
+        out[x.query_id] = float(x.value)
+    return out

@@ -183,7 +183,8 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     document as a further negative), pseudo_queries (per epoch, further triples from the documents
     themselves: `PseudoQueries`). A ranker with `removal_training` > 0 (a constructor parameter: part of the
     cached model's identity, with the operator) also sees that share of each batch's pairs again with a
-    uniform-random share of each document's words removed by its own operator, under the same hinge loss
+    uniform-random share of each document's words removed by its own operator, under the same hinge loss, and
+    with the full positive kept above its empty version by `empty_margin` (else REMOVAL_EMPTY_MARGIN)
     (counterfactual training, Hase et al. 2021; Madsen et al. 2024). Returns a log dict: per-epoch
     loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
@@ -196,6 +197,7 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     queries, docs = collection.units(model.analyzer)
     pseudo = PseudoQueries(collection, model.analyzer) if int(hp["pseudo_queries"]) > 0 else None
     share = float(getattr(model, "removal_training", 0.0) or 0.0)
+    margin = float(hp["empty_margin"]) if hp["empty_margin"] is not None else REMOVAL_EMPTY_MARGIN
     log = {"epochs": [], "seed": seed, "hyperparameters": hp}
     if share > 0:
         log["removal_training"] = {"share": share, "operator": getattr(model, "removal", "the ranker's own")}
@@ -224,7 +226,10 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
                 sub = [q_tok[i] for i in pick]
                 sp_r = _score_pairs(model, sub, [pos[i] for i in pick], removed=rng)
                 sn_r = _score_pairs(model, sub, [neg[i] for i in pick], removed=rng)
-                loss = loss + torch.relu(1.0 - sp_r + sn_r).mean()
+                se_r = _score_pairs(model, sub, [pos[i] for i in pick], empty=True)
+                # the positive still above its empty version (the operator under evaluation): the model learns that
+                # words removed at random are in distribution, not that removing every word costs nothing
+                loss = loss + torch.relu(1.0 - sp_r + sn_r).mean() + torch.relu(margin - sp[pick] + se_r).mean()
             if hp["empty_margin"] is not None:
                 se = _score_pairs(model, q_tok, neg, empty=True)
                 loss = loss + torch.relu(float(hp["empty_margin"]) - sn + se).mean()
@@ -252,6 +257,10 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     log["seconds"] = time.perf_counter() - t0
     log["best_dev_ndcg@10"] = best
     return log
+
+
+#: removal training's margin of a positive over its empty version (KNRM's empty margin)
+REMOVAL_EMPTY_MARGIN = 0.1
 
 
 def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:

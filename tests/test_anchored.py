@@ -64,7 +64,7 @@ def test_span_floor_by_hand(monkeypatch):
     """A pair whose random-to-oracle span is positive but below MIN_SPAN is skipped, with both AUCs named."""
     import metrics.anchored as anchored
     from metrics.base import Skip
-    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.47, {}))
+    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.47, {}, {}))
     monkeypatch.setattr(anchored, "_standing_auc", lambda ctx, masks, counts: np.array([0.49]))
 
     class Ctx:
@@ -78,7 +78,7 @@ def test_span_floor_by_hand(monkeypatch):
             doc_scores = np.array([0.3, 0.2, 0.1])
     with pytest.raises(Skip, match="within 0.05 deletion AUC.*0.5 vs 0.47"):
         anchored._gain(Ctx, "deletion", 20, 1, 4)
-    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.40, {}))
+    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.40, {}, {}))
     assert anchored._gain(Ctx, "deletion", 20, 1, 4).value == pytest.approx((0.50 - 0.49) / (0.50 - 0.40))
 
 
@@ -138,3 +138,51 @@ def test_gain_is_a_ratio_of_query_means_by_hand():
     assert board.loc["random", "mean"] == 0.0
     g, lo, hi = gain_ratio(np.array(num), np.array(den))
     assert lo <= g <= hi and g == pytest.approx(board.loc["x", "mean"])
+
+
+def test_every_gain_row_records_the_oracles_consistency_ladder():
+    """The ladder is the AUC of the oracle's stored order with 25/50/100% of its ranks shuffled (seeded by the
+    document), computed by hand here from the same shuffles: on the 3-token toy the oracle is a, b, c."""
+    import zlib
+
+    from metrics.anchored import LADDER, corrupt_order
+    params = {"rank_deletion_gain": {"max_steps": 10}}
+    ctx = _ctx([3, 2, 1])
+    d = compute_metrics(ctx, ["rank_deletion_gain"], params)["rank_deletion_gain"]
+    ladder = d.info["oracle_ladder"]
+    assert sorted(ladder, key=float) == ["0.25", "0.5", "1"]
+    # by hand: AUC (one token per step, standing 1 - #others above / 4) of each corrupted order
+    w = {0: 3.0, 1: 2.0, 2: 1.0}
+
+    def auc(order):
+        left, ys = 6.0, [1.0]
+        for t in order:
+            left -= w[int(t)]
+            ys.append(1 - (OTHERS > left).sum() / 4)
+        return np.trapezoid(ys, np.arange(4) / 3)
+
+    rng = np.random.default_rng([0, zlib.crc32(" ".join(map(str, ctx.pair.d_ids.tolist())).encode())])
+    oracle = np.array([0, 1, 2])
+    for f in LADDER:
+        assert ladder[f"{f:g}"] == pytest.approx(auc(corrupt_order(oracle, f, rng)))
+    assert corrupt_order(oracle, 0.0, np.random.default_rng(0)).tolist() == [0, 1, 2]
+    assert sorted(corrupt_order(np.arange(10), 1.0, np.random.default_rng(0)).tolist()) == list(range(10))
+
+
+def test_the_stored_ladder_checks_consistency_where_no_suite_ladder_ran(tmp_path):
+    from suites.cli import main
+    from suites.report.validity import validity_status, validity_table
+    from suites.run.store import Store
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "lad"\ncollection = "synthetic"\n[samples]\nqueries = 6\ntop_k = 1\nrelevant = 1\n'
+                 '[rankers.bm25]\n[explainers.random]\n[explainers.exact_shapley]\n'
+                 '[metrics.rank_deletion]\nmax_steps = 6\n[metrics.rank_deletion_gain]\nmax_steps = 6\n'
+                 'random_orders = 4\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    df = Store(tmp_path / "run" / "results.sqlite", readonly=True).results()
+    t = validity_table(df, {"random": {}, "exact_shapley": {}}, ["rank_deletion", "rank_deletion_gain"])
+    row = t[(t.ranker == "bm25") & (t._metric == "rank_deletion")].iloc[0]
+    assert row.reference == "search oracle (stored order)" and row._circular
+    assert row.queries >= 2 and row["means by corrupted share"].startswith("0: ")
+    assert validity_status(t, "bm25", "rank_deletion").startswith(("consistency check only (search oracle",
+                                                                    "fails"))

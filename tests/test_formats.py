@@ -123,3 +123,42 @@ def test_effectiveness_on_a_further_collection(tmp_path):
     assert set(rows) == {("bm25", "synthetic"), ("bm25", "vaswani"), ("random", "vaswani")}
     assert rows[("bm25", "vaswani")]["queries"] == 18 and rows[("bm25", "vaswani")]["ndcg@10"] > \
         rows[("random", "vaswani")]["ndcg@10"]
+
+
+def test_trec_dl_trains_on_2020_and_tests_on_2019():
+    """`trec-dl`: train and dev are DL 2020 queries, test every DL 2019 query; no DL 2019 judgment reaches training
+    or selection; each query keeps its own year's shipped candidates, so the test split's first stage as given is
+    DL 2019's published BM25 (nDCG@10 0.5058)."""
+    from rankers.evaluate import evaluate_run
+    from suites.data.collections import load_collection
+    c, dl19, dl20 = (load_collection(n) for n in ("trec-dl", "trec-dl-2019", "trec-dl-2020"))
+    test, train, dev = c.split("test"), c.split("train"), c.split("dev")
+    assert test == list(dl19.queries) and sorted(train + dev) == sorted(dl20.queries) and not set(train) & set(dev)
+    assert len(dev) == 11 and len(train) == 43
+    assert all(q not in dl19.qrels for q in train + dev)
+    assert len(c.docs) == len(set(dl19.docs) | set(dl20.docs)) and c.rel_threshold == 2
+    assert c.candidates(test[0]) == dl19.candidates(test[0]) and c.candidates(dev[0]) == dl20.candidates(dev[0])
+    first = c.first_stage()
+    e = evaluate_run(c, {q: first[q] for q in test})
+    assert round(e["ndcg@10"], 4) == 0.5058 and e["queries"] == 43
+
+
+def test_effectiveness_tests_each_ranker_against_the_first_stage_by_hand():
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import wilcoxon
+
+    from suites.report.effectiveness import effectiveness_section, versus_first_stage
+    first = {"a": 0.5, "b": 0.4, "c": 0.6, "d": 0.2, "e": 0.3}
+    mine = {"a": 0.6, "b": 0.55, "c": 0.58, "d": 0.4, "e": 0.45, "extra": 1.0}
+    rk = pd.DataFrame([{"collection": "trec-dl", "ranker": "first stage (as given)", "queries": 5, "ndcg@10": 0.4,
+                        "mrr@10": 0.5, "map": 0.3, "ndcg@10 per query": first},
+                       {"collection": "trec-dl", "ranker": "ce", "queries": 6, "ndcg@10": 0.5, "mrr@10": 0.6,
+                        "map": 0.4, "train_seconds": 3.0, "ndcg@10 per query": mine}])
+    got = versus_first_stage(rk)[("trec-dl", "ce")]
+    q = sorted(first)
+    d = np.array([mine[x] - first[x] for x in q])
+    p = wilcoxon([mine[x] for x in q], [first[x] for x in q], zero_method="zsplit").pvalue
+    assert got.startswith(f"{d.mean():+.3f} [") and got.endswith(f"p={p:.2g}, n=5")
+    md = "\n".join(effectiveness_section(rk))
+    assert "nDCG@10 vs first stage" in md and got in md

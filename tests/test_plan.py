@@ -139,3 +139,25 @@ def test_plan_prediction_of_the_qa_case_is_within_half(tmp_path, capsys, synthet
     slow-marked, run with `make test-slow` on a quiet machine; measured here +17% and +45% under load)."""
     plan, wall = _plan_then_run(tmp_path, capsys, synthetic)
     assert abs(plan["predicted_total_seconds"] / wall - 1) <= 0.5
+
+
+def test_plan_states_what_its_queries_resolve_by_hand():
+    """`rexbench plan`'s resolution per ranker: the spread of the paired query differences between explainers in
+    the calibration, the minimum detectable difference at the planned queries (80% power, alpha / (k - 1)), and
+    the queries that resolve the declared minimum meaningful difference."""
+    import numpy as np
+    from scipy.stats import t as student
+
+    from suites.run.planner import _power
+    vals = {"q1": (0.30, 0.50), "q2": (0.20, 0.45), "q3": (0.40, 0.52), "q4": (0.35, 0.60)}
+    values = [("r", e, "rank_deletion", q, "d", v[i]) for q, v in vals.items() for i, e in enumerate(("a", "b"))]
+    got = _power(values, "r", 25, 2)
+    d = np.array([b - a for a, b in vals.values()])
+    sd = d.std(ddof=1)
+    mdd = (student.ppf(1 - 0.05 / 2, 24) + student.ppf(0.8, 24)) * sd / np.sqrt(25) * np.sqrt(np.pi / 3)
+    x = got["metrics"]["rank_deletion"]
+    assert got["from_queries"] == 4 and x["sd"] == pytest.approx(sd) and x["mdd_at_planned"] == pytest.approx(mdd)
+    n = x["queries_to_resolve"]
+    f = lambda k: (student.ppf(0.975, k - 1) + student.ppf(0.8, k - 1)) * sd / np.sqrt(k) * np.sqrt(np.pi / 3)  # noqa
+    assert f(n) <= 0.02 < f(n - 1)
+    assert _power(values[:2], "r", 25, 2)["metrics"] == {}              # one query: no spread to plan from

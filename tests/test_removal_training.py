@@ -44,3 +44,19 @@ def test_removal_training_trains_and_says_so(synthetic, tmp_path, monkeypatch):
     save_ranker(r, tmp_path / "m", synthetic.name, log)                 # what the cache keeps
     m = load_checkpoint(tmp_path / "m", {"ranker": "knrm", "collection": synthetic.name})
     assert m.removal_training == 0.5 and m.train_log["removal_training"]["share"] == 0.5
+
+
+def test_the_report_says_which_operator_a_model_was_trained_with():
+    import pandas as pd
+
+    from suites.report.diagnostics import removal_label
+    rk = pd.DataFrame([{"ranker": "ce", "removal_training": {"share": 0.5, "operator": "pad"}},
+                       {"ranker": "ce_delete", "removal_training": {"share": 0.5, "operator": "pad"}},
+                       {"ranker": "knrm", "removal_training": {"share": 0.3, "operator": "the ranker's own"}},
+                       {"ranker": "plain", "removal_training": None}])
+    suite = {"ce": {"type": "crossencoder"}, "ce_delete": {"type": "crossencoder", "removal": "delete"},
+             "knrm": {}, "plain": {"type": "crossencoder"}}
+    assert removal_label(rk, suite, "ce") == "pad (trained with it, 50% of pairs)"
+    assert removal_label(rk, suite, "ce_delete") == "delete (trained with pad, 50% of pairs)"
+    assert removal_label(rk, suite, "knrm") == "- (trained with it, 30% of pairs)"
+    assert removal_label(rk, suite, "plain") == "pad"

@@ -147,9 +147,11 @@ def test_malformed_suites(tmp_path, text, match, capsys):
 
 
 def test_bundled_suites_validate():
-    for name in ("quick", "cranfield"):
+    for name in ("quick", "cranfield", "cranfield_gpu", "trec-dl"):
         cfg = load_suite(ROOT / "suites" / f"{name}.toml")
-        assert cfg.rankers and cfg.explainers and cfg.metrics
+        assert cfg.rankers and cfg.explainers and cfg.metrics and cfg.plan.rankers
+    dl = load_suite(ROOT / "suites" / "trec-dl.toml").plan.rankers        # the next evidence run's design
+    assert dl["crossencoder_delete"].config["removal_training"] == 0.5 and dl["knrm_exact"].config["kernels"] == "exact"
 
 
 def test_report_from_run_dir_alone(tmp_path):

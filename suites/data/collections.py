@@ -9,7 +9,8 @@ files, `suites.data.formats`), `irds:<id>`.
 
 Splits are by query ordinal (1-based order of the query file): ordinal % 5 == 0
 -> test, ordinal % 5 == 1 -> dev, the rest -> train (Cranfield: 135/45/45). TREC DL 2019 is a test
-collection: every query is in `test` (trained rankers train on DL 2020, whose ordinal split applies).
+collection: every query is in `test`; `trec-dl` joins the two years so that trained rankers train and select
+on DL 2020 (its ordinal train/dev split) and are tested on DL 2019.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from rankers.bm25 import BM25Index
 from rankers.errors import BadInput, unknown_name
 from rankers.text import Vocab, analyze, tokenize
 
-COLLECTIONS = ("cranfield", "trec-dl-2019", "trec-dl-2020", "vaswani", "synthetic", "beir:DIR", "trec:DIR",
-               "irds:<id>")
+COLLECTIONS = ("cranfield", "trec-dl-2019", "trec-dl-2020", "trec-dl", "vaswani", "synthetic", "beir:DIR",
+               "trec:DIR", "irds:<id>")
 SPLITS = ("train", "dev", "test", "all")
 
 
@@ -354,6 +355,28 @@ def load_trec_dl(name: str) -> Collection:
                       fixed_splits=splits, rel_threshold=2)
 
 
+#: the collection that trains on one year and tests on the other (issue 35)
+TREC_DL_TRANSFER = "trec-dl"
+
+
+def load_trec_dl_transfer() -> Collection:
+    """`trec-dl`: TREC DL 2020 trains, DL 2019 tests. Train and dev are the DL 2020 queries (ordinal split:
+    ordinal % 5 == 1 -> dev, the rest -> train), test is every DL 2019 query, so no DL 2019 judgment is used for
+    training or model selection. Documents: the union of both years' shipped BM25 top-100 lists (the candidates of
+    each query: its own year's list; rexbench's bm25 takes its idf from this union pool); judgments: both years'
+    NIST qrels, each for its own queries (the query sets are disjoint)."""
+    dl19, dl20 = load_trec_dl("trec-dl-2019"), load_trec_dl("trec-dl-2020")
+    if set(dl19.queries) & set(dl20.queries):
+        raise BadInput("trec-dl: the shipped DL 2019 and DL 2020 query ids overlap")
+    q20 = list(dl20.queries)
+    splits = {"test": list(dl19.queries), "dev": [q for i, q in enumerate(q20, 1) if i % 5 == 1],
+              "train": [q for i, q in enumerate(q20, 1) if i % 5 != 1]}
+    return Collection(TREC_DL_TRANSFER, {**dl20.docs, **dl19.docs}, {**dl19.queries, **dl20.queries},
+                      {**dl19.qrels, **dl20.qrels}, run={**dl19.run, **dl20.run},
+                      run_source="shipped BM25 top-100 (Pyserini), DL 2019 and DL 2020", fixed_splits=splits,
+                      rel_threshold=2)
+
+
 def load_vaswani() -> Collection:
     """The NPL (Vaswani) collection as shipped (`suites/data/vaswani/`, TREC format)."""
     from .formats import read_trec_docs, read_trec_qrels, read_trec_topics
@@ -445,6 +468,8 @@ def load_collection(name: str, data_dir: str | os.PathLike | None = None, seed: 
             _CACHE[key] = make_synthetic(seed)
         elif name in SHIPPED_TREC_DL:
             _CACHE[key] = load_trec_dl(name)
+        elif name == TREC_DL_TRANSFER:
+            _CACHE[key] = load_trec_dl_transfer()
         elif name == "vaswani":
             _CACHE[key] = load_vaswani()
         elif name.startswith("beir:") and len(name) > 5:

@@ -9,7 +9,7 @@ from metrics import METRICS
 
 from ..stats import ALPHA
 from .common import arrow, fmt, md_table
-from .diagnostics import operator_of
+from .diagnostics import removal_label
 from .roles import REFERENCE, role
 from .validity import validity_status
 
@@ -55,7 +55,7 @@ def trust_matrix(ev) -> pd.DataFrame:
         flag = ev.flags.get(r)
         row = {"ranker": f"{r} ⚠" if flag else r, "nDCG@10": fmt(nd.get(r), 3),
                "queries": ranker_queries(ev, r, m),
-               "removal": operator_of(ev.suite.get("rankers", {}), r),
+               "removal": removal_label(ev.rankers, ev.suite.get("rankers", {}), r),
                "validity": validity_status(ev.validity, r, m)}
         for e in matrix_columns(ev):
             owner = _alias_owner(ev, r, e)

@@ -25,6 +25,22 @@ def operator_of(suite_rankers: dict, ranker: str) -> str:
                                                                  else "-")
 
 
+def removal_label(rankers: pd.DataFrame, suite_rankers: dict, ranker: str) -> str:
+    """The operator a ranker was evaluated under, and the one it was trained with when it was trained with
+    removal (`removal_training`): "delete (trained with pad, 50% of pairs)"; evaluating under another operator
+    than the trained one is allowed and said so."""
+    op = operator_of(suite_rankers, ranker)
+    if rankers.empty or "removal_training" not in rankers:
+        return op
+    rt = rankers[rankers.ranker == ranker].removal_training
+    rt = next((v for v in rt if isinstance(v, dict)), None)
+    if rt is None:
+        return op
+    trained = rt.get("operator", "-")
+    same = trained == op or (op == "-" and trained == "the ranker's own")
+    return f"{op} (trained with {'it' if same else trained}, {float(rt.get('share', 0)):.0%} of pairs)"
+
+
 def _is_transformer(suite_rankers: dict, ranker: str) -> bool:
     from rankers.registry import RANKERS
     t = (suite_rankers.get(ranker) or {}).get("type") or ranker

@@ -41,7 +41,7 @@ def validity_table(df: pd.DataFrame, suite_explainers: dict, metrics: list[str])
     from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial, wide_queries
     ladders = corruption_ladders(suite_explainers)
     heads = [m for m in metrics if METRICS[m].headline]
-    if not ladders or df.empty:
+    if df.empty:
         return pd.DataFrame()
     rows = []
     for base, steps in ladders.items():
@@ -68,7 +68,52 @@ def validity_table(df: pd.DataFrame, suite_explainers: dict, metrics: list[str])
                              "monotone": "yes" if mono else "no",
                              "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
                              "verdict": ("consistent" if circular else "valid") if ok else "fails"})
+    rows += _stored_oracle_ladders(df, heads, {(r["ranker"], r["_metric"]) for r in rows if r["_circular"]})
     return pd.DataFrame(rows)
+
+
+#: the AUC metric each anchored gain's stored ladder checks
+_LADDER_OF = {"rank_deletion_gain": "rank_deletion", "rank_insertion_gain": "rank_insertion"}
+
+
+def _stored_oracle_ladders(df: pd.DataFrame, heads: list[str], done: set) -> list[dict]:
+    """The consistency ladder every gain row records (`metrics.anchored.LADDER`: the oracle's stored order with
+    a growing share of its ranks shuffled), as validity rows of the AUC metric it measures, on every ranker where
+    the gains ran and no suite ladder on the oracle did (transformers included)."""
+    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial
+    rows = []
+    for gain, m in _LADDER_OF.items():
+        if m not in heads:
+            continue
+        g = df[(df.metric == gain) & (df.status == "ok") & (df.docid != "*")].drop_duplicates(["ranker", "qid",
+                                                                                              "docid"])
+        for r, rg in g.groupby("ranker", sort=False):
+            if (r, m) in done:
+                continue
+            info = [json.loads(i) if isinstance(i, str) else (i or {}) for i in rg["info"]]
+            if not all("oracle_ladder" in i for i in info):
+                continue
+            shares = ["0"] + sorted(info[0]["oracle_ladder"], key=float)
+            per = pd.DataFrame([{"qid": q, **{"0": i["oracle_auc"]}, **i["oracle_ladder"]}
+                                for q, i in zip(rg.qid, info)]).groupby("qid")[shares].mean()
+            if len(per) < 2:
+                continue
+            o = orientation(m)
+            means = [o * float(per[f].mean()) for f in shares]
+            tol = 0.25 * min_meaningful_difference(m)
+            mono = all(b <= a + tol for a, b in zip(means, means[1:]))
+            d = o * (per[shares[0]] - per[shares[-1]]).to_numpy()
+            eff, p = rank_biserial(d), paired_test(per[shares[0]].to_numpy(), per[shares[-1]].to_numpy())
+            ok = mono and eff > 0 and p < ALPHA
+            rows.append({"_metric": m, "_ok": ok, "_circular": True, "ranker": r,
+                         "reference": "search oracle (stored order)", "metric": f"{m} {arrow(m)}",
+                         "queries": len(per),
+                         "means by corrupted share": ", ".join(f"{float(f):g}: {v * o:.3f}"
+                                                                for f, v in zip(shares, means)),
+                         "monotone": "yes" if mono else "no",
+                         "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
+                         "verdict": "consistent" if ok else "fails"})
+    return rows
 
 
 def validity_status(table: pd.DataFrame, ranker: str, metric: str) -> str:
@@ -101,8 +146,9 @@ def validity_summary(table: pd.DataFrame, rankers: list[str], metrics: list[str]
             "metric must not improve as more is shuffled and must separate the reference from its fully shuffled "
             f"version on paired queries (rank-biserial r > 0, Wilcoxon p < {ALPHA}). validated = a reference "
             "that is not the metric's own optimiser passed (bm25's exact Shapley shares: ground truth); "
-            "consistency check only = the only reference is the search oracle, which the curves' gains are "
-            "anchored on, so passing cannot validate them; not validated = no ladder ran on that ranker. A metric "
+            "consistency check only = the only reference is the search oracle (a suite ladder on `greedy`, or the "
+            "oracle's stored order, whose corrupted copies every gain row records), the curves' own optimiser, so "
+            "passing cannot validate them; not validated = no ladder ran on that ranker. A metric "
             "that fails anywhere loses its ★ everywhere. The ladders' values are on the ranker pages.", "",
             md_table(pd.DataFrame(rows)), "",
             (f"Demoted from headline by this test: {', '.join(demoted)}." if demoted else

@@ -14,9 +14,10 @@ from metrics import METRICS
 from ..run.store import Store
 from .answer import first_screen
 from .claim import seed_claim_section
-from .common import explanation_rows, fmt, md_table
+from .common import explanation_rows, fmt
 from .cost import plan_section, scaling_section, throughput_section
 from .diagnostics import anchors_section, diagnostics_section
+from .effectiveness import effectiveness_section
 from .evidence import gather
 from .figures import cost_figure, curve_figure, heatmap_figure, layer_sweep_figure, timing_figure
 from .markup import md_inline
@@ -214,24 +215,7 @@ def _write_report(run_dir: Path, out, db: Path, html: Path | None = None) -> Pat
         md[2:2] = [f"**Incomplete run**: {state}. Rankers with results: {', '.join(r for r in planned if r in done)}"
                    f"; without: {', '.join(r for r in planned if r not in done) or 'none'}. The last ranker with "
                    "results may be partial (see its n queries / pairs).", ""]
-    eff: list[str] = []
-    if not rankers.empty:
-        eff += ["## Ranker effectiveness (test split, BM25 top-100 re-ranked, ir-measures)", ""]
-        t = rankers.copy()
-        t["train s"] = [fmt(x, 1) if x is not None and not pd.isna(x) else "-" for x in t.get("train_seconds")]
-        for c in ("ndcg@10", "mrr@10", "map"):
-            t[c] = t[c].map(lambda v: fmt(v, 4))
-        cols = ["collection", "ranker", "queries", "ndcg@10", "mrr@10", "map", "train s"]
-        if "units" in t:  # what the ranker read: original-text words or index tokens
-            t["units"] = t["units"].map(lambda v: v if isinstance(v, str) else "index")
-            cols.insert(2, "units")
-        if "empty_below_95" in t:
-            t["empty doc below 95% of candidates"] = t.empty_below_95.map(lambda v: f"{v:.0%} of queries"
-                                                                          if v == v else "-")
-            cols.append("empty doc below 95% of candidates")
-        eff += [md_table(t[cols]), "", "The last column: in what share of queries the empty document (every token "
-               "removed by the ranker's mask) scores below at least 95% of the candidates; removing all evidence "
-               "should lower the score.", ""]
+    eff = effectiveness_section(rankers)
     paths: dict[str, Path] = {}
     if df.empty:
         md += eff

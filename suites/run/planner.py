@@ -102,12 +102,47 @@ def _calibrate(cfg: SuiteConfig, calibrate: int, device: str, data_dir: str | No
             trained = [d.get("train_seconds") for d in (json.loads(x) for (x,) in
                        con.execute("SELECT data FROM rankers WHERE split = 'test'")) if d.get("trained_now")]
             exps = [(r, e, json.loads(x)) for r, e, x in con.execute("SELECT ranker, explainer, data FROM explanations")]
+            values = _headline_values(con)
         finally:
             con.close()
     shard_total = sum(float(s) for _, s in shards)
     training = float(sum(t for t in trained if t))  # paid by the calibration, cached for the run
-    return {"shards": shards, "exps": exps, "wall": wall, "training": training,
+    return {"shards": shards, "exps": exps, "wall": wall, "training": training, "values": values,
             "fixed": max(wall - shard_total - training, 0.0), "source": "calibration run"}
+
+
+def _headline_values(con, qids: set | None = None) -> list[tuple]:
+    """(ranker, explainer, metric, qid, docid, value) of the ok sample rows of the headline metrics."""
+    from metrics import METRICS
+    heads = [m for m, spec in METRICS.items() if spec.headline]
+    q = ("SELECT ranker, explainer, metric, qid, docid, value FROM results WHERE status = 'ok' AND docid != '*' "
+         f"AND metric IN ({', '.join('?' * len(heads))})")
+    return [row for row in con.execute(q, heads) if qids is None or row[3] in qids]
+
+
+def _power(values: list[tuple], ranker: str, planned: int, n_explainers: int) -> dict:
+    """What `planned` queries can resolve on this ranker, from the calibration's spread: per headline metric the
+    minimum detectable difference at that n (80% power at the strictest Holm step over the explainers) and the
+    queries needed to resolve the declared minimum meaningful difference (`stats.board_power`); needs a
+    calibration of at least two queries (`--calibrate 2`, or `--calibration-run`)."""
+    import pandas as pd
+
+    from metrics import METRICS
+
+    from ..stats import board_power, minimum_detectable_difference
+    rows = [v for v in values if v[0] == ranker]
+    if not rows:
+        return {"from_queries": 0, "metrics": {}}
+    df = pd.DataFrame(rows, columns=["ranker", "explainer", "metric", "qid", "docid", "value"]).assign(status="ok")
+    out = {}
+    for m in [m for m in METRICS if m in set(df.metric)]:
+        p = board_power(df, ranker, m, max(n_explainers - 1, 1))
+        if p is None:
+            continue
+        out[m] = {"sd": p["sd"], "min_meaningful": p["min_meaningful"],
+                  "mdd_at_planned": minimum_detectable_difference(p["sd"], planned, max(n_explainers - 1, 1)),
+                  "queries_to_resolve": p["needed"]}
+    return {"from_queries": int(df.qid.nunique()), "metrics": out}
 
 
 def _from_run(cfg: SuiteConfig, coll, run_dir: Path, calibrate: int, device: str, data_dir: str | None) -> dict:
@@ -135,11 +170,12 @@ def _from_run(cfg: SuiteConfig, coll, run_dir: Path, calibrate: int, device: str
             shards = [(r, s) for r, q, s in con.execute("SELECT ranker, qid, seconds FROM shards") if q in first]
             exps = [(r, e, json.loads(x)) for r, e, q, x in
                     con.execute("SELECT ranker, explainer, qid, data FROM explanations") if q in first]
+            values = _headline_values(con, first)
         finally:
             con.close()
     fixed = float((meta.get("prepared") or {}).get("seconds", float("nan")))
     return {"shards": shards, "exps": exps, "wall": sum(float(s) for _, s in shards), "training": 0.0,
-            "fixed": fixed, "source": f"the first {calibrate} queries of {run_dir}"}
+            "fixed": fixed, "values": values, "source": f"the first {calibrate} queries of {run_dir}"}
 
 
 def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, workers: int, calibrate: int,
@@ -165,6 +201,7 @@ def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, wor
         entry = {"queries": q, "seconds_per_query": sec, "predicted_seconds": sec * q,
                  "rows_per_explanation": {e: sum(v) / len(v) for e, v in sorted(rows.get(r, {}).items())},
                  "queries_for_significance": need, "underpowered": q < need}
+        entry["power"] = _power(cal.get("values", []), r, q, n_expl)
         if budget_s is not None:
             spare = max(budget_s - (fixed if math.isfinite(fixed) else 0.0), 0.0) * max(workers, 1)
             entry["affordable_queries"] = int(spare // sec) if sec > 0 else None
@@ -191,6 +228,17 @@ def plan_text(p: dict) -> str:
                      f"{'UNDERPOWERED, ' if v['underpowered'] else ''}significance needs >= "
                      f"{v['queries_for_significance']} queries; model evaluations per explanation "
                      f"{min(rows.values()) if rows else 0:.0f}..{max(rows.values()) if rows else 0:.0f}{extra}")
+        pw = v.get("power") or {}
+        if pw.get("metrics"):
+            lines.append("    resolution (spread from the calibration's " + f"{pw['from_queries']} queries): "
+                         + "; ".join(f"{m} detects {x['mdd_at_planned']:.3f} at {v['queries']} queries (minimum "
+                                     f"meaningful {x['min_meaningful']:g}: "
+                                     + (f"{x['queries_to_resolve']} queries resolve it)" if x["queries_to_resolve"]
+                                        else "more than 100000 queries resolve it)")
+                                     for m, x in pw["metrics"].items()))
+        elif "power" in v:
+            lines.append("    resolution: unknown (the spread of paired differences needs a calibration of at least "
+                         "2 queries: --calibrate 2)")
     if p.get("uncalibrated"):
         lines.append(f"no calibration shard for {', '.join(p['uncalibrated'])}: their cost and the total are unknown")
     if "budget_seconds" in p:

@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rankers.errors import BadInput, RunFault, about_ranker
-from rankers.evaluate import evaluate, evaluate_run, run_ranker
+from rankers.evaluate import evaluate, evaluate_run, per_query_ndcg, run_ranker
 from rankers.registry import ranker_spec
 from rankers.scorer import resolve_batch_size
 from rankers.training import build_ranker, rexbench_version
@@ -314,9 +314,9 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
     first = coll.first_stage()
     if first is not None and not store.has_ranker(FIRST_STAGE, coll.name):  # the candidates' own ranking, as given
         test = set(coll.split("test"))
-        store.set_ranker(FIRST_STAGE, coll.name, "test", {**evaluate_run(coll, {q: r for q, r in first.items()
-                                                                                 if q in test}),
-                                                          "source": coll.run_source})
+        given = {q: r for q, r in first.items() if q in test}
+        store.set_ranker(FIRST_STAGE, coll.name, "test", {**evaluate_run(coll, given), "source": coll.run_source,
+                                                          "ndcg@10 per query": per_query_ndcg(coll, given)})
     for p in cfg.plan.rankers.values():
         rname = p.name
         t0 = time.perf_counter()
@@ -333,6 +333,7 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                     if key is not None:
                         runs[key] = run
                 eff = evaluate(ranker, coll, "test", empty=True, run=run)
+                eff["ndcg@10 per query"] = per_query_ndcg(coll, run)
                 if p.explain and qids:  # what random removal does to the explained documents (issue 32)
                     eff["removal_diagnostic"] = removal_diagnostics(ranker, coll, run, _explained_queries(p, qids),
                                                                     cfg.seed, rname)
@@ -342,6 +343,8 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
                                                         "trained_now": bool(getattr(ranker, "trained_now", False)),
                                                         "best_epoch": log.get("best_epoch"),
+                                                        **({"removal_training": log["removal_training"]}
+                                                           if log.get("removal_training") else {}),
                                                         "load_seconds": load_s, "device": device,
                                                         "units": ranker.analyzer,
                                                         "batch_size": resolve_batch_size(cfg.batch_size, device,

@@ -1,0 +1,69 @@
+"""RESULTS.md "Ranker effectiveness": nDCG@10, MRR@10 and MAP of every ranker on the test split, what it read,
+its training, and, where the candidates came with a first stage (TREC DL's shipped BM25), a paired test against it
+on per-query nDCG@10."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..run.runner import FIRST_STAGE
+from ..stats import mean_ci, paired_test
+from .common import fmt, md_table
+
+PER_QUERY = "ndcg@10 per query"
+
+
+def versus_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(collection, ranker) -> "+0.052 [+0.010, +0.094], p=0.01, n=43": the mean paired difference of per-query
+    nDCG@10 against the first stage of the same collection, its query-bootstrap CI and the Wilcoxon p."""
+    if PER_QUERY not in rankers:
+        return {}
+    out = {}
+    for coll, g in rankers.groupby("collection", sort=False):
+        base = g[g.ranker == FIRST_STAGE][PER_QUERY]
+        base = next((v for v in base if isinstance(v, dict)), None)
+        if base is None:
+            continue
+        for r, pq in zip(g.ranker, g[PER_QUERY]):
+            if r == FIRST_STAGE or not isinstance(pq, dict):
+                continue
+            q = sorted(set(pq) & set(base))
+            if len(q) < 2:
+                continue
+            a, b = np.array([pq[x] for x in q]), np.array([base[x] for x in q])
+            m, lo, hi = mean_ci(a - b)
+            out[(coll, r)] = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], p={paired_test(a, b):.2g}, n={len(q)}"
+    return out
+
+
+def effectiveness_section(rankers: pd.DataFrame) -> list[str]:
+    if rankers.empty:
+        return []
+    md = ["## Ranker effectiveness (test split, BM25 top-100 re-ranked, ir-measures)", ""]
+    t = rankers.copy()
+    t["train s"] = [fmt(x, 1) if x is not None and not pd.isna(x) else "-" for x in t.get("train_seconds")]
+    for c in ("ndcg@10", "mrr@10", "map"):
+        t[c] = t[c].map(lambda v: fmt(v, 4))
+    cols = ["collection", "ranker", "queries", "ndcg@10", "mrr@10", "map", "train s"]
+    if "units" in t:  # what the ranker read: original-text words or index tokens
+        t["units"] = t["units"].map(lambda v: v if isinstance(v, str) else "index")
+        cols.insert(2, "units")
+    vs = versus_first_stage(rankers)
+    if vs:
+        t["nDCG@10 vs first stage [95% CI], Wilcoxon"] = [vs.get((c, r), "-") for c, r in zip(t.collection, t.ranker)]
+        cols.insert(cols.index("ndcg@10") + 1, "nDCG@10 vs first stage [95% CI], Wilcoxon")
+    if "removal_training" in t and t.removal_training.map(lambda v: isinstance(v, dict)).any():
+        t["removal training"] = t.removal_training.map(
+            lambda v: f"{v.get('operator')}, {float(v.get('share', 0)):.0%} of pairs" if isinstance(v, dict) else "-")
+        cols.append("removal training")
+    if "empty_below_95" in t:
+        t["empty doc below 95% of candidates"] = t.empty_below_95.map(lambda v: f"{v:.0%} of queries"
+                                                                      if v == v else "-")
+        cols.append("empty doc below 95% of candidates")
+    md += [md_table(t[cols]), ""]
+    if vs:
+        md += ["nDCG@10 vs first stage: the mean paired difference of per-query nDCG@10 against the candidates' own "
+               "first stage (as given), a 95% CI resampling queries, the Wilcoxon signed-rank p and n queries.", ""]
+    return md + ["The last column: in what share of queries the empty document (every token removed by the ranker's "
+                 "mask) scores below at least 95% of the candidates; removing all evidence should lower the score.",
+                 ""]
