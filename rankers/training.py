@@ -109,12 +109,14 @@ def _param_groups(model: Ranker, hp: dict) -> list[dict]:
 
 
 def _triples(collection, rng: np.random.Generator, n_per_query: int):
-    """(qid, positive docid, negative docid) over the train split's BM25 candidates."""
+    """(qid, positive docid, negative docid) over the train split's BM25 candidates; positives are the judged-
+    relevant documents the collection holds (TREC DL judges passages outside its shipped pool, which are not
+    documents of the collection)."""
     out = []
     for q in collection.split("train"):
         cands = collection.bm25_candidates(q)
         rel = collection.qrels.get(q, {})
-        pos = [d for d in rel if rel[d] > 0]
+        pos = [d for d in rel if rel[d] > 0 and d in collection.docs]
         neg = [d for d in cands if rel.get(d, 0) <= 0]
         if not pos or not neg:
             continue

@@ -162,3 +162,16 @@ def test_effectiveness_tests_each_ranker_against_the_first_stage_by_hand():
     assert got.startswith(f"{d.mean():+.3f} [") and got.endswith(f"p={p:.2g}, n=5")
     md = "\n".join(effectiveness_section(rk))
     assert "nDCG@10 vs first stage" in md and got in md
+
+
+def test_training_triples_on_trec_dl_use_documents_of_the_pool():
+    """TREC DL judges passages outside the shipped pool: training pairs use only the pool's documents, and only
+    DL 2020 (train split) queries."""
+    import numpy as np
+
+    from rankers.training import _triples
+    from suites.data.collections import load_collection
+    c = load_collection("trec-dl")
+    t = _triples(c, np.random.default_rng(0), 2)
+    train = set(c.split("train"))
+    assert t and all(q in train and p in c.docs and n in c.docs and c.qrels[q][p] > 0 for q, p, n in t)
