@@ -96,10 +96,34 @@ BEATS_BY = 0.01
 _GAINS = {"rank_deletion_gain": "deletion", "rank_insertion_gain": "insertion"}
 
 
-def anchors_section(df: pd.DataFrame, suite_explainers: dict) -> list[str]:
+#: the sampling explainer whose cost the oracle's is set against
+SAMPLED = "shapley_sampling"
+
+
+def _oracle_cost(info: pd.Series, ok: pd.DataFrame, exps: list[dict] | None, ranker: str, sign: float) -> dict:
+    """The oracle's rows per pair (greedy and local search, from the gain rows' info) against `SAMPLED`'s rows per
+    explanation and how often its AUC beats the oracle's (columns only where the run recorded the oracle's cost)."""
+    per_pair = {}
+    for (q, d), i in zip(zip(ok.qid, ok.docid), info):
+        c = i.get("oracle") or {}
+        if "greedy_rows" in c:
+            per_pair[(q, d)] = c["greedy_rows"] + c.get("search_rows", 0)
+    if not per_pair:
+        return {}
+    rows = [e["forward_rows"] for e in exps or [] if e["ranker"] == ranker and e["explainer"] == SAMPLED
+            and e.get("forward_rows") is not None]
+    mine = (ok.explainer == SAMPLED).to_numpy()
+    beats = [sign * (i["oracle_auc"] - i["auc"]) > BEATS_BY for i, m in zip(info, mine) if m]
+    return {"oracle rows per pair (median)": f"{np.median(list(per_pair.values())):.0f}",
+            f"{SAMPLED} rows per explanation (median)": f"{np.median(rows):.0f}" if rows else "-",
+            f"{SAMPLED} beats the oracle by > {BEATS_BY}": f"{np.mean(beats):.0%}" if beats else "-"}
+
+
+def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] | None = None) -> list[str]:
     """Per ranker and direction: pairs scored, the share of pairs on which some explainer other than the oracle
-    itself beats the oracle's AUC by more than `BEATS_BY`, the largest excess, and the pairs left out because
-    random and oracle lay too close (nothing for a run without anchored gains)."""
+    itself beats the oracle's AUC by more than `BEATS_BY`, the largest excess, the pairs left out because
+    random and oracle lay too close, and where recorded the oracle's cost against `SAMPLED`'s (nothing for a
+    run without anchored gains)."""
     oracles = {e for e, p in (suite_explainers or {}).items() if ((p or {}).get("type") or e) == "greedy"}
     rows = []
     for ranker in df.ranker.unique() if not df.empty else []:
@@ -118,12 +142,16 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict) -> list[str]:
                              f"{(by_pair > BEATS_BY).mean():.0%}",
                          "largest excess (AUC)": f"{by_pair.max():+.3f}",
                          "pairs left out (random and oracle too close)":
-                             skipped.groupby(["qid", "docid"]).ngroups})
+                             skipped.groupby(["qid", "docid"]).ngroups,
+                         **_oracle_cost(info, ok, exps, ranker, sign)})
     if not rows:
         return []
     return ["## Anchors", "",
             "A gain of 1 means the search oracle's order; it anchors the gains only if no explainer beats it. Per "
             "ranker and direction: the share of pairs on which some explainer other than the oracle reaches a "
             f"better AUC than the oracle's by more than {BEATS_BY}, the largest such excess, and the pairs left "
-            "out because random and oracle lay too close to rank explanations between them.", "",
-            md_table(pd.DataFrame(rows)), ""]
+            "out because random and oracle lay too close to rank explanations between them."
+            + (f" The oracle's cost (greedy and local search rows per pair, the same for every explainer of the pair) "
+               f"is set against {SAMPLED}'s rows per explanation and how often that sampler beats it."
+               if any("oracle rows per pair (median)" in r for r in rows) else ""), "",
+            md_table(pd.DataFrame(rows).fillna("-")), ""]

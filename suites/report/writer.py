@@ -115,7 +115,7 @@ def _body(eff: list[str], run_dir: Path, out: Path, figs: Path, rel, meta: dict,
     pages = {r: rel(p) for r, p in paths.items()}
     md = eff
     md += diagnostics_section(rankers, suite.get("rankers", {}))
-    md += anchors_section(df, ev.suite_explainers)
+    md += anchors_section(df, ev.suite_explainers, exps)
     md += validity_summary(ev.validity, ev.explained, [m for m in ev.metric_order if METRICS[m].headline])
     md += seed_claim_section(ev, pages)
     if layer_sweep_figure(df, ev.suite_explainers, set(ev.headlines), figs / "gradcam_layers.png"):
