@@ -19,6 +19,18 @@ from rankers.scorer import Cost
 from .base import Explainer, Incompatible, Pair, build_explainer, explainer_class, register_explainer
 
 
+def shuffle_share(scores, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """(a copy of `scores` with those of round(fraction * n) positions, drawn at random, shuffled among themselves;
+    that number): the corruption of the validity ladders."""
+    s = np.asarray(scores, dtype=np.float64).copy()
+    n = len(s)
+    k = int(round(fraction * n))
+    if k >= 2:
+        pos = rng.choice(n, size=k, replace=False)
+        s[pos] = s[rng.permutation(pos)]
+    return s, k
+
+
 @register_explainer("corrupted")
 class CorruptedExplainer(Explainer):
     stochastic = True
@@ -43,13 +55,8 @@ class CorruptedExplainer(Explainer):
     def _attribute(self, pair: Pair) -> dict:
         ex = self.base.attribute_pair(pair)
         self._cost.append(Cost(ex.forward_passes, ex.forward_rows, ex.backward_passes))  # the base's model calls
-        s = np.asarray(ex.doc_scores, dtype=np.float64).copy()
-        n = len(s)
-        k = int(round(self.fraction * n))
         rng = np.random.default_rng([self.seed, zlib.crc32(" ".join(pair.doc_tokens).encode())])
-        if k >= 2:
-            pos = rng.choice(n, size=k, replace=False)
-            s[pos] = s[rng.permutation(pos)]
+        s, k = shuffle_share(ex.doc_scores, self.fraction, rng)
         return {"doc_scores": s, "score": ex.score,
                 "info": {"base": self.base_name, "fraction": self.fraction, "shuffled": k}}
 

@@ -30,6 +30,7 @@ import zlib
 import numpy as np
 import torch
 
+from explainers.corrupted import shuffle_share
 from explainers.search import search_order
 from rankers.params import Int
 
@@ -93,11 +94,7 @@ def corrupt_order(order: np.ndarray, fraction: float, rng: np.random.Generator) 
     n = len(order)
     score = np.empty(n)
     score[order] = n - np.arange(n)
-    k = int(round(fraction * n))
-    if k >= 2:
-        pos = rng.choice(n, size=k, replace=False)
-        score[pos] = score[rng.permutation(pos)]
-    return np.argsort(-score, kind="stable")
+    return np.argsort(-shuffle_share(score, fraction, rng)[0], kind="stable")
 
 
 def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[float, float, dict, dict]:

@@ -229,8 +229,8 @@ def compute_query_metrics(qctx: QueryContext, names: list[str], params: dict[str
         if spec.scope != "query":
             continue
         try:
-            for e in qctx.explanations[:1]:
-                _check_reads(spec, e)
+            if qctx.explanations:
+                _check_reads(spec, qctx.explanations[0])
             if len(qctx.explanations) < 2:
                 raise Skip("fewer than two explained documents for this query")
             out[spec.name] = spec.fn(qctx, **{**spec.defaults, **params.get(spec.name, {})})

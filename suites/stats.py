@@ -220,7 +220,8 @@ def wide_queries(df: pd.DataFrame, ranker: str, metric: str) -> pd.DataFrame:
 
 def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha: float = ALPHA) -> pd.DataFrame:
     """Explainers on one (ranker, metric), best first: query-mean (an anchored gain: the ratio of query means,
-    `gain_ratio`), query-bootstrap CI, n queries and pairs, and the comparison with the best on paired queries (Wilcoxon, Holm over the comparisons):
+    `gain_ratio`), query-bootstrap CI, n queries and pairs, and the comparison with the best on paired queries
+    (Wilcoxon, Holm over the comparisons):
     `verdict` is "best", "worse" (p_holm < alpha), "not shown worse", or "underpowered"."""
     direction = METRICS[metric].direction
     sub = ok_rows(df[(df.ranker == ranker) & (df.metric == metric)])

@@ -36,7 +36,7 @@ def _rows(values_by_explainer: dict[str, list[float]], metric: str) -> pd.DataFr
 
 
 def test_corruption_test_verdicts_and_demotion_by_hand():
-    from suites.report.validity import metric_validity
+    from suites.report.validity import demoted_metrics, validity_summary, validity_table
     explainers = {"exact_shapley": {}, "c50": {"type": "corrupted", "base": "exact_shapley", "fraction": 0.5},
                   "c100": {"type": "corrupted", "base": "exact_shapley", "fraction": 1.0}}
     rng = np.random.default_rng(0)
@@ -45,10 +45,12 @@ def test_corruption_test_verdicts_and_demotion_by_hand():
     good = _rows({"exact_shapley": base, "c50": base + 0.2, "c100": base + 0.4}, "rank_deletion")
     # rank_insertion (higher is better) improves at 50% corruption: not monotone, demoted
     bad = _rows({"exact_shapley": base + 0.5, "c50": base + 0.6, "c100": base + 0.1}, "rank_insertion")
-    md, demoted = metric_validity(pd.concat([good, bad]), explainers, ["rank_deletion", "rank_insertion"])
-    text = "\n".join(md)
-    assert demoted == {"rank_insertion"}
-    assert "| r | exact_shapley | rank_deletion ↓ | 12 |" in text and "valid" in text and "fails" in text
+    table = validity_table(pd.concat([good, bad]), explainers, ["rank_deletion", "rank_insertion"])
+    rows = table.drop(columns=["_metric", "_ok", "_circular"]).set_index("metric")
+    text = "\n".join(validity_summary(table, ["r"], ["rank_deletion", "rank_insertion"]))
+    assert demoted_metrics(table) == {"rank_insertion"}
+    assert rows.loc["rank_deletion ↓", ["ranker", "reference", "queries"]].tolist() == ["r", "exact_shapley", 12]
+    assert rows.loc["rank_deletion ↓", "verdict"] == "valid" and rows.loc["rank_insertion ↑", "verdict"] == "fails"
     assert "Demoted from headline by this test: rank_insertion." in text
 
 

@@ -57,6 +57,11 @@ def aliases_of(groups: dict[str, dict[str, list[str]]], ranker: str, explainer: 
     return list(groups.get(ranker, {}).get(explainer, []))
 
 
+def owner_of(groups: dict[str, dict[str, list[str]]], ranker: str, explainer: str) -> str | None:
+    """The kept explainer `explainer` is an alias of on this ranker (None when it is nobody's alias)."""
+    return next((kept for kept, aliases in groups.get(ranker, {}).items() if explainer in aliases), None)
+
+
 def label(groups: dict[str, dict[str, list[str]]], ranker: str, explainer: str) -> str:
     """"name (= alias, alias)" where the explainer stands for identical ones on this ranker, else the name."""
     a = aliases_of(groups, ranker, explainer)

@@ -7,14 +7,15 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import ALPHA
+from ..stats import ALPHA, VERDICTS
+from .aliases import owner_of
 from .common import arrow, fmt, md_table
 from .diagnostics import removal_label
 from .roles import REFERENCE, role
 from .validity import validity_status
 
-#: the marks of a trust-matrix cell against Grad-CAM (primary family verdicts)
-MARKS = {"better": "▲", "worse": "▼", "negligible": "≈", "not resolved": "?"}
+#: the marks of a trust-matrix cell against Grad-CAM (primary family verdicts, `stats.VERDICTS`)
+MARKS = dict(zip(VERDICTS, ("▲", "▼", "≈", "?")))
 
 #: the roles shown as trust-matrix columns, in this order
 COLUMN_ROLES = ("reference", "competitor", "exact", "oracle", "baseline")
@@ -34,13 +35,6 @@ def matrix_columns(ev) -> list[str]:
     return sorted(keep, key=lambda e: (COLUMN_ROLES.index(role(e, ev.suite_explainers)), e))
 
 
-def _alias_owner(ev, ranker: str, explainer: str) -> str | None:
-    for kept, aliases in ev.aliases.get(ranker, {}).items():
-        if explainer in aliases:
-            return kept
-    return None
-
-
 def trust_matrix(ev) -> pd.DataFrame:
     """Rows: explained rankers with nDCG@10, n queries, removal operator and the matrix metric's validity status;
     columns: deduplicated explainers; cells: the query-mean of the matrix metric and its primary-family mark
@@ -50,15 +44,15 @@ def trust_matrix(ev) -> pd.DataFrame:
     from ..stats import query_values
     means = query_values(qv).groupby(["ranker", "explainer"]).value.mean() if not qv.empty else pd.Series(dtype=float)
     nd = dict(zip(ev.rankers.ranker, ev.rankers["ndcg@10"])) if not ev.rankers.empty else {}
-    rows = []
+    rows, columns = [], matrix_columns(ev)
     for r in ev.explained:
         flag = ev.flags.get(r)
         row = {"ranker": f"{r} ⚠" if flag else r, "nDCG@10": fmt(nd.get(r), 3),
                "queries": ranker_queries(ev, r, m),
                "removal": removal_label(ev.rankers, ev.suite.get("rankers", {}), r),
                "validity": validity_status(ev.validity, r, m)}
-        for e in matrix_columns(ev):
-            owner = _alias_owner(ev, r, e)
+        for e in columns:
+            owner = owner_of(ev.aliases, r, e)
             if owner is not None:
                 row[e] = f"= {owner}"
                 continue
@@ -78,8 +72,7 @@ def trust_matrix(ev) -> pd.DataFrame:
 def cost_strip(ev) -> pd.DataFrame:
     """Per deduplicated explainer (the matrix's columns): model evaluations and median milliseconds per
     explanation, the median over the rankers it explained (each explanation counted once)."""
-    from .cost import explanation_costs
-    c = explanation_costs(ev.raw, ev.exps)
+    c = ev.costs
     cols = [e for e in matrix_columns(ev) if e in set(c.explainer)]
     if not cols:
         return pd.DataFrame()

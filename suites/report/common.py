@@ -71,3 +71,9 @@ def metric_label(m: str, ranker: str) -> str:
 def duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
         f"{seconds / 3600:.1f} h"
+
+
+def table_key(name: str, table: dict, ignore) -> tuple:
+    """(ranker type, the suite table's other settings) with the keys in `ignore` left out: two tables with one key
+    differ only in what `ignore` names (a training seed, a removal operator, what they explain)."""
+    return (table.get("type") or name, sorted((k, repr(v)) for k, v in table.items() if k not in ignore))

@@ -3,15 +3,17 @@ rankers, validity, and the comparisons computed once (the primary family control
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import pandas as pd
 
 from metrics import METRICS
 
 from .aliases import alias_groups, collapse, label
+from .cost import explanation_costs
 from .flags import ranker_flags
 from .primary import Comparisons
-from .validity import metric_validity, validity_table
+from .validity import demoted_metrics, validity_table
 
 
 #: the trust matrix's metric: the deletion standing AUC, defined on every pair and free of the search oracle
@@ -30,7 +32,6 @@ class Evidence:
     metric_order: list[str]
     headlines: list[str]                   # declared headlines that passed validity, in metric order
     validity: pd.DataFrame
-    validity_md: list[str]
     comparisons: Comparisons
     sweep: list[str] = field(default_factory=list)   # Grad-CAM layer-sweep explainers (a study, not competitors)
 
@@ -46,6 +47,12 @@ class Evidence:
     def explained(self) -> list[str]:
         """The explained rankers, in the run's order."""
         return list(self.df.ranker.unique())
+
+    @cached_property
+    def costs(self) -> pd.DataFrame:
+        """One row per explanation (`cost.explanation_costs`), computed once for the cost strip, the figures and
+        the ranker pages."""
+        return explanation_costs(self.raw, self.exps)
 
     @property
     def matrix_metric(self) -> str | None:
@@ -67,7 +74,7 @@ def gather(meta: dict, df: pd.DataFrame, rankers: pd.DataFrame, exps: list[dict]
     se = suite.get("explainers", {})
     metric_order = [m for m in METRICS if m in set(df.metric)]
     table = validity_table(df, se, metric_order)
-    md, demoted = metric_validity(df, se, metric_order, table)
+    demoted = demoted_metrics(table)
     heads = [m for m in metric_order if METRICS[m].headline and m not in demoted]
     groups = alias_groups(df, se)
     # the layer sweep is a study of Grad-CAM itself, not a competitor: one of its layers is gradcam's own
@@ -78,5 +85,5 @@ def gather(meta: dict, df: pd.DataFrame, rankers: pd.DataFrame, exps: list[dict]
     flags = ranker_flags(df, rankers)
     comps = Comparisons(flat, se, list(flat.ranker.unique()), metric_order, heads, set(flags))
     return Evidence(meta=meta, raw=df, df=flat, rankers=rankers, exps=exps, aliases=groups, flags=flags,
-                    metric_order=metric_order, headlines=heads, validity=table, validity_md=md, comparisons=comps,
+                    metric_order=metric_order, headlines=heads, validity=table, comparisons=comps,
                     sweep=sweep)

@@ -9,7 +9,7 @@ from scipy.stats import kendalltau
 from metrics import METRICS
 
 from ..stats import orientation, query_values
-from .common import arrow, fmt, md_table
+from .common import arrow, fmt, md_table, table_key
 
 #: the settings that may differ between two tables of one model compared across operators (what they explain,
 #: not what the model computes)
@@ -19,12 +19,12 @@ N_BOOT = 1000
 
 def operator_pairs(suite_rankers: dict, present: set[str]) -> list[tuple[str, str]]:
     """Pairs of suite rankers of one model (the same type and model settings) under different removal operators."""
-    def key(name, t):
-        return (t.get("type") or name, sorted((k, repr(v)) for k, v in t.items() if k not in _NOT_THE_MODEL))
+    def key(name):
+        return table_key(name, suite_rankers[name], _NOT_THE_MODEL)
 
     names = [r for r in suite_rankers if r in present]
     return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
-            if key(a, suite_rankers[a]) == key(b, suite_rankers[b])
+            if key(a) == key(b)
             and suite_rankers[a].get("removal", "pad") != suite_rankers[b].get("removal", "pad")]
 
 

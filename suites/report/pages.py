@@ -10,7 +10,6 @@ import pandas as pd
 from .claim import GRANULARITIES, SEED_RANKERS
 from .common import fmt, md_table, score_normalised
 from .comparisons import comparison_table, comparisons_note
-from .cost import explanation_costs
 from .leaderboard import leaderboard_section, normalised_section
 from .primary import REFERENCES
 from .validity import meta_evaluation_section
@@ -36,7 +35,7 @@ def skips_table(raw: pd.DataFrame) -> list[str]:
     return ["## Skips and errors", "", "Recorded, never fatal: one line per distinct reason.", "", md_table(bad), ""]
 
 
-def cost_table(costs: pd.DataFrame, env: dict) -> pd.DataFrame:
+def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
     """Per explainer: explanations, median ms, batched calls, model evaluations, explanations/s and peak memory
     (each explanation once: `cost.explanation_costs`)."""
     t = costs.groupby(["ranker", "explainer"]).agg(n=("seconds", "size"), median_ms=("seconds", "median"),
@@ -63,7 +62,7 @@ def cost_section(t: pd.DataFrame, env: dict, labels: dict) -> list[str]:
             md_table(show[["explainer", "n", "median_ms", "fwd", "rows", "bwd", "expl/s", "peak_mb"]]), ""]
 
 
-def ranker_page(ev, ranker: str, page: Path, results_md: Path, figs: Path, costs: pd.DataFrame) -> str:
+def ranker_page(ev, ranker: str, page: Path, results_md: Path, figs: Path) -> str:
     """The Markdown of one ranker's page (links relative to `page`)."""
     rel = lambda p: os.path.relpath(p, page.parent)  # noqa: E731
     df = ev.df[ev.df.ranker == ranker]
@@ -82,8 +81,9 @@ def ranker_page(ev, ranker: str, page: Path, results_md: Path, figs: Path, costs
         md.append(f"- identical on every sample: {kept} = {', '.join(aliases)} (one entry, `{kept}`)")
     md.append("")
     metrics = [m for m in ev.metric_order if not score_normalised(m)]
-    md += leaderboard_section(df, metrics, exps=ev.exps, headlines=set(ev.headlines), labels=ev.labels(),
-                              title="## Leaderboard")
+    gpu_suite = (Path(__file__).parents[1] / f"{ev.suite.get('name')}_gpu.toml").exists()
+    md += leaderboard_section(df, metrics, gpu_suite=gpu_suite, exps=ev.exps, headlines=set(ev.headlines),
+                              labels=ev.labels(), title="## Leaderboard")
     cmp_metrics = list(ev.headlines)
     if ranker in SEED_RANKERS:
         cmp_metrics += [m for g in GRANULARITIES.values() for m in g if m not in cmp_metrics]
@@ -98,7 +98,7 @@ def ranker_page(ev, ranker: str, page: Path, results_md: Path, figs: Path, costs
     md += meta_evaluation_section(df, ev.metric_order)
     md += normalised_section(df, [m for m in ev.metric_order if score_normalised(m)])
     md += skips_table(raw)
-    md += cost_section(cost_table(costs[costs.ranker == ranker], env), env, ev.labels())
+    md += cost_section(cost_table(ev.costs[ev.costs.ranker == ranker]), env, ev.labels())
     curve = figs / f"curves_{ranker}.png"
     if curve.exists():
         md += ["## Rank deletion and insertion curves", "", f"![{ranker} curves]({rel(curve)})", ""]
@@ -109,11 +109,10 @@ def write_pages(ev, pages_dir: Path, results_md: Path, figs: Path) -> dict[str, 
     """Write one page per explained ranker into `pages_dir` (old pages of rankers no longer in the run are
     removed); ranker -> page path."""
     pages_dir.mkdir(parents=True, exist_ok=True)
-    costs = explanation_costs(ev.raw, ev.exps)
     out = {}
     for r in ev.explained:
         p = pages_dir / f"{r}.md"
-        p.write_text(ranker_page(ev, r, p, results_md, figs, costs))
+        p.write_text(ranker_page(ev, r, p, results_md, figs))
         out[r] = p
     for old in pages_dir.glob("*.md"):
         if old not in out.values():
@@ -123,4 +122,4 @@ def write_pages(ev, pages_dir: Path, results_md: Path, figs: Path) -> dict[str, 
 
 def cost_figure_table(ev) -> pd.DataFrame:
     """The whole run's per-(ranker, explainer) cost table (figures)."""
-    return cost_table(explanation_costs(ev.raw, ev.exps), ev.meta.get("environment", {}))
+    return cost_table(ev.costs)

@@ -20,22 +20,19 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from ..stats import compare_to, competitors, orientation, query_values
+from .common import table_key
 
 N_BOOT = 1000
 
 
 def seed_groups(suite_rankers: dict, suite_seed: int, present: set[str]) -> dict[str, dict[int, str]]:
     """First member's name -> {training seed: ranker name} for groups of >= 2 seeds among `present`."""
-    def key(name, t):
-        return (t.get("type") or name,
-                sorted((k, repr(v)) for k, v in t.items() if k not in ("type", "train_seed")))
-
     groups: dict[tuple, dict[int, str]] = {}
     for name, t in suite_rankers.items():
         if name not in present or not t.get("explain", True):
             continue
         seed = t.get("train_seed")
-        g = groups.setdefault(repr(key(name, t)), {})
+        g = groups.setdefault(repr(table_key(name, t, ("type", "train_seed"))), {})
         g.setdefault(int(suite_seed if seed is None else seed), name)
     return {next(iter(g.values())): g for g in groups.values() if len(g) >= 2}
 

@@ -31,20 +31,43 @@ def corruption_ladders(suite_explainers: dict) -> dict[str, list[tuple[float, st
 CIRCULAR_TYPES = ("greedy",)
 
 
+def _ladder_row(ranker: str, reference: str, metric: str, per: pd.DataFrame, fractions: list[float],
+                circular: bool) -> dict:
+    """One validity row: `per` [qid x step] holds the reference's query values at each corrupted share
+    `fractions` (0 first, fully corrupted last). Valid when the oriented query-means do not rise with the share
+    (tolerance a quarter of the metric's minimum meaningful difference) and the reference beats its fully
+    corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha)."""
+    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial
+    o = orientation(metric)
+    cols = list(per.columns)
+    means = [o * float(per[c].mean()) for c in cols]
+    tol = 0.25 * min_meaningful_difference(metric)
+    mono = all(b <= a + tol for a, b in zip(means, means[1:]))
+    d = o * (per[cols[0]] - per[cols[-1]]).to_numpy()
+    eff, p = rank_biserial(d), paired_test(per[cols[0]].to_numpy(), per[cols[-1]].to_numpy())
+    ok = mono and eff > 0 and p < ALPHA
+    return {"_metric": metric, "_ok": ok, "_circular": circular, "ranker": ranker, "reference": reference,
+            "metric": f"{metric} {arrow(metric)}", "queries": len(per),
+            "means by corrupted share": ", ".join(f"{f:g}: {o * v:.3f}" for f, v in zip(fractions, means)),
+            "monotone": "yes" if mono else "no",
+            "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
+            "verdict": ("consistent" if circular else "valid") if ok else "fails"}
+
+
 def validity_table(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]) -> pd.DataFrame:
-    """The corruption test (a reference explanation shuffled on a growing share of tokens) for every declared
-    headline metric on every ranker where a ladder ran: the oriented query-means must not rise with the
-    fraction (tolerance a quarter of the metric's minimum meaningful difference) and the reference must beat
-    its fully corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha). One row per
-    (reference, ranker, metric): the shown columns, and `_metric`, `_ok`, `_circular` (the reference is the
-    search oracle, the curves' own optimiser)."""
-    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial, wide_queries
+    """The corruption test (`_ladder_row`: a reference explanation shuffled on a growing share of tokens) for
+    every declared headline metric on every ranker where a ladder ran, from the suite's `corrupted` explainers
+    and from the search oracle's stored ladder (`_stored_oracle_ladders`). One row per (reference, ranker,
+    metric): the shown columns, and `_metric`, `_ok`, `_circular` (the reference is the search oracle, the
+    curves' own optimiser)."""
+    from ..stats import wide_queries
     ladders = corruption_ladders(suite_explainers)
     heads = [m for m in metrics if METRICS[m].headline]
     if df.empty:
         return pd.DataFrame()
     rows = []
     for base, steps in ladders.items():
+        circular = ((suite_explainers.get(base) or {}).get("type") or base) in CIRCULAR_TYPES
         for r in df.ranker.unique():
             for m in heads:
                 wide = wide_queries(df, r, m)
@@ -54,20 +77,7 @@ def validity_table(df: pd.DataFrame, suite_explainers: dict, metrics: list[str])
                 both = wide[names].dropna()
                 if len(both) < 2:
                     continue
-                fr = [f for f, n in steps if n in names]
-                means = [orientation(m) * float(both[n].mean()) for n in names]
-                tol = 0.25 * min_meaningful_difference(m)
-                mono = all(b <= a + tol for a, b in zip(means, means[1:]))
-                d = orientation(m) * (both[names[0]] - both[names[-1]]).to_numpy()
-                eff, p = rank_biserial(d), paired_test(both[names[0]].to_numpy(), both[names[-1]].to_numpy())
-                ok = mono and eff > 0 and p < ALPHA
-                circular = ((suite_explainers.get(base) or {}).get("type") or base) in CIRCULAR_TYPES
-                rows.append({"_metric": m, "_ok": ok, "_circular": circular, "ranker": r, "reference": base, "metric": f"{m} {arrow(m)}", "queries": len(both),
-                             "means by corrupted share": ", ".join(f"{f:g}: {orientation(m) * v:.3f}"
-                                                                   for f, v in zip(fr, means)),
-                             "monotone": "yes" if mono else "no",
-                             "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
-                             "verdict": ("consistent" if circular else "valid") if ok else "fails"})
+                rows.append(_ladder_row(r, base, m, both, [f for f, n in steps if n in names], circular))
     rows += _stored_oracle_ladders(df, heads, {(r["ranker"], r["_metric"]) for r in rows if r["_circular"]})
     return pd.DataFrame(rows)
 
@@ -80,7 +90,6 @@ def _stored_oracle_ladders(df: pd.DataFrame, heads: list[str], done: set) -> lis
     """The consistency ladder every gain row records (`metrics.anchored.LADDER`: the oracle's stored order with
     a growing share of its ranks shuffled), as validity rows of the AUC metric it measures, on every ranker where
     the gains ran and no suite ladder on the oracle did (transformers included)."""
-    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial
     rows = []
     for gain, m in _LADDER_OF.items():
         if m not in heads:
@@ -96,24 +105,15 @@ def _stored_oracle_ladders(df: pd.DataFrame, heads: list[str], done: set) -> lis
             shares = ["0"] + sorted(info[0]["oracle_ladder"], key=float)
             per = pd.DataFrame([{"qid": q, **{"0": i["oracle_auc"]}, **i["oracle_ladder"]}
                                 for q, i in zip(rg.qid, info)]).groupby("qid")[shares].mean()
-            if len(per) < 2:
-                continue
-            o = orientation(m)
-            means = [o * float(per[f].mean()) for f in shares]
-            tol = 0.25 * min_meaningful_difference(m)
-            mono = all(b <= a + tol for a, b in zip(means, means[1:]))
-            d = o * (per[shares[0]] - per[shares[-1]]).to_numpy()
-            eff, p = rank_biserial(d), paired_test(per[shares[0]].to_numpy(), per[shares[-1]].to_numpy())
-            ok = mono and eff > 0 and p < ALPHA
-            rows.append({"_metric": m, "_ok": ok, "_circular": True, "ranker": r,
-                         "reference": "search oracle (stored order)", "metric": f"{m} {arrow(m)}",
-                         "queries": len(per),
-                         "means by corrupted share": ", ".join(f"{float(f):g}: {v * o:.3f}"
-                                                                for f, v in zip(shares, means)),
-                         "monotone": "yes" if mono else "no",
-                         "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
-                         "verdict": "consistent" if ok else "fails"})
+            if len(per) >= 2:
+                rows.append(_ladder_row(r, "search oracle (stored order)", m, per, [float(f) for f in shares],
+                                        True))
     return rows
+
+
+def demoted_metrics(table: pd.DataFrame) -> set[str]:
+    """The declared headline metrics that failed the corruption test on some ranker (they lose their ★)."""
+    return set() if table.empty else set(table[~table._ok]._metric)
 
 
 def validity_status(table: pd.DataFrame, ranker: str, metric: str) -> str:
@@ -139,7 +139,7 @@ def validity_summary(table: pd.DataFrame, rankers: list[str], metrics: list[str]
     if table.empty:
         return []
     rows = [{"ranker": r, **{f"{m} {arrow(m)}": validity_status(table, r, m) for m in metrics}} for r in rankers]
-    demoted = sorted(set(table[~table._ok]._metric))
+    demoted = sorted(demoted_metrics(table))
     return ["## Metric validity", "",
             "Can each headline metric be trusted on each ranker? The corruption test: a reference explanation has "
             "its scores shuffled among a growing share of the document's words (`corrupted`, seeded); a valid "
@@ -153,32 +153,6 @@ def validity_summary(table: pd.DataFrame, rankers: list[str], metrics: list[str]
             md_table(pd.DataFrame(rows)), "",
             (f"Demoted from headline by this test: {', '.join(demoted)}." if demoted else
              "Every declared headline metric tested here passes where it was tested."), ""]
-
-
-def metric_validity(df: pd.DataFrame, suite_explainers: dict, metrics: list[str],
-                    table: pd.DataFrame | None = None) -> tuple[list[str], set[str]]:
-    """The section of `validity_table` and the metrics demoted from headline (failed somewhere)."""
-    t = validity_table(df, suite_explainers, metrics) if table is None else table
-    if t.empty:
-        return [], set()
-    demoted = set(t[~t._ok]._metric)
-    rows = t.drop(columns=["_metric", "_ok", "_circular"]).to_dict("records")
-    md = ["## Metric validity", "",
-          "Shown before any leaderboard: can each headline metric be trusted? (a) The corruption test: a reference "
-          "explanation (bm25's exact Shapley shares, the ground truth; the greedy search oracle where a ladder "
-          "ran on it) has its scores shuffled among a growing share of the document's tokens (`corrupted`, "
-          "seeded). A valid metric must not improve as more is shuffled (query-means oriented so higher = "
-          "better, tolerance a quarter of the metric's minimum meaningful difference) and must separate the "
-          "reference from its fully shuffled version on paired queries (rank-biserial r > 0, Wilcoxon p < "
-          f"{ALPHA}). \"consistent\" where the reference is the search oracle, the curves' own optimiser: a "
-          "consistency check, not validation. A declared headline metric that fails on any ranker is demoted: it "
-          "loses its ★ in every table. Separation from random and reliability (Kendall's W among competing explainers) are "
-          "in the meta-evaluation section.", "", md_table(pd.DataFrame(rows)), ""]
-    if demoted:
-        md += [f"Demoted from headline by this test: {', '.join(sorted(demoted))}.", ""]
-    else:
-        md += ["Every declared headline metric tested here passes.", ""]
-    return md, demoted
 
 
 #: known-good explainers to separate from random: bm25's exact Shapley shares (the ground truth), lexical match
