@@ -17,7 +17,8 @@ is unchanged and the backward follows AttnLRP's rules:
   bi-encoder's query . document): the uniform rule, half the relevance to each factor (g / 2 to both);
 - softmax: its own gradient, which in Gradient x Input is AttnLRP's softmax rule R_in = x (R_out - s sum R_out)
   (the share it does not pass on is the bias term the rule leaves out);
-- scaled_dot_product_attention: computed explicitly (Q K^T, softmax, A V) so the two rules above apply.
+- scaled_dot_product_attention: computed explicitly (Q K^T, softmax, A V) so the two rules above apply;
+- a maximum (late interaction's MaxSim): its gradient, all relevance to the maximal element (winner takes all).
 
 "Input-dependent" is read from `requires_grad`: the explainer freezes the model's parameters while it runs.
 Activations outside the list (e.g. "gelu_new"'s tanh formula) follow their parts' rules, an approximation."""
@@ -195,11 +196,12 @@ class AttnLRP(Explainer):
     """AttnLRP (Achtibat et al. 2024) on transformer rankers, natively (`explainers.lrp`): the relevance of the
     explained score at the input embeddings of each piece (embedding . modified gradient), pieces summed into
     words; query words too. Encoder cross-encoders and bi-encoders of every family the adapters read, decoder and
-    seq2seq rerankers (their norms, gated MLPs and attention follow the same rules). One forward and one backward
-    pass. A bi-encoder's score is a product of the query's and the document's vectors: the uniform rule gives each
+    seq2seq rerankers (their norms, gated MLPs and attention follow the same rules), late interaction (each text's
+    encoder pass, MaxSim over the cosines of word vectors). One forward and one backward pass. A bi-encoder's and
+    late interaction's score are products of the query's and the document's vectors: the uniform rule gives each
     side half."""
 
-    requires = ("token_states",)
+    requires = ("encoder_inputs",)
 
     def _attribute(self, pair: Pair) -> dict:
         ranker = self.ranker

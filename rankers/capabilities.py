@@ -18,6 +18,8 @@ CAPABILITIES: dict[str, str] = {
     "feature_layer": "feature maps [B, C, Lq, Ld] aligned with (query token, document token): Grad-CAM",
     "token_states": "encoder token states captured per side (`capture(layer=...)`): Grad-CAM on transformers",
     "attention": "attention weights captured per side (`capture(attentions=True)`)",
+    "encoder_inputs": "the score is computed by torch operations from word-piece input embeddings passed through "
+                      "`_run(side, embeds, batch)` (relevance at the inputs: AttnLRP)",
     "pooled_states": "score = cosine of mean-pooled token states (bi-encoder decomposition)",
     "single_use_modules": "every nonlinearity is an nn.Module called once per forward (Captum DeepLift)",
     "randomisable": "parameters that cascading randomisation can re-initialise",

@@ -33,7 +33,7 @@ class LateInteraction(_SingleTextRanker):
     removal_semantics = ("not deletion: the word's similarity becomes -1, the minimum, which equals deletion except "
                          "that the empty document scores -n_query")
     capabilities = ("mask_gradient", "interaction_layer", "feature_layer", "pair_removal", "exact_pairs",
-                    "randomisable")
+                    "randomisable", "attention", "encoder_inputs")
     runtime_params = ()
     params = {"model": Str(None, nullable=True, doc="local path or HF id of an encoder (default: the bundled MiniLM)"),
               "max_length": Int(256, lo=8, hi=32768, doc="pieces per encoded text"),
@@ -52,11 +52,12 @@ class LateInteraction(_SingleTextRanker):
         return {"model": self.model_name, "max_length": self.max_length, "max_doc_len": self.max_doc_len,
                 "max_query_len": self.max_query_len, "init_seed": self.init_seed}
 
-    def word_vectors(self, rows: torch.Tensor) -> torch.Tensor:
+    def word_vectors(self, rows: torch.Tensor, side: str = "doc") -> torch.Tensor:
         """Normalised word vectors [B, L, H] of word-id rows [B, L] (0 at padding); each distinct row is encoded
-        once (the encoder is not perturbed by removal)."""
+        once (the encoder is not perturbed by removal). `side` ('query' or 'doc') names the pass for explainers
+        that capture it (`capture`, AttnLRP)."""
         b, inv = self._rows(rows, rows)
-        states = self._model(self.word_embeddings(b.ids), b, hidden=False, attentions=False).score  # [U, P, H]
+        states = self._run(side, self.word_embeddings(b.ids), b).score  # [U, P, H]
         n_words = rows.shape[1]
         w = b.widx.clamp(min=0)
         keep = (b.widx >= 0).to(states.dtype)[..., None]
@@ -71,7 +72,7 @@ class LateInteraction(_SingleTextRanker):
         """S [B, Lq, Ld]: cosine of word vectors (0 at padding); one encoding when every row is the same pair."""
         if shared_rows(q_ids, d_ids):
             return self.similarity(q_ids[:1], d_ids[:1]).expand(len(q_ids), -1, -1)
-        return self.word_vectors(q_ids) @ self.word_vectors(d_ids).transpose(1, 2)
+        return self.word_vectors(q_ids, "query") @ self.word_vectors(d_ids, "doc").transpose(1, 2)
 
     def forward(self, q_ids, d_ids, d_mask=None, pair_mask=None):
         s = self.interaction_layer(self.similarity(q_ids, d_ids))

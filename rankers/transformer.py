@@ -112,7 +112,7 @@ def read_weights(attn: torch.Tensor, where: str) -> torch.Tensor:
 class _HFRanker(Ranker):
     kind = "transformer"
     analyzer = "words"
-    capabilities = ("mask_gradient", "token_states", "attention", "randomisable")
+    capabilities = ("mask_gradient", "token_states", "attention", "randomisable", "encoder_inputs")
     #: usable without training: `train = false` uses the weights as given
     pretrained = True
     cpu_batch_size = 16  # measured: larger CPU calls are slower for transformers (rankers.scorer)

@@ -53,6 +53,26 @@ def test_rollout_reads_the_last_token_of_a_decoder(tmp_path):
     np.testing.assert_allclose(rollout([a], reads)[0], want.numpy(), atol=1e-6)
 
 
+def test_rollout_on_late_interaction_reads_every_piece_of_the_document_pass(tmp_path):
+    """Late interaction's MaxSim reads every word of the document pass, so rollout starts from the uniform row over
+    its attended pieces: reads @ A'_2 A'_1 of the encoder's own attentions (computed here by the HF model)."""
+    from explainers import build_explainer
+    from rankers.late_interaction import LateInteraction
+    path = build("bert", tmp_path / "bert")
+    r = LateInteraction(model=str(path)).eval()
+    ex = build_explainer("attention_rollout", r).attribute(QUERY, DOC)
+    enc = r.encode(QUERY.split(), [DOC.split()])
+    b, _ = r._rows(enc.d_ids, enc.d_ids)
+    m = transformers.AutoModel.from_pretrained(path, attn_implementation="eager").eval()
+    with torch.no_grad():
+        att = m(input_ids=b.ids, attention_mask=b.attn, output_attentions=True).attentions
+    a1, a2 = (0.5 * a[0].mean(0).double().numpy() + 0.5 * np.eye(b.ids.shape[1]) for a in att)
+    reads = b.attn[0].double().numpy() / float(b.attn.sum())
+    rel = reads @ (a2 @ a1)
+    w = b.widx[0].numpy()
+    np.testing.assert_allclose(ex.doc_scores, [rel[w == i].sum() for i in range(len(DOC.split()))], atol=1e-5)
+
+
 def test_rollout_is_listed_and_skipped_where_there_is_no_attention(synthetic):
     from explainers import EXPLAINERS
     from rankers.training import build_ranker

@@ -132,8 +132,48 @@ def test_attnlrp_runs_on_a_bi_encoder_and_a_decoder(tmp_path, kind):
     assert np.ptp(ex.doc_scores) > 0 and ex.forward_passes >= 1
 
 
-def test_attnlrp_is_skipped_with_a_reason_where_there_are_no_token_states(synthetic):
+def test_attnlrp_on_late_interaction_conserves_relevance_through_maxsim(tmp_path):
+    """Late interaction: both texts' encoder passes, the cosine (identity rule on the norm), the product of the
+    query's and the document's word vectors (uniform rule) and MaxSim (the maximum passes all to its argmax).
+    Bias-free, score = relevance at every piece of both passes + what the softmax calls absorb; the explainer's
+    word scores are their pieces' relevance (special tokens, which the word vectors do not pool, left out)."""
+    from explainers import build_explainer
+    from explainers.lrp import attnlrp_relevance, frozen
+    from rankers.late_interaction import LateInteraction
+    path = build("bert", tmp_path / "bert")
+    r = LateInteraction(model=str(path)).eval()
+    with torch.no_grad():
+        for mod in r.encoder_model.modules():
+            if getattr(mod, "bias", None) is not None:
+                mod.bias.zero_()
+        r.encoder_model.embeddings.position_embeddings.weight.zero_()
+        r.encoder_model.embeddings.token_type_embeddings.weight.zero_()
+    enc = r.encode(QUERY.split(), [DOC.split()])
+    seen, record, orig = [], [], r._run
+
+    def run(side, embeds, b):
+        e = embeds.detach().requires_grad_()
+        seen.append((side, e, b))
+        return orig(side, e, b)
+    r._run = run
+    try:
+        with frozen(r):
+            score, rels = attnlrp_relevance(lambda: (r(enc.q_ids, enc.d_ids)[0], [e for _, e, _ in seen]), record)
+    finally:
+        del r._run
+    assert [s for s, _, _ in seen] == ["query", "doc"] and len(record) == 4   # two passes of two layers
+    absorbed = sum(received - passed for received, passed in record)
+    assert float(sum(x.sum() for x in rels)) + absorbed == pytest.approx(float(score), rel=1e-4, abs=1e-5)
+    ex = build_explainer("attnlrp", r).attribute(QUERY.split(), DOC.split())
+    assert ex.score == pytest.approx(float(score), abs=1e-5)
+    for (_, _, b), rel, words in zip(seen, rels, (ex.query_scores, ex.doc_scores)):
+        w = b.widx[0].numpy()
+        want = [float(rel[0, w == i].sum()) for i in range(len(words))]
+        np.testing.assert_allclose(words, want, rtol=1e-4, atol=1e-6)
+
+
+def test_attnlrp_is_skipped_with_a_reason_where_the_score_reads_no_encoder_inputs(synthetic):
     from explainers import EXPLAINERS
     from rankers.training import build_ranker
     ok, why = EXPLAINERS["attnlrp"].compatible(build_ranker("knrm", synthetic))
-    assert not ok and "token_states" in why
+    assert not ok and "encoder_inputs" in why
