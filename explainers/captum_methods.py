@@ -67,9 +67,12 @@ class _Gradient(Explainer):
 class IntegratedGradientsExplainer(_Gradient):
     """IG from the zero baseline; `info['delta']` is Captum's completeness gap
     sum(attributions) - (f(x) - f(baseline)). With pair_map=True on an
-    interaction ranker, also layer IG on the interaction layer (the cosine
-    matrix; embedding inputs from the zero baseline, where the matrix is 0),
-    giving a term-pair map."""
+    interaction ranker, also layer IG giving a term-pair map [n_query, n_doc]:
+    on the interaction layer (the cosine matrix) from zero embeddings, where
+    the matrix is 0 (KNRM, MatchPyramid); where removal acts on the cells
+    after the matrix (`pair_removal` without embeddings: late interaction) on
+    the cells as the score reads them (`feature_layer`) along the document
+    mask's path from the empty document, so the map sums to f(x) - f(empty)."""
 
     params = {**_Gradient.params, "n_steps": Int(50, lo=1, hi=10000, doc="Riemann steps"),
               "internal_batch_size": Int(64, lo=1, hi=65536), "pair_map": Bool(False, "also layer IG on the cosine matrix")}
@@ -87,13 +90,19 @@ class IntegratedGradientsExplainer(_Gradient):
 
     def _attribute(self, pair: Pair) -> dict:
         out = super()._attribute(pair)
-        if self.pair_map and self.ranker.interaction_layer is not None and self.ranker.embedding is not None:
-            sc = self.tracked(self.scorer(pair, "embedding"))
-            x = sc.full_input()
-            base = torch.zeros_like(x)
-            lig = LayerIntegratedGradients(sc, self.ranker.interaction_layer)
-            pm = lig.attribute(x, baselines=base, n_steps=self.n_steps, internal_batch_size=self.internal_batch_size)
-            out["pair_map"] = _np(pm[0])
+        r = self.ranker
+        if not self.pair_map or r.interaction_layer is None:
+            return out
+        if r.embedding is not None:
+            sc, layer = self.tracked(self.scorer(pair, "embedding")), r.interaction_layer
+        elif "pair_removal" in r.capabilities and r.feature_layer is not None:
+            sc, layer = self.tracked(self.scorer(pair, "mask")), r.feature_layer
+        else:
+            return out
+        x = sc.full_input()
+        pm = LayerIntegratedGradients(sc, layer).attribute(x, baselines=torch.zeros_like(x), n_steps=self.n_steps,
+                                                           internal_batch_size=self.internal_batch_size)
+        out["pair_map"] = _np(pm[0].reshape(pm.shape[-2:]))
         return out
 
 

@@ -126,6 +126,25 @@ def test_late_interaction_exact_pairs_sum_to_the_score(tiny_encoder):
     assert empty == pytest.approx(-len(pair.q_ids))
 
 
+def test_pair_level_integrated_gradients_on_late_interaction_in_closed_form(tiny_encoder):
+    """Late interaction's cells along the document mask's path from the empty document: s_ij(t) = -1 + t (S_ij + 1),
+    so each row's maximum stays at its argmax and the score's gradient is 1 there, 0 elsewhere; layer IG on the
+    cells is therefore (S_ij + 1) at each query word's maximal cell, 0 elsewhere (exact at any number of steps),
+    and the map sums to f(x) - f(empty) = score + n_query."""
+    from hf_tiny import DOC, QUERY
+    from rankers.late_interaction import LateInteraction
+    r = LateInteraction(model=tiny_encoder).eval()
+    pair = make_pair(r, QUERY, DOC)
+    ex = build_explainer("integrated_gradients", r, pair_map=True, n_steps=4).attribute_pair(pair)
+    with torch.no_grad():
+        sim = r.similarity(pair.q_ids[None], pair.d_ids[None])[0].double().numpy()
+    want = np.zeros_like(sim)
+    rows = np.arange(len(sim))
+    want[rows, sim.argmax(1)] = sim.max(1) + 1
+    np.testing.assert_allclose(ex.pair_map, want, atol=1e-5)
+    assert ex.pair_map.sum() == pytest.approx(ex.score + len(pair.q_ids), abs=1e-4)
+
+
 def _pair_metrics_from_the_cli(capsys, *where):
     assert main(["explain", "--ranker", "knrm", "--explainer", "gradcam", "--metrics",
                  "pair_deletion,pair_insertion,snippet_sufficiency,query_deletion", *where, "--json"]) == 0
