@@ -4,6 +4,8 @@ the text without the word in every tokenizer family, a run's identity covers cod
 that cannot be read as asked are refused in one line, truncation is recorded, code runs only with an opt-in,
 names are checked on every route, and a function that hangs or exits cannot end or hang a run unseen."""
 import json
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -602,3 +604,40 @@ def test_a_run_records_and_warns_about_cut_queries(tmp_path, capsys, monkeypatch
     con.close()
     assert {q for q, info in rows if json.loads(info).get("query_truncated")} == set(long_)
     assert {q for q, d in exps if json.loads(d)["query_truncated"]} == set(long_)
+
+
+def test_a_packed_run_on_a_clean_clone_resumes_refuses_a_plain_run_and_is_replaced_whole(tmp_path, capsys):
+    """A committed (packed) run continues with --resume (the packed database unpacked first) to the rows of an
+    uninterrupted run; a run without --resume into its directory is refused (exit 2, nothing written), and
+    --overwrite replaces it, packed copy included."""
+    p = _suite(tmp_path, "packed", queries=2)
+    full, run = tmp_path / "full", tmp_path / "run"
+    assert main(["run", str(p), "--out", str(full), "--quiet"]) == 0
+    shutil.copytree(full, run)
+    con = sqlite3.connect(run / "results.sqlite")                 # a run killed after its first query's shard
+    last = con.execute("SELECT MAX(qid) FROM shards").fetchone()[0]
+    with con:
+        for table in ("results", "cells", "explanations", "shards"):
+            con.execute(f"DELETE FROM {table} WHERE qid = ?", (last,))
+    con.close()
+    assert main(["report", str(run), "--pack"]) == 0
+    for f in run.iterdir():
+        if f.name != "results.sqlite.gz":
+            f.unlink() if f.is_file() else shutil.rmtree(f)
+    packed = (run / "results.sqlite.gz").read_bytes()
+    capsys.readouterr()
+    assert main(["run", str(p), "--out", str(run), "--quiet"]) == 2
+    assert "already holds a run of suite 'packed'" in capsys.readouterr().err
+    assert [f.name for f in run.iterdir()] == ["results.sqlite.gz"] and (run / "results.sqlite.gz").read_bytes() == packed
+    assert main(["run", str(p), "--out", str(run), "--resume", "--quiet"]) == 0
+
+    def rows(d):
+        con = sqlite3.connect(d / "results.sqlite")
+        try:
+            return sorted(con.execute("SELECT ranker, qid, docid, explainer, metric, value FROM results").fetchall())
+        finally:
+            con.close()
+    assert rows(run) == rows(full) and last in {r[1] for r in rows(run)}
+    (run / "results.sqlite").unlink()
+    assert main(["run", str(p), "--out", str(run), "--overwrite", "--quiet"]) == 0
+    assert not (run / "results.sqlite.gz").exists() and rows(run) == rows(full)

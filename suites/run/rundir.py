@@ -79,12 +79,26 @@ def writable_ancestor(path: Path, what: str = "output path") -> None:
 
 
 def stored_meta(out: Path) -> dict | None:
-    """The meta table of an existing run in `out`, or None when there is none. The database is
-    checked first (`check_database`); a damaged one is a BadInput and is never written to."""
+    """The meta table of an existing run in `out` (its database, else its packed copy: a committed run on a clean
+    clone), or None when there is none. The database is checked first (`check_database`); a damaged one is a
+    BadInput and is never written to."""
     db = out / DB
-    if not db.exists():
-        return None
-    return check_database(db)
+    if db.exists():
+        return check_database(db)
+    if (out / PACKED).exists():
+        with run_database(out, "output path") as unpacked:
+            return check_database(unpacked, shown=out / PACKED)
+    return None
+
+
+def unpack_to_resume(out: Path) -> bool:
+    """Before a --resume: where `out` holds only the packed database (a committed run on a clean clone), unpack it
+    into `out` so the run continues it (the packed file, now behind, is rewritten by `rexbench report --pack`).
+    Returns whether it unpacked."""
+    if (out / DB).exists() or not (out / PACKED).exists():
+        return False
+    unpack_database(out / PACKED, out)
+    return True
 
 
 def copy_database(db: Path, into: Path) -> Path:
@@ -261,6 +275,7 @@ class Staging:
         if self.swapped:
             return
         store.move(self.out / DB, before=lambda: fold_wal(self.out / DB))
+        (self.out / PACKED).unlink(missing_ok=True)  # the replaced run's packed copy
         _clear_exports(self.out)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.swapped = True

@@ -24,8 +24,8 @@ from .config import SuiteConfig
 from .engine import SerialEngine, engine
 from .execute import RunSpec, runtime
 from .resolved import RankerPlan
-from .rundir import (DB, RunLock, Staging, check_out_dir, clear_leftovers, clear_run, first_difference, fingerprint,
-                     writable_ancestor)
+from .rundir import (DB, PACKED, RunLock, Staging, check_out_dir, clear_leftovers, clear_run, first_difference,
+                     fingerprint, unpack_to_resume, writable_ancestor)
 from .store import Store
 
 
@@ -165,7 +165,9 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
             clear_leftovers(out)  # a killed --overwrite's staging directory
             stored = check_out_dir(out, resume, overwrite)  # again, under the lock
             _check_resumable(out, stored, fp)
-            staging = Staging(out) if overwrite and (out / DB).exists() else None
+            if resume and stored is not None:
+                unpack_to_resume(out)
+            staging = Staging(out) if overwrite and ((out / DB).exists() or (out / PACKED).exists()) else None
             return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, eng,
                         address, probed, staging)
     except RunFault as e:
