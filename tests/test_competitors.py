@@ -175,3 +175,60 @@ def test_pair_shapley_by_hand():
                                                                                         ["a", "b", "c", "a"])
     assert big.pair_map.sum() == pytest.approx(sum([2.0, -1.0, 2.0, 0.5, 3.0, 0.5]))
     assert big.forward_rows == 4 * 4 and big.info["steps"] == 3
+
+
+def test_query_integrated_gradients_equals_captum_on_the_models_own_embeddings(tmp_path):
+    """Query-side IG on a cross-encoder against Captum's IntegratedGradients (midpoint rule, the same steps) on the
+    HF model's own forward: input embeddings of tokenizer(query, doc), baseline = the same with the query's pieces
+    at zero; each query word = its pieces' attributions. Completeness: the words sum to f(x) - f(baseline) up to
+    the reported delta, which shrinks with the steps."""
+    from captum.attr import IntegratedGradients
+
+    from explainers import build_explainer
+    from rankers.crossencoder import CrossEncoder
+    path = build("bert", tmp_path / "bert")
+    ex = build_explainer("query_integrated_gradients", CrossEncoder(model=str(path)).eval(),
+                         n_steps=16).attribute(QUERY, DOC)
+    m = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    enc = tok(QUERY, DOC, return_offsets_mapping=True)
+    spans, pos = [], 0
+    for w in QUERY.split():
+        pos = QUERY.index(w, pos)
+        spans.append((pos, pos + len(w)))
+        pos += len(w)
+    pieces = [[p for p, (a, b) in enumerate(enc["offset_mapping"]) if enc.sequence_ids()[p] == 0 and b > a
+               and s <= a and b <= e] for s, e in spans]
+    x = {k: torch.tensor([enc[k]]) for k in ("attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        emb = m.get_input_embeddings()(torch.tensor([enc["input_ids"]]))
+    base = emb.clone()
+    base[0, [p for ps in pieces for p in ps]] = 0.0
+    attr = IntegratedGradients(lambda e: m(inputs_embeds=e, **x).logits[:, 0]).attribute(
+        emb, baselines=base, n_steps=16, method="riemann_middle", internal_batch_size=1)[0].sum(-1)
+    want = [float(attr[ps].sum()) for ps in pieces]
+    np.testing.assert_allclose(ex.query_scores, want, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        full, empty = (float(m(inputs_embeds=e, **x).logits[0, 0]) for e in (emb, base))
+    assert ex.score == pytest.approx(full, abs=1e-5) and ex.info["baseline_score"] == pytest.approx(empty, abs=1e-5)
+    assert ex.info["delta"] == pytest.approx(ex.query_scores.sum() - (full - empty), abs=1e-6)
+    assert ex.query_only and not ex.doc_scores.any() and ex.backward_passes == 16
+
+
+@pytest.mark.parametrize("kind", ["biencoder", "late_interaction"])
+def test_query_integrated_gradients_is_complete_on_the_query_pass(tmp_path, kind):
+    """Bi-encoder and late interaction: the query's own encoder pass; the words sum to f(x) - f(baseline) within a
+    delta that shrinks with the steps."""
+    from explainers import build_explainer
+    from rankers.registry import ranker_spec
+    r = ranker_spec(kind).cls(model=build("bert", tmp_path / "bert")).eval()
+    deltas = [abs(build_explainer("query_integrated_gradients", r, n_steps=n).attribute(QUERY, DOC).info["delta"])
+              for n in (2, 64)]
+    assert deltas[1] < deltas[0] / 10
+
+
+def test_query_integrated_gradients_is_skipped_with_a_reason_on_cosine_rankers(synthetic):
+    from explainers import EXPLAINERS
+    from rankers.training import build_ranker
+    ok, why = EXPLAINERS["query_integrated_gradients"].compatible(build_ranker("knrm", synthetic))
+    assert not ok and "encoder_inputs" in why
