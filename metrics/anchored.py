@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import weakref
 import zlib
 
 import numpy as np
@@ -34,7 +33,7 @@ from explainers.corrupted import shuffle_share
 from explainers.search import search_order
 from rankers.params import Int
 
-from .base import MetricResult, Skip, register_metric, require
+from .base import MetricResult, Skip, memo_call, pair_memo, register_metric, require
 from .curves import attribution_orders, auc, curve_masks, ranks_among, standing, step_counts
 
 _STEPS = Int(20, lo=1, hi=10000, doc="curve steps (fewer when the document is shorter)")
@@ -44,15 +43,17 @@ _RANDOM = Int(16, lo=1, hi=1000, doc="random orders averaged for the random anch
 #: explanations: the ratio would divide by noise (skipped and counted, never 0 or 1)
 MIN_SPAN = 0.05
 
-#: anchors shared by the explainers of a pair: id(pair) -> (weakref to the pair, {key: (random, oracle)})
-_ANCHORS: dict[int, tuple[weakref.ref, dict]] = {}
-
-
 def _standing_auc(ctx, masks: torch.Tensor, counts: np.ndarray) -> np.ndarray:
-    """AUC of the standing curve of each order: masks [orders * steps, n] -> [orders]."""
+    """AUC of the standing curve of each order: masks [orders * steps, n] -> [orders]. The same masks of the same
+    pair (e.g. two explainers whose orders coincide) are scored once: the same call, the same values."""
     sc = ctx.scorer()
-    with torch.no_grad():
-        s = sc(masks.to(ctx.pair.d_ids.device)).double().cpu().numpy().reshape(-1, len(counts))
+
+    def call():
+        with torch.no_grad():
+            return sc(masks.to(ctx.pair.d_ids.device)).double().cpu().numpy()
+    m = masks.cpu().numpy()
+    key = ("standing_rows", id(ctx.ranker), sc.batch_size, m.shape, m.tobytes())
+    s = memo_call(ctx.pair, key, call).reshape(-1, len(counts))
     x = counts / counts[-1]
     st = standing(ranks_among(s, ctx.other_scores), len(ctx.other_scores))
     return np.array([auc(x, row) for row in st])
@@ -102,14 +103,9 @@ def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[flo
     of it. The ladder: the AUC of the oracle's order with `LADDER` shares of its tokens' ranks shuffled (seeded by
     the document), one batch of len(LADDER) x steps rows: the metric's consistency check on every ranker where
     gains run, transformers included (the oracle is the metric's own optimiser, so it cannot validate it)."""
-    entry = _ANCHORS.get(id(ctx.pair))
-    if entry is None or entry[0]() is not ctx.pair:
-        for k in [k for k, (ref, _) in _ANCHORS.items() if ref() is None]:
-            del _ANCHORS[k]
-        entry = (weakref.ref(ctx.pair), {})
-        _ANCHORS[id(ctx.pair)] = entry
-    key = (id(ctx.ranker), kind, tuple(int(c) for c in counts), random_orders, ctx.seed)
-    if key not in entry[1]:
+    memo = pair_memo(ctx.pair)
+    key = ("anchors", id(ctx.ranker), kind, tuple(int(c) for c in counts), random_orders, ctx.seed)
+    if key not in memo:
         n = len(ctx.pair.d_ids)
         rand = _random_orders(n, random_orders, ctx.seed)
         a_rand = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in rand]), counts).mean())
@@ -117,8 +113,8 @@ def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[flo
         rng = np.random.default_rng([ctx.seed, zlib.crc32(" ".join(map(str, ctx.pair.d_ids.tolist())).encode())])
         orders = [oracle] + [corrupt_order(oracle, f, rng) for f in LADDER]
         aucs = _standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts)
-        entry[1][key] = (a_rand, float(aucs[0]), cost, {f"{f:g}": float(v) for f, v in zip(LADDER, aucs[1:])})
-    return entry[1][key]
+        memo[key] = (a_rand, float(aucs[0]), cost, {f"{f:g}": float(v) for f, v in zip(LADDER, aucs[1:])})
+    return memo[key]
 
 
 def _gain(ctx, kind: str, max_steps: int, tie_orders: int, random_orders: int) -> MetricResult:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -51,6 +52,33 @@ class MetricContext:
 
     def scorer(self) -> PairScorer:
         return PairScorer(self.ranker, self.pair.q_ids, self.pair.d_ids, "mask", 0.0, self.batch_size)
+
+
+#: results shared by every explainer of one pair: id(pair) -> (weakref to the pair, {key: value})
+_PAIR_MEMO: dict[int, tuple[weakref.ref, dict]] = {}
+
+
+def pair_memo(pair) -> dict:
+    """A dict that lives as long as the `pair` object (the runner explains a pair with every explainer through one
+    Pair): what the metrics compute once per pair and share (the gains' anchors, rows scored by an identical model
+    call). Entries of pairs that are gone are dropped when a new pair's dict is made."""
+    entry = _PAIR_MEMO.get(id(pair))
+    if entry is None or entry[0]() is not pair:
+        for k in [k for k, (ref, _) in _PAIR_MEMO.items() if ref() is None]:
+            del _PAIR_MEMO[k]
+        entry = (weakref.ref(pair), {})
+        _PAIR_MEMO[id(pair)] = entry
+    return entry[1]
+
+
+def memo_call(pair, key: tuple, fn: Callable[[], np.ndarray]) -> np.ndarray:
+    """`fn()` (a model call's scores) once per pair and `key`, where `key` holds everything the call's inputs and
+    batching depend on: the same inputs in the same calls give the same values to the last digit, so reusing them is
+    exact (a copy is returned)."""
+    memo = pair_memo(pair)
+    if key not in memo:
+        memo[key] = fn()
+    return memo[key].copy()
 
 
 class Skip(Exception):

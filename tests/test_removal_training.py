@@ -60,3 +60,18 @@ def test_the_report_says_which_operator_a_model_was_trained_with():
     assert removal_label(rk, suite, "ce_delete") == "delete (trained with pad, 50% of pairs)"
     assert removal_label(rk, suite, "knrm") == "- (trained with it, 30% of pairs)"
     assert removal_label(rk, suite, "plain") == "pad"
+
+
+def test_the_share_is_selected_on_dev_by_its_rule():
+    """benchmarks/removal_selection.py: the most effective share above 0 that is not operator-dominated (median
+    standing after half the words removed >= 0.5), ties to the smaller share; share 0 is only the reference."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "removal_selection.py"
+    spec = importlib.util.spec_from_file_location("removal_selection", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = lambda r, s, n, h: {"ranker": r, "share": s, "dev_ndcg@10": n, "median_half_removal_standing": h}  # noqa: E731
+    rows = [row("a", 0.0, 0.9, 0.9), row("a", 0.25, 0.5, 0.9), row("a", 0.5, 0.6, 0.4), row("a", 0.75, 0.5, 0.7),
+            row("b", 0.25, 0.30001, 0.8), row("b", 0.5, 0.3, 0.8), row("c", 0.5, 0.3, 0.2)]
+    assert mod.select(rows) == {"a": 0.25, "b": 0.25}
