@@ -124,13 +124,14 @@ class KNRM(_EmbeddingRanker):
         super().__init__(vocab, dim, max_doc_len, max_query_len, removal_training)
         self.kernels = kernels
         self.n_kernels = n_kernels if kernels == "rbf" else 1
-        mus = torch.linspace(-1, 1, n_kernels)[:-1] + 1.0 / (n_kernels - 1)
-        mus = torch.cat([mus, torch.ones(1)])
-        sigmas = torch.full((n_kernels,), 0.1)
-        sigmas[-1] = 1e-3
-        if kernels == "exact":
-            mus, sigmas = mus[-1:], sigmas[-1:]
+        if kernels == "exact":   # the exact-match kernel alone (its config says n_kernels = 1, which reloads it)
+            mus, sigmas = torch.ones(1), torch.full((1,), 1e-3)
             self.capabilities = (*type(self).capabilities, "exact_contributions")
+        else:
+            mus = torch.linspace(-1, 1, n_kernels)[:-1] + 1.0 / (n_kernels - 1)
+            mus = torch.cat([mus, torch.ones(1)])
+            sigmas = torch.full((n_kernels,), 0.1)
+            sigmas[-1] = 1e-3
         self.register_buffer("mu", mus.view(1, -1, 1, 1))
         self.register_buffer("sigma", sigmas.view(1, -1, 1, 1))
         self.feature_layer = _Tap()

@@ -62,3 +62,14 @@ def test_exact_kernel_from_ids_equals_the_exact_match_rbf(knrm_exact, synthetic)
         by_ids = r(pair.q_ids[None], pair.d_ids[None])
         by_emb = r.score_embedded(pair.q_ids[None], r.embedding(pair.d_ids[None]))
     assert float(by_ids) == pytest.approx(float(by_emb), abs=1e-4)
+
+
+def test_the_exact_kernel_model_reloads_from_its_checkpoint(knrm_exact, synthetic, tmp_path):
+    """What the cache keeps loads again (its config says n_kernels = 1) and scores alike."""
+    from rankers.training import load_checkpoint, save_ranker
+    save_ranker(knrm_exact, tmp_path / "m", synthetic.name, {})
+    m = load_checkpoint(tmp_path / "m", {"ranker": "knrm", "collection": synthetic.name})
+    pair = make_pair(knrm_exact, synthetic.query_tokens[synthetic.split("test")[0]], synthetic.doc_tokens["d0001"])
+    mask = [1.0] * len(pair.d_ids)
+    assert m.kernels == "exact" and "exact_contributions" in m.capabilities
+    assert _score(m, pair, mask) == _score(knrm_exact, pair, mask)
