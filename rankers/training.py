@@ -356,7 +356,7 @@ def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Rank
     return model.eval()
 
 
-def _identity_config(spec, config: dict, runtime: dict) -> dict:
+def identity_config(spec, config: dict, runtime: dict) -> dict:
     """The constructor config that keys a cached model: runtime parameters left out, except the removal operator
     of a model trained with removal (`removal_training`), which is part of what it learnt."""
     if config.get("removal_training") and "removal" in spec.cls.runtime_params:
@@ -369,7 +369,7 @@ def cached_checkpoint(name: str, collection, seed: int = 0, config: dict | None 
     spec = ranker_spec(name)
     config = check_params(f"ranker {name}", spec.cls.params, config or {})
     runtime = {k: config.pop(k) for k in spec.cls.runtime_params if k in config}
-    return checkpoint_dir(collection.name, name, seed, _identity_config(spec, config, runtime))
+    return checkpoint_dir(collection.name, name, seed, identity_config(spec, config, runtime))
 
 
 def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = None, train_if_missing: bool = True,
@@ -398,7 +398,7 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
         if spec.trainable:
             model.check_usable_untrained()
     else:
-        path = checkpoint_dir(collection.name, name, seed, _identity_config(spec, config, runtime))
+        path = checkpoint_dir(collection.name, name, seed, identity_config(spec, config, runtime))
         model = load_checkpoint(path, expect) if (path / "config.json").exists() else None
         stale = stale_training(model, spec.cls) if model is not None else None
         if stale and not train_if_missing:

@@ -111,11 +111,14 @@ class RankerPlan:
     def weights_key(self) -> str | None:
         """What determines the unperturbed scores: type, constructor parameters other than the runtime ones,
         training seed and weights (None for Python objects: never shared). Rankers with one key (tables that
-        differ only in `removal`) score the candidates alike."""
+        differ only in `removal`, unless the model was trained with its removal) score the candidates alike."""
         if self.obj is not None:
             return None
-        runtime = set(ranker_spec(self.type).cls.runtime_params)
-        params = {k: v for k, v in self.config.items() if k not in runtime}
+        from rankers.training import identity_config
+        spec = ranker_spec(self.type)
+        runtime = {k: v for k, v in self.config.items() if k in spec.cls.runtime_params}
+        # a runtime parameter that the weights learnt (the operator of removal training) keeps tables apart
+        params = identity_config(spec, {k: v for k, v in self.config.items() if k not in runtime}, runtime)
         return json.dumps([self.type, params, self.train_seed, self.checkpoint, self.train], sort_keys=True,
                           default=str)
 
