@@ -150,6 +150,8 @@ class KNRM(_EmbeddingRanker):
         k = k * d_m[:, None, None, :]
         if getattr(self, "_pair_mask", None) is not None:
             k = k * self._pair_mask[:, None]
+        if torch.is_grad_enabled() and not k.requires_grad:  # the exact kernel reads word identity, no parameter:
+            k = k.requires_grad_()                           # a leaf, so the score's gradient at it exists (Grad-CAM)
         k = self.feature_layer(k)
         phi = (torch.log1p(k.sum(-1)) * q_m[:, None, :]).sum(-1)
         return self.out(phi).squeeze(-1)

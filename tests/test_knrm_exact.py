@@ -73,3 +73,17 @@ def test_the_exact_kernel_model_reloads_from_its_checkpoint(knrm_exact, syntheti
     mask = [1.0] * len(pair.d_ids)
     assert m.kernels == "exact" and "exact_contributions" in m.capabilities
     assert _score(m, pair, mask) == _score(knrm_exact, pair, mask)
+
+
+def test_gradcam_on_the_exact_kernel_by_hand(knrm_exact, synthetic):
+    """Its one feature map is the match matrix K [n_query, n_doc] (read from word identity, no parameter): the
+    score's gradient there is w / (1 + sum_j K_ij) on each query row, alpha its mean over the cells, and the map
+    ReLU(alpha K). (The trec-dl run recorded Grad-CAM failing here: the map required no grad.)"""
+    r = knrm_exact
+    q = synthetic.query_tokens[synthetic.split("test")[0]]
+    pair = make_pair(r, q, synthetic.doc_tokens["d0001"] + [q[0], q[0]])
+    ex = build_explainer("gradcam", r).attribute_pair(pair)
+    k = r._match(pair.q_ids[None], pair.d_ids[None])[0].double().numpy()
+    g = 0.7 / (1.0 + k.sum(1, keepdims=True)) * np.ones_like(k)
+    np.testing.assert_allclose(ex.pair_map, np.maximum(g.mean() * k, 0.0), rtol=1e-5, atol=1e-8)
+    assert ex.pair_map.sum() > 0
