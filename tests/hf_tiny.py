@@ -160,17 +160,18 @@ def _modernbert_tokenizer(vocab, merges):
     return t
 
 
-def word_pieces(tok, query: str, doc: str) -> tuple[dict, list[list[int]]]:
-    """(tokenizer(query, doc) with offsets, per document word the positions of its pieces); a piece made of
-    whitespace alone belongs to the word after it, as rexbench assigns it."""
+def word_pieces(tok, query: str, doc: str, side: int = 1) -> tuple[dict, list[list[int]]]:
+    """(tokenizer(query, doc) with offsets, per document word (side 1; side 0: query word) the positions of its
+    pieces); a piece made of whitespace alone belongs to the word after it, as rexbench assigns it."""
     enc = tok(query, doc, return_offsets_mapping=True)
+    text = (query, doc)[side]
     spans, pos = [], 0
-    for w in doc.split():
-        pos = doc.index(w, pos)
+    for w in text.split():
+        pos = text.index(w, pos)
         spans.append((pos, pos + len(w)))
         pos += len(w)
     out: list[list[int]] = [[] for _ in spans]
     for p, (a, b) in enumerate(enc["offset_mapping"]):
-        if enc.sequence_ids()[p] == 1:
+        if enc.sequence_ids()[p] == side:
             out[next(i for i, (s, e) in enumerate(spans) if e > a or (a == b and s >= a))].append(p)
     return enc, out

@@ -191,14 +191,7 @@ def test_query_integrated_gradients_equals_captum_on_the_models_own_embeddings(t
                          n_steps=16).attribute(QUERY, DOC)
     m = transformers.AutoModelForSequenceClassification.from_pretrained(path).eval()
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    enc = tok(QUERY, DOC, return_offsets_mapping=True)
-    spans, pos = [], 0
-    for w in QUERY.split():
-        pos = QUERY.index(w, pos)
-        spans.append((pos, pos + len(w)))
-        pos += len(w)
-    pieces = [[p for p, (a, b) in enumerate(enc["offset_mapping"]) if enc.sequence_ids()[p] == 0 and b > a
-               and s <= a and b <= e] for s, e in spans]
+    enc, pieces = word_pieces(tok, QUERY, DOC, side=0)
     x = {k: torch.tensor([enc[k]]) for k in ("attention_mask", "token_type_ids")}
     with torch.no_grad():
         emb = m.get_input_embeddings()(torch.tensor([enc["input_ids"]]))
