@@ -206,20 +206,15 @@ class AttnLRP(Explainer):
     def _attribute(self, pair: Pair) -> dict:
         ranker = self.ranker
         seen: list[tuple[str, torch.Tensor, object]] = []
-        orig = ranker._run
 
-        def run(side, embeds, b):  # the model call of every transformer ranker: its input embeddings
+        def run(orig, side, embeds, b):  # the model call of every transformer ranker: its input embeddings
             e = embeds.detach().requires_grad_()
             seen.append((side, e, b))
             return orig(side, e, b)
 
         sc = self.tracked(self.scorer(pair, "mask"))
-        ranker._run = run
-        try:
-            with frozen(ranker):
-                score, rel = attnlrp_relevance(lambda: (sc(sc.full_input().detach())[0], [e for _, e, _ in seen]))
-        finally:
-            del ranker._run
+        with ranker.wrapped_run(run), frozen(ranker):
+            score, rel = attnlrp_relevance(lambda: (sc(sc.full_input().detach())[0], [e for _, e, _ in seen]))
         nq, nd = len(pair.query_tokens), len(pair.doc_tokens)
         out = {"score": float(score), "info": {"rules": "AttnLRP, native (explainers.lrp)"}}
         for (side, _, b), r in zip(seen, rel):

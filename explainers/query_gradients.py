@@ -49,9 +49,7 @@ class QueryIntegratedGradients(Explainer):
         """The pair's score with the query's piece embeddings scaled by `alpha`; with `grads`, also what the backward
         needs per pass that holds the query: (x [U, P, E], its query pieces [U, P], the scaled embeddings with grad,
         the word of each piece [U, P])."""
-        ranker, orig = self.ranker, self.ranker._run
-
-        def run(side, embeds, b):
+        def run(orig, side, embeds, b):
             sel = _query_pieces(side, b)
             if sel is None:
                 return orig(side, embeds, b)
@@ -61,11 +59,8 @@ class QueryIntegratedGradients(Explainer):
                 e = e.requires_grad_()
                 grads.append((x, sel, e, b.qidx if side == "pair" else b.widx))
             return orig(side, e, b)
-        ranker._run = run
-        try:
+        with self.ranker.wrapped_run(run):
             return sc(sc.full_input())[0]
-        finally:
-            del ranker._run
 
     def _attribute(self, pair: Pair) -> dict:
         sc = self.tracked(self.scorer(pair, "mask"))

@@ -356,6 +356,18 @@ class _HFRanker(Ranker):
                 cap[f"{side}_reads"] = out.reads
         return out
 
+    @contextlib.contextmanager
+    def wrapped_run(self, wrap):
+        """Within the block every encoder pass `_run(side, embeds, batch)` goes through `wrap(run, side, embeds,
+        batch)` (`run`: the pass itself): how explainers that act on the input embeddings hook them (AttnLRP,
+        query-side Integrated Gradients)."""
+        orig = self._run
+        self._run = lambda side, embeds, b: wrap(orig, side, embeds, b)
+        try:
+            yield
+        finally:
+            del self._run
+
     # ------------------------------------------------------------- capture for explainers
     def reads_one_position(self) -> bool:
         """True when the score reads a single position of the last layer (an encoder classifier's [CLS], a

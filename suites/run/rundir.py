@@ -86,8 +86,8 @@ def stored_meta(out: Path) -> dict | None:
     if db.exists():
         return check_database(db)
     if (out / PACKED).exists():
-        with run_database(out, "output path") as unpacked:
-            return check_database(unpacked, shown=out / PACKED)
+        with private_tmp("unpack") as tmp:
+            return check_database(unpack_database(out / PACKED, Path(tmp)), shown=out / PACKED)
     return None
 
 
