@@ -116,8 +116,9 @@ class KNRM(_EmbeddingRanker):
     capabilities = (*_EmbeddingRanker.capabilities, "feature_layer")
     params = {**_EmbeddingRanker.params, "n_kernels": Int(11, lo=2, hi=101, doc="RBF kernels (the last is exact match)"),
               "kernels": Choice("rbf", ("rbf", "exact"), doc="\"exact\": the exact-match kernel alone, read from "
-                                "word identity: score = w sum_i log(1 + tf_i) + b, whose per-word Shapley shares are "
-                                "exact (`exact_contributions`): a neural reference with known contributions")}
+                                "word identity: score = w sum_i log(1 + tf_i) + b with w >= 0, whose per-word Shapley "
+                                "shares are exact (`exact_contributions`): a neural reference with known "
+                                "contributions")}
 
     def __init__(self, vocab: Vocab, dim: int = 64, n_kernels: int = 11, max_doc_len: int = 256,
                  max_query_len: int = 32, kernels: str = "rbf", removal_training: float = 0.0):
@@ -136,6 +137,14 @@ class KNRM(_EmbeddingRanker):
         self.register_buffer("sigma", sigmas.view(1, -1, 1, 1))
         self.feature_layer = _Tap()
         self.out = nn.Linear(self.n_kernels, 1)
+        if kernels == "exact":  # w = softplus(out.weight) >= 0: a match never lowers the score (trained on TREC DL with
+            # a free sign the weight went negative, every empty document above its full one); the buffer marks the
+            # parametrisation, so a checkpoint of the free-sign version does not load as this one
+            self.register_buffer("nonnegative_weight", torch.ones(()))
+
+    def _weight(self) -> torch.Tensor:
+        """The exact-match kernel's weight w (>= 0): softplus of the head's raw weight."""
+        return nn.functional.softplus(self.out.weight[0, 0])
 
     def config(self) -> dict:
         out = {**super().config(), "n_kernels": self.n_kernels}
@@ -154,6 +163,8 @@ class KNRM(_EmbeddingRanker):
             k = k.requires_grad_()                           # a leaf, so the score's gradient at it exists (Grad-CAM)
         k = self.feature_layer(k)
         phi = (torch.log1p(k.sum(-1)) * q_m[:, None, :]).sum(-1)
+        if self.kernels == "exact":
+            return phi[:, 0] * self._weight() + self.out.bias[0]
         return self.out(phi).squeeze(-1)
 
     @staticmethod
@@ -172,7 +183,7 @@ class KNRM(_EmbeddingRanker):
             raise ValueError("exact contributions exist for kernels = \"exact\" only")
         m = self._match(q_ids[None], d_ids[None])[0].to(self.out.weight.dtype)      # [Lq, Ld]
         tf = m.sum(1)
-        w = self.out.weight[0, 0].detach()
+        w = self._weight().detach()
         share = torch.where(tf > 0, w * torch.log1p(tf) / tf.clamp(min=1), torch.zeros_like(tf))
         loo = torch.where(tf > 0, w * (torch.log1p(tf) - torch.log1p(tf - 1)), torch.zeros_like(tf))
         return share @ m, loo @ m

@@ -69,12 +69,13 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
 
 
 TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
-                  "patience": 3, "time_budget_s": None, "empty_margin": None, "pseudo_queries": 0}
+                  "patience": 3, "time_budget_s": None, "empty_margin": None, "pseudo_queries": 0,
+                  "removal_anchor": 0.0}
 
 
 #: options added after checkpoints were first cached, at the value that means "off": a checkpoint trained
 #: before an option existed was trained with it off
-_ADDED_OFF = {"pseudo_queries": 0}
+_ADDED_OFF = {"pseudo_queries": 0, "removal_anchor": 0.0}
 
 
 def training_hyperparameters(cls: type) -> dict:
@@ -187,7 +188,11 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     cached model's identity, with the operator) also sees that share of each batch's pairs again with a
     uniform-random share of each document's words removed by its own operator, under the same hinge loss, and
     with the full positive kept above its empty version by `empty_margin` (else REMOVAL_EMPTY_MARGIN)
-    (counterfactual training, Hase et al. 2021; Madsen et al. 2024). Returns a log dict: per-epoch
+    (counterfactual training, Hase et al. 2021; Madsen et al. 2024). With `removal_anchor` m > 0 a positive
+    that lost at most half its words is also kept above the full negative by m: what a random removal leaves must
+    still read as the document it was, not as a removal (the standing the removal diagnostic measures; without it
+    a model may rank pairs that both lost words correctly and still learn that any removal means irrelevant, as the
+    pad-operator cross-encoder did on TREC DL). Returns a log dict: per-epoch
     loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
     hp = {**training_hyperparameters(type(model)), **overrides}
@@ -226,12 +231,12 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
                 k = max(1, int(round(share * len(chunk))))
                 pick = rng.choice(len(chunk), size=k, replace=False)
                 sub = [q_tok[i] for i in pick]
-                sp_r = _score_pairs(model, sub, [pos[i] for i in pick], removed=rng)
+                shares: list[float] = []
+                sp_r = _score_pairs(model, sub, [pos[i] for i in pick], removed=rng, shares=shares)
                 sn_r = _score_pairs(model, sub, [neg[i] for i in pick], removed=rng)
                 se_r = _score_pairs(model, sub, [pos[i] for i in pick], empty=True)
-                # the positive still above its empty version (the operator under evaluation): the model learns that
-                # words removed at random are in distribution, not that removing every word costs nothing
-                loss = loss + torch.relu(1.0 - sp_r + sn_r).mean() + torch.relu(margin - sp[pick] + se_r).mean()
+                loss = loss + removal_loss(sp[pick], sn[pick], sp_r, sn_r, se_r, shares, margin,
+                                           float(hp["removal_anchor"] or 0.0))
             if hp["empty_margin"] is not None:
                 se = _score_pairs(model, q_tok, neg, empty=True)
                 loss = loss + torch.relu(float(hp["empty_margin"]) - sn + se).mean()
@@ -265,24 +270,44 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
 REMOVAL_EMPTY_MARGIN = 0.1
 
 
-def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+def removal_loss(sp: torch.Tensor, sn: torch.Tensor, sp_r: torch.Tensor, sn_r: torch.Tensor, se_r: torch.Tensor,
+                 shares: list[float], margin: float, anchor: float = 0.0) -> torch.Tensor:
+    """Removal training's terms for k pairs (all [k]): s(q, d+), s(q, d-) in full; sp_r, sn_r the same pairs with a
+    random share of their words removed (`shares`: the positive's share u in [0, 1] each); se_r the positive's empty
+    version. mean relu(1 - sp_r + sn_r) (pairs that both lost words keep their order) + mean relu(margin - sp + se_r)
+    (the positive above its empty version: removing every word is not free) + with `anchor` > 0, over the positives
+    with u <= 0.5 only, mean relu(anchor - sp_r + sn) (what is left of a positive after a random removal of at most
+    half its words still outscores the full negative; sn is held fixed)."""
+    loss = torch.relu(1.0 - sp_r + sn_r).mean() + torch.relu(margin - sp + se_r).mean()
+    if anchor > 0:
+        half = torch.tensor([u <= 0.5 for u in shares], device=sp_r.device, dtype=sp_r.dtype)
+        loss = loss + (torch.relu(anchor - sp_r + sn.detach()) * half).sum() / half.sum().clamp(min=1)
+    return loss
+
+
+def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator, shares: list | None = None) -> torch.Tensor:
     """0/1 masks [B, Ld]: each row loses a uniform-random share u ~ U(0, 1) of its words (round(u n) of its n
-    non-PAD words, chosen uniformly), the rest kept (counterfactual training)."""
+    non-PAD words, chosen uniformly), the rest kept (counterfactual training). Each row's u is appended to
+    `shares` when given."""
     from .text import PAD_ID
     masks = torch.ones(d_ids.shape, device=d_ids.device)
     for b in range(d_ids.shape[0]):
         words = torch.nonzero(d_ids[b] != PAD_ID).flatten().cpu().numpy()
-        k = int(round(rng.uniform() * len(words)))
+        u = rng.uniform()
+        if shares is not None:
+            shares.append(float(u))
+        k = int(round(u * len(words)))
         if k:
             masks[b, torch.as_tensor(rng.choice(words, size=k, replace=False), device=d_ids.device)] = 0.0
     return masks
 
 
 def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False,
-                 removed: np.random.Generator | None = None) -> torch.Tensor:
+                 removed: np.random.Generator | None = None, shares: list | None = None) -> torch.Tensor:
     """Scores of aligned (query_i, doc_i) pairs (each encoded by the ranker, so truncated by its rules),
     padded into one batch: [B]. `empty`: every document token removed (mask 0); `removed`: a share of each
-    document's words removed at random (`removal_masks`, drawn from this generator), by the ranker's operator."""
+    document's words removed at random (`removal_masks`, drawn from this generator; the shares go to `shares`), by
+    the ranker's operator."""
     from .text import PAD_ID
     encs = [model.encode(q, [d]) for q, d in zip(q_tokens, d_tokens)]
     lq = max(e.q_ids.shape[1] for e in encs)
@@ -290,7 +315,7 @@ def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False,
     q_ids = torch.stack([torch.nn.functional.pad(e.q_ids[0], (0, lq - e.q_ids.shape[1]), value=PAD_ID) for e in encs])
     d_ids = torch.stack([torch.nn.functional.pad(e.d_ids[0], (0, ld - e.d_ids.shape[1]), value=PAD_ID) for e in encs])
     if removed is not None:
-        return model(q_ids, d_ids, removal_masks(d_ids, removed))
+        return model(q_ids, d_ids, removal_masks(d_ids, removed, shares))
     return model(q_ids, d_ids, torch.zeros(d_ids.shape, device=d_ids.device) if empty else None)
 
 

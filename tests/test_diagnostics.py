@@ -118,6 +118,92 @@ def test_local_search_keeps_an_optimal_order_on_an_additive_toy():
     assert loss([got])[0] <= loss([worst])[0]  # never worse than its seed
 
 
+def test_knapsack_against_every_choice():
+    from itertools import product
+
+    from explainers.search import _knapsack
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        values = [rng.normal(size=rng.integers(1, 4)) for _ in range(rng.integers(1, 5))]
+        k = int(rng.integers(1, sum(len(v) for v in values) + 1))
+        best = max(sum(v[j - 1] for v, j in zip(values, c) if j) for c in product(*[range(len(v) + 1) for v in values])
+                   if sum(c) == k)
+        got = _knapsack(values, k)
+        assert sum(got) == k and sum(v[j - 1] for v, j in zip(values, got) if j) == pytest.approx(best)
+
+
+def _bm25_like(doc, idf):
+    """Score of the kept words: sum over query words of idf * tf / (tf + 1) (saturating in tf, adds over words)."""
+    def score_of(kept):
+        words = [doc[j] for j in kept]
+        return sum(v * words.count(w) / (words.count(w) + 1) for w, v in idf.items())
+
+    def score(masks):
+        return np.array([score_of([j for j in range(len(doc)) if m[j] > 0]) for m in masks.numpy()])
+    return score_of, score
+
+
+def test_type_greedy_insertion_is_best_at_every_step_where_token_greedy_takes_copies():
+    """Insertion on a saturating additive score: one step of 2 tokens. Token greedy ranks tokens by their single
+    effect (each copy of "x" alone: 3 * 1/2 = 1.5) and takes two copies of "x" (score 3 * 2/3 = 2); the best pair
+    is one "x" and the "y" (1.5 + 2 * 1/2 = 2.5), found by the type greedy's knapsack, checked against every pair."""
+    from itertools import combinations
+
+    from explainers.search import greedy_order, type_greedy_order
+    doc = ["x", "x", "x", "y", "z"]
+    idf = {"x": 3.0, "y": 2.0}
+    score_of, score = _bm25_like(doc, idf)
+    counts = np.array([0, 2, 5])
+    ids = np.array([0, 0, 0, 1, 2])
+    best = max(score_of(list(c)) for c in combinations(range(5), 2))
+    tok = greedy_order(score, 5, counts, "insertion")
+    typed, rows = type_greedy_order(score, 5, counts, "insertion", ids)
+    assert score_of(tok[:2].tolist()) == pytest.approx(2.0)
+    assert score_of(typed[:2].tolist()) == pytest.approx(best) == pytest.approx(2.5)
+    assert sorted(typed.tolist()) == list(range(5)) and rows == 1 + 5  # the step's start and one row per token
+
+
+def test_type_greedy_deletion_takes_every_copy_of_a_key_word_together():
+    """Deletion with one token a step: removing one copy of "key" alone changes nothing (score = 10 while a copy
+    is present), so token greedy removes "a" first; the type greedy scores both copies removed at once, a move
+    that does not fit one token: at the second step (2 tokens due) it takes both copies."""
+    from explainers.search import type_greedy_order
+    doc = ["key", "a", "b", "key"]
+    small = {"a": 3.0, "b": 1.0}
+
+    def score(masks):
+        out = []
+        for m in masks.numpy():
+            words = [doc[j] for j in range(4) if m[j] > 0]
+            out.append(10.0 * ("key" in words) + sum(small.get(w, 0.0) for w in words))
+        return np.array(out)
+    ids = np.array([0, 1, 2, 0])
+    order, _ = type_greedy_order(score, 4, np.array([0, 2, 4]), "deletion", ids)
+    assert set(order[:2].tolist()) == {0, 3}
+
+
+def test_search_order_stays_within_its_budget_and_starts_from_the_better_seed():
+    from explainers.search import SEARCH_BUDGET, greedy_rows, search_order
+    doc = ["x", "x", "x", "y", "z", "y"]
+    idf = {"x": 3.0, "y": 2.0}
+    score_of, score = _bm25_like(doc, idf)
+    counts = np.array([0, 2, 4, 6])
+    calls = []
+
+    def counted(masks):
+        calls.append(len(masks))
+        return score(masks)
+
+    def loss(orders):  # minus the insertion AUC of the raw score
+        calls.append(len(orders) * len(counts))
+        return np.array([-np.trapezoid([score_of(o[:c].tolist()) for c in counts], counts / 6) for o in orders])
+    ids = np.array([0, 0, 0, 1, 2, 1])
+    order, cost = search_order(counted, loss, 6, counts, "insertion", ids)
+    assert cost["seed"] == "type_greedy" and -loss([order])[0] >= -cost["greedy_loss"]
+    assert sum(calls[:-1]) <= SEARCH_BUDGET * greedy_rows(6, counts)
+    assert cost["greedy_rows"] + cost["type_greedy_rows"] + cost["search_rows"] == sum(calls[:-1])
+
+
 def test_anchors_section_counts_pairs_where_an_explainer_beats_the_oracle(tmp_path, capsys):
     import json as js
     import sqlite3

@@ -1,5 +1,5 @@
 """A neural reference with known contributions (issue 32): KNRM with the exact-match kernel alone
-(`kernels = "exact"`), score = w sum_i log(1 + tf_i) + b. Its `exact_contributions` equal Shapley values computed by
+(`kernels = "exact"`), score = w sum_i log(1 + tf_i) + b, w = softplus(raw) >= 0. Its `exact_contributions` equal Shapley values computed by
 enumerating every subset of a short document, and leave-one-out marginals computed by re-scoring; the corruption
 ladder of `exact_shapley` then validates the curve metrics on a KNRM, not only on bm25."""
 import itertools
@@ -84,6 +84,28 @@ def test_gradcam_on_the_exact_kernel_by_hand(knrm_exact, synthetic):
     pair = make_pair(r, q, synthetic.doc_tokens["d0001"] + [q[0], q[0]])
     ex = build_explainer("gradcam", r).attribute_pair(pair)
     k = r._match(pair.q_ids[None], pair.d_ids[None])[0].double().numpy()
-    g = 0.7 / (1.0 + k.sum(1, keepdims=True)) * np.ones_like(k)
+    w = float(np.log1p(np.exp(0.7)))  # softplus of the raw weight
+    g = w / (1.0 + k.sum(1, keepdims=True)) * np.ones_like(k)
     np.testing.assert_allclose(ex.pair_map, np.maximum(g.mean() * k, 0.0), rtol=1e-5, atol=1e-8)
     assert ex.pair_map.sum() > 0
+
+
+def test_a_match_never_lowers_the_score_and_a_free_sign_checkpoint_does_not_load(synthetic, tmp_path):
+    """w = softplus(raw weight) >= 0 whatever the raw weight (on TREC DL a free sign went negative: the empty document
+    above the full one); a checkpoint without the parametrisation's marker (the free-sign version) is refused."""
+    from rankers.errors import BadInput
+    from rankers.training import build_ranker, load_checkpoint, save_ranker
+    r = build_ranker("knrm", synthetic, kernels="exact").eval()
+    with torch.no_grad():
+        r.out.weight.fill_(-3.0)
+    q = synthetic.query_tokens[synthetic.split("test")[0]]
+    pair = make_pair(r, q, q[:2] + ["zzfiller"])
+    n = len(pair.d_ids)
+    assert float(r._weight()) == pytest.approx(np.log1p(np.exp(-3.0)))
+    assert _score(r, pair, [1.0] * n) > _score(r, pair, [0.0] * n)
+    save_ranker(r, tmp_path / "m", synthetic.name, {})
+    state = torch.load(tmp_path / "m" / "model.pt")
+    del state["nonnegative_weight"]
+    torch.save(state, tmp_path / "m" / "model.pt")
+    with pytest.raises(BadInput, match="cannot be loaded"):
+        load_checkpoint(tmp_path / "m", {"ranker": "knrm", "collection": synthetic.name})

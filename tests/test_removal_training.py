@@ -2,6 +2,7 @@
 every batch with a uniform-random share of the document's words removed by their own operator; the share and the
 operator are part of the cached model's identity; off (0), nothing changes."""
 import numpy as np
+import pytest
 import torch
 
 from rankers.training import cached_checkpoint, removal_masks
@@ -16,10 +17,26 @@ def test_removal_masks_by_hand():
         k = int(round(u.uniform() * n))
         want.append(k)
         u.choice(n, size=k, replace=False)
-    m = removal_masks(d, rng)
+    shares: list = []
+    m = removal_masks(d, rng, shares)
+    assert [int(round(x * n)) for x, n in zip(shares, (4, 6))] == want   # the shares drawn, one per row
     assert (m[0, 4:] == 1).all()          # PAD positions are never "removed"
     assert [int((m[i] == 0).sum()) for i in range(2)] == want
     assert set(m.flatten().tolist()) <= {0.0, 1.0}
+
+
+def test_removal_loss_by_hand():
+    """k = 3 pairs: sp = (2, 1, 0.5), sn = (0.5, 0.8, 0), sp_r = (1.5, 0.2, 0.1), sn_r = (0, 0.5, 0.3),
+    se_r = (1.95, 0, 0), shares (0.2, 0.4, 0.9), margin 0.1, anchor 1:
+    pairs that both lost words: relu(1 - sp_r + sn_r) = (0, 1.3, 1.2), mean 2.5 / 3;
+    the positive over its empty version: relu(0.1 - sp + se_r) = (0.05, 0, 0), mean 0.05 / 3;
+    anchor over u <= 0.5 (the first two): relu(1 - sp_r + sn) = (0, 1.6), mean 0.8."""
+    from rankers.training import removal_loss
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    args = (t(2, 1, 0.5), t(0.5, 0.8, 0), t(1.5, 0.2, 0.1), t(0, 0.5, 0.3), t(1.95, 0, 0), [0.2, 0.4, 0.9], 0.1)
+    assert float(removal_loss(*args)) == pytest.approx(2.55 / 3)
+    assert float(removal_loss(*args, anchor=1.0)) == pytest.approx(2.55 / 3 + 0.8)
+    assert float(removal_loss(*args[:5], [0.6, 0.7, 0.9], 0.1, anchor=1.0)) == pytest.approx(2.55 / 3)  # none <= 0.5
 
 
 def test_the_trained_operator_is_part_of_the_identity(synthetic):

@@ -114,6 +114,25 @@ def test_resume_refuses_a_different_run(tmp_path, capsys, change, key):
     assert _rows(out) == before
 
 
+def test_resume_refuses_a_run_started_by_other_code(tmp_path, capsys, monkeypatch):
+    """The source digest of the code that computes a run's values is part of its identity: after a change,
+    --resume would mix two versions of its values, so it is refused in one line that says how to continue."""
+    import suites.run.runner as runner
+    out = tmp_path / "run"
+    assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--quiet"]) == 0
+    before = _rows(out)
+    digest = runner.code_digest()
+    assert len(digest) == 12 and digest == runner.code_digest()
+    with sqlite3.connect(out / "results.sqlite") as con:
+        env = json.loads(con.execute("SELECT value FROM meta WHERE key = 'environment'").fetchone()[0])
+    assert env["versions"]["rexbench_code"] == digest   # what "What was run" prints
+    monkeypatch.setattr(runner, "code_digest", lambda: "0" * 12)
+    assert main(["run", str(_suite(tmp_path)), "--out", str(out), "--resume", "--quiet"]) == 2
+    err = _err(capsys)
+    assert "code changed" in err and digest in err and "check out that commit" in err and err.count("\n") == 1
+    assert _rows(out) == before
+
+
 def test_concurrent_second_writer_exits_2(tmp_path, capsys):
     out = tmp_path / "run"
     slow = tmp_path / "slow.toml"

@@ -108,7 +108,7 @@ def _oracle_cost(info: pd.Series, ok: pd.DataFrame, excess: pd.Series, exps: lis
     for (q, d), i in zip(zip(ok.qid, ok.docid), info):
         c = i.get("oracle") or {}
         if "greedy_rows" in c:
-            per_pair[(q, d)] = c["greedy_rows"] + c.get("search_rows", 0)
+            per_pair[(q, d)] = c["greedy_rows"] + c.get("type_greedy_rows", 0) + c.get("search_rows", 0)
     if not per_pair:
         return {}
     rows = [e["forward_rows"] for e in exps or [] if e["ranker"] == ranker and e["explainer"] == SAMPLED

@@ -182,10 +182,29 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
         eng.close()
 
 
+#: the packages whose code computes what a run records (the report's own code is left out: it reads, it records
+#: nothing); their source digest is part of a run's identity
+CODE_PACKAGES = ("rankers", "explainers", "metrics", "suites/run", "suites/data")
+
+
+def code_digest() -> str:
+    """sha256 (first 12 hex digits) over the paths and bytes of every .py file in `CODE_PACKAGES`: two checkouts
+    with the same code give the same digest, whatever the machine."""
+    import hashlib
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for pkg in CODE_PACKAGES:
+        for f in sorted((root / pkg).rglob("*.py")):
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def run_fingerprint(cfg: SuiteConfig, device: str, coll) -> dict:
-    """What a run of `cfg` on `device` is (`rundir.fingerprint`): --resume and plan --calibration-run check it."""
+    """What a run of `cfg` on `device` is (`rundir.fingerprint`): --resume and plan --calibration-run check it.
+    Its versions include `code_digest()`: a run resumed by other code would mix two versions of its values, so
+    --resume refuses it (continue from the commit the run started at)."""
     return fingerprint({**cfg.plan.fingerprint(), "device": device}, {"name": coll.name, "digest": coll.digest},
-                       {**versions(), "rexbench": rexbench_version()})
+                       {**versions(), "rexbench": rexbench_version(), "rexbench_code": code_digest()})
 
 
 def _continue(cfg: SuiteConfig, out: Path) -> str:
@@ -199,6 +218,10 @@ def _check_resumable(out: Path, stored: dict | None, fp: dict) -> None:
         return
     why = "it has no fingerprint (written by an older rexbench)" if "fingerprint" not in stored else None
     diff = why or first_difference(stored["fingerprint"], fp)
+    if diff and diff.startswith("versions.rexbench_code"):
+        raise BadInput(f"--resume refused: rexbench's code changed since {out} was started ({diff}); a run "
+                       "continues only with the code that started it (check out that commit), or use another "
+                       "--out, or --overwrite to replace it")
     if diff:
         raise BadInput(f"--resume refused: {out} holds a different run; first difference: {diff}. "
                        "Use another --out, or --overwrite to replace it")
@@ -300,7 +323,8 @@ def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, r
                                                                  "run_file": cfg.run_file}})
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     prev = store.meta().get("environment", {}) if resume else {}
-    store.set_meta("environment", {"device": device, "device_name": device_name(device), "versions": versions(),
+    store.set_meta("environment", {"device": device, "device_name": device_name(device),
+                                   "versions": {**versions(), "rexbench_code": fp["versions"]["rexbench_code"]},
                                    "started": prev.get("started", now),
                                    "resumed": prev.get("resumed", []) + ([now] if prev else [])})
     return store.meta().get("elapsed", 0.0) if resume else 0.0
