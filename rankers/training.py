@@ -424,14 +424,21 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             model.check_usable_untrained()
     else:
         path = checkpoint_dir(collection.name, name, seed, identity_config(spec, config, runtime))
-        model = load_checkpoint(path, expect) if (path / "config.json").exists() else None
-        stale = stale_training(model, spec.cls) if model is not None else None
+        model, unloadable = None, None
+        if (path / "config.json").exists():
+            try:
+                model = load_checkpoint(path, expect)
+            except BadInput as e:  # a cache entry of an older model definition (e.g. another parametrisation)
+                unloadable = str(e)
+        stale = stale_training(model, spec.cls) if model is not None else unloadable
+        if unloadable and not train_if_missing:
+            raise BadInput(f"{unloadable}; run `rexbench train` to retrain it")
         if stale and not train_if_missing:
             raise BadInput(f"the cached {name} at {path} was trained with other hyper-parameters ({stale}); "
                            "run `rexbench train` to retrain it")
-        if stale:  # a cache entry of an older recipe: retrained (and replaced), said on stderr
-            print(f"retraining {name} (seed {seed}): the cached checkpoint at {path} was trained with {stale}",
-                  file=sys.stderr)
+        if stale:  # a cache entry of an older recipe or model: retrained (and replaced), said on stderr
+            why = f"cannot be loaded ({unloadable})" if unloadable else f"was trained with {stale}"
+            print(f"retraining {name} (seed {seed}): the cached checkpoint at {path} {why}", file=sys.stderr)
             model = None
         if model is None and not train_if_missing:
             raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")

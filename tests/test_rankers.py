@@ -77,6 +77,16 @@ def test_a_cached_checkpoint_of_another_training_recipe_is_not_reused(synthetic,
     assert "retraining knrm" in capsys.readouterr().err
     assert fresh.train_log["hyperparameters"] == now and fresh.train_log["epochs"]
     assert load_checkpoint(path).train_log["hyperparameters"] == now
+    # a cache entry of an older model definition (its weights no longer load): the same, retrained and replaced
+    state = torch.load(path / "model.pt")
+    state["stray"] = torch.zeros(1)
+    torch.save(state, path / "model.pt")
+    with pytest.raises(BadInput, match="cannot be loaded.*rexbench train"):
+        get_ranker("knrm", synthetic, seed=7, train_if_missing=False)
+    capsys.readouterr()
+    again = get_ranker("knrm", synthetic, seed=7, progress=False)
+    assert "cannot be loaded" in capsys.readouterr().err and again.train_log["epochs"]
+    assert "stray" not in torch.load(path / "model.pt")
 
 
 def test_bad_input(synthetic):
