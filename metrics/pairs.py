@@ -21,13 +21,15 @@
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
 from rankers.params import Int
 from rankers.scorer import score_chunks
 
-from .base import MetricResult, memo_call, register_metric, require
+from .base import MetricResult, memo_call, pair_memo, register_metric, require
 from .curves import attribution_orders, auc, ranks_among, standing
 
 _PAIR_PARAMS = {"max_steps": Int(100, lo=1, hi=10000, doc="steps of max(1, cells // max_steps) cells: at most "
@@ -121,14 +123,18 @@ def query_deletion(ctx):
     r = ctx.ranker
     enc = r.encode(list(ctx.pair.query_tokens), [list(ctx.pair.doc_tokens)] + [list(t) for t in ctx.other_docs])
     docs = tuple(tuple(t) for t in ctx.other_docs)
+    # rankers that encode the document alone encode the candidates once for every reduced query of the pair
+    reuse = getattr(r, "reuse_doc_passes", None)
+    passes = pair_memo(ctx.pair).setdefault(("doc_passes", id(r)), {})
     st = []
-    for k in range(lq):
-        q = enc.q_ids.clone()
-        q[:, torch.as_tensor(order[:k], dtype=torch.long)] = 0   # PAD: the query word is gone
-        # every explainer of the pair that removes the same words asks for the same call: made once
-        key = ("query_deletion", id(r), docs, ctx.batch_size, frozenset(order[:k].tolist()))
-        s = memo_call(ctx.pair, key, lambda: score_chunks(r, q, enc.d_ids, batch_size=ctx.batch_size))
-        st.append(float(standing(ranks_among(s[:1], s[1:]), len(ctx.other_docs))[0]))
+    with reuse(passes) if reuse is not None else contextlib.nullcontext(), torch.no_grad():
+        for k in range(lq):
+            q = enc.q_ids.clone()
+            q[:, torch.as_tensor(order[:k], dtype=torch.long)] = 0   # PAD: the query word is gone
+            # every explainer of the pair that removes the same words asks for the same call: made once
+            key = ("query_deletion", id(r), docs, ctx.batch_size, frozenset(order[:k].tolist()))
+            s = memo_call(ctx.pair, key, lambda: score_chunks(r, q, enc.d_ids, batch_size=ctx.batch_size))
+            st.append(float(standing(ranks_among(s[:1], s[1:]), len(ctx.other_docs))[0]))
     st.append(0.5)  # no query left: every document scores alike under an empty query; the standing is chance
     x = np.arange(lq + 1) / lq
     return MetricResult(auc(x, np.asarray(st)), curve={"x": x.tolist(), "y": st}, info={"query_words": lq})

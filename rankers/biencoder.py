@@ -101,4 +101,7 @@ class BiEncoder(_SingleTextRanker):
         d_ids, d_mask = self._deleted(d_ids, d_mask)
         if d_mask is not None:
             d_mask = d_mask * (d_ids != PAD_ID).float()
-        return (self._side("query", q_ids) * self._side("doc", d_ids, d_mask)).sum(-1)
+        query = self._side("query", q_ids)
+        doc = self._side("doc", d_ids, d_mask) if d_mask is not None else \
+            self._doc_pass(d_ids, lambda: self._side("doc", d_ids))
+        return (query * doc).sum(-1)

@@ -72,7 +72,8 @@ class LateInteraction(_SingleTextRanker):
         """S [B, Lq, Ld]: cosine of word vectors (0 at padding); one encoding when every row is the same pair."""
         if shared_rows(q_ids, d_ids):
             return self.similarity(q_ids[:1], d_ids[:1]).expand(len(q_ids), -1, -1)
-        return self.word_vectors(q_ids, "query") @ self.word_vectors(d_ids, "doc").transpose(1, 2)
+        query = self.word_vectors(q_ids, "query")
+        return query @ self._doc_pass(d_ids, lambda: self.word_vectors(d_ids, "doc")).transpose(1, 2)
 
     def forward(self, q_ids, d_ids, d_mask=None, pair_mask=None):
         s = self.interaction_layer(self.similarity(q_ids, d_ids))

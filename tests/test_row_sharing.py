@@ -60,3 +60,38 @@ def test_shared_rows_are_scored_once_and_change_nothing(tmp_path):
     not_ok = {(e, m) for e, d in shared.items() for m, v in d.items() if v[1] != "ok"}
     assert not_ok == {("saliency", "query_deletion")} | {("query_occlusion", m) for m in METRICS if m != "query_deletion"}
     assert rows_shared < rows_alone
+
+
+@pytest.mark.parametrize("kind", ["biencoder", "late_interaction"])
+def test_query_deletion_encodes_the_candidates_once_and_changes_nothing(tmp_path, kind, monkeypatch):
+    """Rankers that encode the document alone re-score the candidate list under every reduced query with the
+    documents' encoder pass made once per pair (`reuse_doc_passes`): the same value and curve to the last digit,
+    fewer encoder rows."""
+    from explainers import build_explainer, make_pair
+    from metrics import MetricContext, compute_metrics
+    from rankers.biencoder import BiEncoder
+    from rankers.late_interaction import LateInteraction
+    cls = BiEncoder if kind == "biencoder" else LateInteraction
+    r = cls(model=build("bert", tmp_path / "bert")).eval()
+    encoded = []
+    orig = type(r)._model
+
+    def counting(self, embeds, b, *a, **k):
+        encoded.append(embeds.shape[0])
+        return orig(self, embeds, b, *a, **k)
+    monkeypatch.setattr(type(r), "_model", counting)
+
+    def run():
+        encoded.clear()
+        pair = make_pair(r, QUERY, DOC)
+        others = [make_pair(r, QUERY, o).doc_tokens for o in OTHERS]
+        ex = build_explainer("query_occlusion", r, batch_size=4).attribute_pair(pair)
+        encoded.clear()
+        ctx = MetricContext(r, pair, ex, other_scores=np.zeros(len(others)), other_docs=others, batch_size=2)
+        res = compute_metrics(ctx, ["query_deletion"], {})["query_deletion"]
+        return (res.value, res.status, res.curve), sum(encoded)
+    reused, rows_reused = run()
+    monkeypatch.setattr(type(r), "reuse_doc_passes", None, raising=False)
+    plain, rows_plain = run()
+    assert reused[1] == "ok" and reused == plain
+    assert rows_reused < rows_plain
