@@ -77,6 +77,16 @@ TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3,
 #: before an option existed was trained with it off
 _ADDED_OFF = {"pseudo_queries": 0, "removal_anchor": 0.0}
 
+#: training options that act only with removal training (`removal_training` > 0): without it they are inert and
+#: left out of what identifies a trained model (a run's fingerprint, the stale-recipe check)
+REMOVAL_ONLY = ("removal_anchor",)
+
+
+def effective_training(hp: dict, removal_training: float) -> dict:
+    """The hyper-parameters that act on a model trained with `removal_training` (`REMOVAL_ONLY` dropped without
+    it): what a run's fingerprint records and what the stale-recipe check compares."""
+    return {k: v for k, v in hp.items() if removal_training or k not in REMOVAL_ONLY}
+
 
 def training_hyperparameters(cls: type) -> dict:
     """What `train` uses for ranker class `cls` without overrides: TRAIN_DEFAULTS, then its `train_defaults`.
@@ -88,10 +98,11 @@ def stale_training(model: Ranker, cls: type) -> str | None:
     """The first difference between the hyper-parameters `model` was trained with and `cls`'s current ones;
     None when they agree or none are recorded (a checkpoint saved without a training log is used as given)."""
     was = (getattr(model, "train_log", None) or {}).get("hyperparameters")
-    now = training_hyperparameters(cls)
+    share = float(getattr(model, "removal_training", 0.0) or 0.0)
+    now = effective_training(training_hyperparameters(cls), share)
     if was is None:
         return None
-    was = {**_ADDED_OFF, **was}
+    was = effective_training({**_ADDED_OFF, **was}, share)
     diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
     return f"{diff[0]} = {was.get(diff[0])!r} (now {now.get(diff[0])!r})" if diff else None
 

@@ -202,6 +202,62 @@ def board_power(df: pd.DataFrame, ranker: str, metric: str, n_comparisons: int) 
             "min_meaningful": delta, "needed": queries_to_resolve(sd, delta, n_comparisons)}
 
 
+#: the pairs per query a design may ask for (`pairs_design`)
+MAX_PAIRS_PER_QUERY = 10
+
+
+def variance_components(df: pd.DataFrame, ranker: str, metric: str) -> dict | None:
+    """Where the spread of one leaderboard's paired differences lies: for each two explainers, the differences
+    d[q, j] of their values on the same pair (query q, its j-th document), split as a one-way random-effects model
+    d[q, j] = mu + b_q + e_qj: `within` = the pooled variance of a query's pairs around their mean (queries with at
+    least 2 pairs), `between` = the variance of the query means less within / (their mean pairs per query), floored
+    at 0; the median of each over the explainer pairs. None without 2 queries of >= 2 pairs each."""
+    sub = ok_rows(df[(df.ranker == ranker) & (df.metric == metric)])
+    if sub.empty:
+        return None
+    w = sub.pivot_table(index=["qid", "docid"], columns="explainer", values="value", aggfunc="first")
+    cols = list(w.columns)
+    between, within, pairs = [], [], []
+    for i, a in enumerate(cols):
+        for b in cols[i + 1:]:
+            d = (w[a] - w[b]).dropna()
+            g = d.groupby(level="qid")
+            sizes = g.size()
+            multi = sizes[sizes >= 2].index
+            if len(multi) < 2:
+                continue
+            dev = d[d.index.get_level_values("qid").isin(multi)]
+            ss = float(dev.groupby(level="qid").apply(lambda x: ((x - x.mean()) ** 2).sum()).sum())
+            var_w = ss / float((sizes[multi] - 1).sum())
+            means = g.mean()
+            p_bar = float(sizes.mean())
+            between.append(max(float(np.var(means, ddof=1)) - var_w / p_bar, 0.0))
+            within.append(var_w)
+            pairs.append(p_bar)
+    if not between:
+        return None
+    return {"between": float(np.median(between)), "within": float(np.median(within)),
+            "pairs_per_query": float(np.median(pairs)), "queries": int(sub.qid.nunique())}
+
+
+def pairs_design(components: dict, delta: float, n_comparisons: int, available_queries: int,
+                 most_pairs: int = MAX_PAIRS_PER_QUERY) -> dict:
+    """The queries needed to resolve `delta` at p pairs per query, p = 1..most_pairs, from `variance_components`:
+    the standard deviation of a query's mean difference at p pairs is sqrt(between + within / p)
+    (`queries_to_resolve` on it). `choice`: the fewest pairs per query whose queries fit `available_queries`
+    (then those queries), or None when no p does: the between-query spread alone then needs `floor_queries`.
+    It assumes further pairs of a query vary as the calibration's did (e.g. more judged-relevant candidates
+    besides the top document: `[samples] relevant`)."""
+    need = {p: queries_to_resolve(float(np.sqrt(components["between"] + components["within"] / p)), delta,
+                                  n_comparisons) for p in range(1, most_pairs + 1)}
+    fits = [p for p, n in need.items() if n is not None and n <= available_queries]
+    floor = queries_to_resolve(float(np.sqrt(components["between"])), delta, n_comparisons) \
+        if components["between"] > 0 else 2
+    return {"queries_needed": need, "available_queries": available_queries,
+            "choice": {"pairs_per_query": fits[0], "queries": need[fits[0]]} if fits else None,
+            "floor_queries": floor}
+
+
 def orientation(metric: str) -> float:
     """+1 when higher is better, -1 when lower is: multiply a metric by it so that higher = better."""
     return 1.0 if METRICS[metric].direction == "higher" else -1.0

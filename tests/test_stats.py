@@ -219,3 +219,28 @@ def test_minimum_detectable_difference_by_hand():
                   np.std([0.1 * i + (i % 2) * 0.2 - 0.5 for i in range(6)], ddof=1)])
     assert p["queries"] == 6 and p["sd"] == pytest.approx(sds[1])
     assert p["mdd"] == pytest.approx(minimum_detectable_difference(sds[1], 6, 2)) and p["min_meaningful"] == 0.02
+
+
+def test_variance_components_and_pairs_design_by_hand():
+    """Two explainers, 3 queries of 2 pairs; their differences d: q1 (1, 3), q2 (2, 2), q3 (4, 6). Within a query:
+    (1 + 1 + 0 + 0 + 1 + 1) / 3 degrees of freedom = 4/3; the query means 2, 2, 5 vary by 3, so between queries
+    3 - (4/3) / 2 = 7/3. At p pairs per query a query mean's sd is sqrt(7/3 + 4/3 / p); the design takes the fewest
+    pairs whose queries fit those available, and says what the between-query spread alone needs when none does."""
+    from suites.stats import pairs_design, queries_to_resolve, variance_components
+    d = {"q1": (1, 3), "q2": (2, 2), "q3": (4, 6)}
+    rows = [{"ranker": "r", "explainer": e, "metric": "rank_deletion", "qid": q, "docid": f"d{j}",
+             "value": (v if e == "a" else 0.0), "status": "ok"} for q, vs in d.items() for j, v in enumerate(vs)
+            for e in ("a", "b")]
+    c = variance_components(pd.DataFrame(rows), "r", "rank_deletion")
+    assert c["within"] == pytest.approx(4 / 3) and c["between"] == pytest.approx(7 / 3)
+    assert c["pairs_per_query"] == 2 and c["queries"] == 3
+    need = {p: queries_to_resolve(math.sqrt(7 / 3 + 4 / 3 / p), 0.5, 1) for p in range(1, 11)}
+    assert need[1] > need[3] > need[10]
+    got = pairs_design(c, 0.5, 1, available_queries=need[3])
+    assert got["queries_needed"] == need
+    first = min(p for p in need if need[p] <= need[3])
+    assert got["choice"] == {"pairs_per_query": first, "queries": need[first]}
+    none = pairs_design(c, 0.5, 1, available_queries=need[10] - 1)
+    assert none["choice"] is None and none["floor_queries"] == queries_to_resolve(math.sqrt(7 / 3), 0.5, 1)
+    one_pair = [r for r in rows if r["docid"] == "d0"]          # no query with two pairs: no split
+    assert variance_components(pd.DataFrame(one_pair), "r", "rank_deletion") is None

@@ -12,7 +12,10 @@ and cached, as the real run would) and times every (ranker, query) shard. From t
 - model evaluations (query-document pairs scored) per explanation, per explainer;
 - the queries a ranker needs before any paired comparison among its explainers can reach p < alpha
   after Holm (the exact Wilcoxon test's smallest two-sided p is 2 / 2^n: `stats.smallest_holm_p`);
-- with a budget, how many queries each ranker can afford within it.
+- with a budget, how many queries each ranker can afford within it;
+- from a calibration with several pairs per query, per headline metric the spread of paired differences split
+  between and within queries, and the fewest pairs per query with which the collection's queries resolve the
+  declared minimum meaningful difference (more pairs where queries run out), or that none does.
 
 Shards of one ranker cost alike up to the length of the query's documents, so the error is mostly
 that variation (reported by `benchmarks`/tests against a measured run).
@@ -82,6 +85,7 @@ def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, ca
         cal = _from_run(cfg, coll, Path(calibration_run), int(calibrate), device, data_dir)
     else:
         cal = _calibrate(cfg, int(calibrate), device, data_dir)
+    cal["available_queries"] = n_avail
     return _plan(cfg, planned, cal, device, workers, calibrate, budget_s)
 
 
@@ -120,16 +124,19 @@ def _headline_values(con, qids: set | None = None) -> list[tuple]:
     return [row for row in con.execute(q, heads) if qids is None or row[3] in qids]
 
 
-def _power(values: list[tuple], ranker: str, planned: int, n_explainers: int) -> dict:
+def _power(values: list[tuple], ranker: str, planned: int, n_explainers: int, available: int | None = None) -> dict:
     """What `planned` queries can resolve on this ranker, from the calibration's spread: per headline metric the
     minimum detectable difference at that n (80% power at the strictest Holm step over the explainers) and the
     queries needed to resolve the declared minimum meaningful difference (`stats.board_power`); needs a
-    calibration of at least two queries (`--calibrate 2`, or `--calibration-run`)."""
+    calibration of at least two queries (`--calibrate 2`, or `--calibration-run`). Where the calibration has
+    queries with several pairs, `design`: the spread split between and within queries (`stats.variance_components`)
+    and the pairs per query that let the `available` queries resolve it (`stats.pairs_design`): more pairs per
+    query where queries run out."""
     import pandas as pd
 
     from metrics import METRICS
 
-    from ..stats import board_power, minimum_detectable_difference
+    from ..stats import board_power, minimum_detectable_difference, pairs_design, variance_components
     rows = [v for v in values if v[0] == ranker]
     if not rows:
         return {"from_queries": 0, "metrics": {}}
@@ -142,6 +149,10 @@ def _power(values: list[tuple], ranker: str, planned: int, n_explainers: int) ->
         out[m] = {"sd": p["sd"], "min_meaningful": p["min_meaningful"],
                   "mdd_at_planned": minimum_detectable_difference(p["sd"], planned, max(n_explainers - 1, 1)),
                   "queries_to_resolve": p["needed"]}
+        comp = variance_components(df, ranker, m) if available else None
+        if comp is not None:
+            out[m]["design"] = {**comp, **pairs_design(comp, p["min_meaningful"], max(n_explainers - 1, 1),
+                                                       available)}
     return {"from_queries": int(df.qid.nunique()), "metrics": out}
 
 
@@ -201,7 +212,7 @@ def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, wor
         entry = {"queries": q, "seconds_per_query": sec, "predicted_seconds": sec * q,
                  "rows_per_explanation": {e: sum(v) / len(v) for e, v in sorted(rows.get(r, {}).items())},
                  "queries_for_significance": need, "underpowered": q < need}
-        entry["power"] = _power(cal.get("values", []), r, q, n_expl)
+        entry["power"] = _power(cal.get("values", []), r, q, n_expl, cal.get("available_queries"))
         if budget_s is not None:
             spare = max(budget_s - (fixed if math.isfinite(fixed) else 0.0), 0.0) * max(workers, 1)
             entry["affordable_queries"] = int(spare // sec) if sec > 0 else None
@@ -236,6 +247,21 @@ def plan_text(p: dict) -> str:
                                      + (f"{x['queries_to_resolve']} queries resolve it)" if x["queries_to_resolve"]
                                         else "more than 100000 queries resolve it)")
                                      for m, x in pw["metrics"].items()))
+            for m, x in pw["metrics"].items():
+                d = x.get("design")
+                if d is None:
+                    continue
+                spread = (f"    design for {m} (spread between queries {d['between'] ** 0.5:.3f}, within a query "
+                          f"{d['within'] ** 0.5:.3f}, at {d['pairs_per_query']:.1f} pairs per query): ")
+                if d["choice"]:
+                    c = d["choice"]
+                    lines.append(spread + f"{c['queries']} of the {d['available_queries']} queries at "
+                                 f"{c['pairs_per_query']} pairs per query resolve {x['min_meaningful']:g}")
+                else:
+                    lines.append(spread + f"no design within the {d['available_queries']} queries resolves "
+                                 f"{x['min_meaningful']:g} (up to {max(d['queries_needed'])} pairs per query; the "
+                                 f"between-query spread alone needs {d['floor_queries'] or 'more than 100000'} "
+                                 "queries)")
         elif "power" in v:
             lines.append("    resolution: unknown (the spread of paired differences needs a calibration of at least "
                          "2 queries: --calibrate 2)")

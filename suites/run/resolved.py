@@ -22,6 +22,7 @@ from rankers.identity import artifacts, source_digest
 from rankers.params import resolved
 from rankers.registry import ranker_spec
 from rankers.params import ADDED_OFF
+from rankers.training import effective_training
 from rankers.training import cached_checkpoint, get_ranker, training_hyperparameters
 
 if TYPE_CHECKING:
@@ -183,7 +184,8 @@ def resolve(cfg: "SuiteConfig") -> SuitePlan:
                                                 if not (k in ADDED_OFF and v == ADDED_OFF[k])},
                       "explainers": t.get("explainers", {}),
                       "metrics": t.get("metrics", {}),
-                      **({"training": training} if training is not None else {}),
+                      **({"training": effective_training(training, own.get("removal_training") or 0.0)}
+                         if training is not None else {}),
                       **({"artifacts": code} if code else {})}  # code and local files, by content
     effectiveness = tuple(rankers[r] if r in rankers else _registered(r, cfg)
                           for r in (cfg.effectiveness_rankers or [r for r in cfg.rankers if r not in cfg.objects]))

@@ -73,3 +73,37 @@ def test_shared_rows_speed(benchmark, shared, ranker, bench_rankers, bench_pair,
     res = run(benchmark, metrics_of_the_pair, rounds=rounds)
     benchmark.extra_info["rows"] = sum(rows) // (rounds + 1)   # per round (the warmup round included in the sum)
     assert all(v.status in ("ok", "skipped") for e in res.values() for v in e.values())
+
+
+@pytest.mark.parametrize("reuse", [True, False], ids=["reused", "before"])
+def test_query_deletion_doc_passes_speed(benchmark, reuse, bench_rankers, bench_pair, cran, monkeypatch):
+    """query_deletion on the bi-encoder over 20 candidates for 3 explainers of one pair, with the candidates' encoder
+    pass made once per pair (`reuse_doc_passes`) or once per reduced query (before): wall time, and the encoder
+    rows per round in `extra_info['encoder_rows']` (the values are equal: tests/test_row_sharing.py)."""
+    import dataclasses
+
+    import torch
+    r = bench_rankers["biencoder"]
+    pair = make_pair(r, *bench_pair)
+    cands = [d for d in cran.candidates("1") if d not in cran.relevant("1")][:20]
+    others = [make_pair(r, bench_pair[0], cran.docs[d]).doc_tokens for d in cands]
+    with torch.no_grad():
+        other_scores = r.score_tokens(pair.query_tokens, others).double().numpy()
+    exs = {e: build_explainer(e, r).attribute_pair(pair) for e in ("random", "gradcam", "query_occlusion")}
+    if not reuse:
+        monkeypatch.setattr(type(r), "reuse_doc_passes", None, raising=False)
+    rows = []
+    orig = type(r)._model
+
+    def counting(self, embeds, b, *a, **k):
+        rows.append(embeds.shape[0])
+        return orig(self, embeds, b, *a, **k)
+    monkeypatch.setattr(type(r), "_model", counting)
+
+    def query_deletion_of_the_pair():
+        p = dataclasses.replace(pair)
+        return [compute_metrics(MetricContext(r, p, ex, other_scores=other_scores, other_docs=others),
+                                ["query_deletion"])["query_deletion"] for ex in exs.values()]
+    res = run(benchmark, query_deletion_of_the_pair, rounds=2)
+    benchmark.extra_info["encoder_rows"] = sum(rows) // 3   # per round (the warmup round included in the sum)
+    assert all(v.status == "ok" for v in res)
