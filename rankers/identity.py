@@ -28,6 +28,20 @@ def file_digest(path: str | os.PathLike) -> str:
     return _MEMO[key]
 
 
+def weights_digest(model) -> str:
+    """SHA-256 (16 hex digits) of a model's state: every tensor's name, dtype, shape and bytes, in name order. A
+    model rexbench trained and cached is identified by its configuration and training recipe; this says whether
+    the cached weights are still the ones a run started with (a cache entry retrained since, on other hardware or
+    by other code, is another model)."""
+    import torch
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
 def dir_digest(path: str | os.PathLike) -> str:
     """Digest of a directory's regular files (relative names and contents, hidden entries left out):
     weights, config and tokenizer files of a model or checkpoint directory."""

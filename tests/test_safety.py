@@ -133,6 +133,36 @@ def test_resume_refuses_a_run_started_by_other_code(tmp_path, capsys, monkeypatc
     assert _rows(out) == before
 
 
+def test_resume_refuses_a_cached_model_retrained_since_the_run_started(tmp_path, capsys, synthetic, small_knrm):
+    """A trained ranker comes from the cache, keyed by its configuration and recipe, not its weights: the run
+    records the weights' digest with the ranker, and --resume refuses a cache entry that holds other weights."""
+    import torch
+
+    from rankers.identity import weights_digest
+    from rankers.training import cached_checkpoint, save_ranker, training_hyperparameters
+    path = cached_checkpoint("knrm", synthetic, 0, {})
+    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": []}
+    save_ranker(small_knrm, path, "synthetic", log)
+    p = tmp_path / "k.toml"
+    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]", "[rankers.knrm]"))
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    before = _rows(out)
+    with sqlite3.connect(out / "results.sqlite") as con:
+        data = json.loads(con.execute("SELECT data FROM rankers WHERE ranker = 'knrm'").fetchone()[0])
+    assert data["weights_sha"] == weights_digest(small_knrm)
+    assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0   # the same weights: fine
+    other = type(small_knrm).from_collection(synthetic, 0)
+    other.load_state_dict(small_knrm.state_dict())
+    with torch.no_grad():
+        other.out.bias.add_(1.0)
+    save_ranker(other, path, "synthetic", log)                                  # retrained since, say
+    assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 2
+    err = _err(capsys)
+    assert "retrained since" in err and data["weights_sha"] in err and err.count("\n") == 1
+    assert _rows(out) == before
+
+
 def test_concurrent_second_writer_exits_2(tmp_path, capsys):
     out = tmp_path / "run"
     slow = tmp_path / "slow.toml"

@@ -348,7 +348,13 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
         t0 = time.perf_counter()
         ranker = probed[rname].to(device).eval() if rname in probed else p.load(coll, device, progress)
         load_s = time.perf_counter() - t0
-        if not store.has_ranker(rname, coll.name):  # a resumed run keeps the stored effectiveness
+        weights = _trained_weights(ranker)
+        stored = store.ranker(rname, coll.name)
+        if weights and stored and stored.get("weights_sha") not in (None, weights):
+            raise BadInput(f"ranker {rname!r}: the trained model now in the cache (weights {weights}) is not the one "
+                           f"this run started with (weights {stored['weights_sha']}): it was retrained since; "
+                           "restore that checkpoint, or run again with --overwrite")
+        if stored is None:  # a resumed run keeps the stored effectiveness
             # rankers with the same weights (tables that differ only in a runtime parameter such as `removal`)
             # score the unperturbed candidates alike: ranked once; the empty document is each one's own
             key = p.weights_key()
@@ -371,6 +377,7 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                                                         "best_epoch": log.get("best_epoch"),
                                                         **({"removal_training": log["removal_training"]}
                                                            if log.get("removal_training") else {}),
+                                                        **({"weights_sha": weights} if weights else {}),
                                                         "load_seconds": load_s, "device": device,
                                                         "units": ranker.analyzer,
                                                         "batch_size": resolve_batch_size(cfg.batch_size, device,
@@ -380,6 +387,14 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
             if qid is not None:
                 cost[rname] = _scoring_seconds(ranker, coll, qid)
     return loaded, cost
+
+
+def _trained_weights(ranker) -> str | None:
+    """The weights digest of a model rexbench trained (it carries a training log; it comes from the cache, whose
+    key is its configuration, not its weights), else None: a local model or checkpoint directory is in the run's
+    fingerprint by content already, a hub model or a function has no cache entry to change."""
+    from rankers.identity import weights_digest
+    return weights_digest(ranker) if getattr(ranker, "train_log", None) else None
 
 
 def _explained_queries(p: RankerPlan, qids: list[str]) -> list[str]:
