@@ -370,11 +370,10 @@ class _HFRanker(Ranker):
 
     @contextlib.contextmanager
     def reuse_doc_passes(self, store: dict):
-        """Within the block, the document side's encoder pass over the same word-id rows (rankers that encode the
-        document alone: bi-encoder, late interaction) is made once and kept in `store` (the caller's: e.g. a
-        pair's memo, so it lives as long as the pair): re-scoring one candidate list under many reduced queries
-        (query_deletion) encodes the documents once. The same rows give the same call, so the scores are those
-        of the pass itself; never with gradients, capture or a wrapped run (those need the pass to happen)."""
+        """Within the block, the document side's pass over the same word-id rows (bi-encoder, late interaction) is
+        made once and kept in `store` (the caller's, e.g. a pair's memo): one candidate list re-scored under many
+        reduced queries (query_deletion) is encoded once. The same rows give the same call, so the same scores;
+        never with gradients, capture or a wrapped run (those need the pass to happen)."""
         prev = getattr(self, "_doc_store", None)
         self._doc_store = store
         try:
@@ -382,8 +381,7 @@ class _HFRanker(Ranker):
         finally:
             self._doc_store = prev
 
-    def _doc_pass(self, rows: torch.Tensor, compute):
-        """compute() (the document side's output for word-id rows [B, L]), reused within `reuse_doc_passes`."""
+    def _doc_pass(self, rows: torch.Tensor, compute):  # compute(): the doc side for rows [B, L], or its reuse
         store = getattr(self, "_doc_store", None)
         if store is None or torch.is_grad_enabled() or self._capture is not None or "_run" in self.__dict__:
             return compute()
