@@ -175,3 +175,15 @@ def word_pieces(tok, query: str, doc: str, side: int = 1) -> tuple[dict, list[li
         if enc.sequence_ids()[p] == side:
             out[next(i for i, (s, e) in enumerate(spans) if e > a or (a == b and s >= a))].append(p)
     return enc, out
+
+
+def count_encoder_rows(monkeypatch, ranker) -> list[int]:
+    """Patch the class of an HF ranker so that each encoder call (`_model`) appends its rows to the list returned."""
+    rows: list[int] = []
+    orig = type(ranker)._model
+
+    def counting(self, embeds, b, *a, **k):
+        rows.append(embeds.shape[0])
+        return orig(self, embeds, b, *a, **k)
+    monkeypatch.setattr(type(ranker), "_model", counting)
+    return rows

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hf_tiny import DOC, QUERY, build
+from hf_tiny import DOC, QUERY, build, count_encoder_rows
 
 transformers = pytest.importorskip("transformers")
 
@@ -73,13 +73,7 @@ def test_query_deletion_encodes_the_candidates_once_and_changes_nothing(tmp_path
     from rankers.late_interaction import LateInteraction
     cls = BiEncoder if kind == "biencoder" else LateInteraction
     r = cls(model=build("bert", tmp_path / "bert")).eval()
-    encoded = []
-    orig = type(r)._model
-
-    def counting(self, embeds, b, *a, **k):
-        encoded.append(embeds.shape[0])
-        return orig(self, embeds, b, *a, **k)
-    monkeypatch.setattr(type(r), "_model", counting)
+    encoded = count_encoder_rows(monkeypatch, r)
 
     def run():
         encoded.clear()

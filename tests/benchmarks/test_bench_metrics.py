@@ -83,6 +83,7 @@ def test_query_deletion_doc_passes_speed(benchmark, reuse, bench_rankers, bench_
     import dataclasses
 
     import torch
+    from hf_tiny import count_encoder_rows
     r = bench_rankers["biencoder"]
     pair = make_pair(r, *bench_pair)
     cands = [d for d in cran.candidates("1") if d not in cran.relevant("1")][:20]
@@ -92,13 +93,7 @@ def test_query_deletion_doc_passes_speed(benchmark, reuse, bench_rankers, bench_
     exs = {e: build_explainer(e, r).attribute_pair(pair) for e in ("random", "gradcam", "query_occlusion")}
     if not reuse:
         monkeypatch.setattr(type(r), "reuse_doc_passes", None, raising=False)
-    rows = []
-    orig = type(r)._model
-
-    def counting(self, embeds, b, *a, **k):
-        rows.append(embeds.shape[0])
-        return orig(self, embeds, b, *a, **k)
-    monkeypatch.setattr(type(r), "_model", counting)
+    rows = count_encoder_rows(monkeypatch, r)
 
     def query_deletion_of_the_pair():
         p = dataclasses.replace(pair)
