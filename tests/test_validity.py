@@ -46,12 +46,39 @@ def test_corruption_test_verdicts_and_demotion_by_hand():
     # rank_insertion (higher is better) improves at 50% corruption: not monotone, demoted
     bad = _rows({"exact_shapley": base + 0.5, "c50": base + 0.6, "c100": base + 0.1}, "rank_insertion")
     table = validity_table(pd.concat([good, bad]), explainers, ["rank_deletion", "rank_insertion"])
-    rows = table.drop(columns=["_metric", "_ok", "_circular"]).set_index("metric")
+    rows = table.drop(columns=["_metric", "_ok", "_tested", "_circular"]).set_index("metric")
     text = "\n".join(validity_summary(table, ["r"], ["rank_deletion", "rank_insertion"]))
     assert demoted_metrics(table) == {"rank_insertion"}
     assert rows.loc["rank_deletion ↓", ["ranker", "reference", "queries"]].tolist() == ["r", "exact_shapley", 12]
     assert rows.loc["rank_deletion ↓", "verdict"] == "valid" and rows.loc["rank_insertion ↑", "verdict"] == "fails"
     assert "Demoted from headline by this test: rank_insertion." in text
+
+
+def test_a_metric_failing_on_one_ranker_loses_its_verdicts_there_only_and_too_few_queries_decide_nothing():
+    """rank_insertion fails on r and passes on s: no ★ lost, no verdicts on r only (its primary comparisons there
+    leave the family). On 5 queries no outcome can pass (smallest exact p 2 / 2^5 = 0.0625): neither valid nor
+    failing."""
+    from suites.report.primary import Comparisons
+    from suites.report.validity import demoted_metrics, validity_status, validity_summary, validity_table, withheld
+    explainers = {"exact_shapley": {}, "c100": {"type": "corrupted", "base": "exact_shapley", "fraction": 1.0}}
+    rng = np.random.default_rng(1)
+    base = rng.uniform(0.2, 0.3, 12)
+    bad = _rows({"exact_shapley": base + 0.1, "c100": base + 0.5}, "rank_insertion")            # worse clean: fails
+    good = _rows({"exact_shapley": base + 0.5, "c100": base + 0.1}, "rank_insertion").assign(ranker="s")
+    few = _rows({"exact_shapley": base[:5] + 0.5, "c100": base[:5] + 0.1}, "rank_insertion").assign(ranker="t")
+    table = validity_table(pd.concat([bad, good, few]), explainers, ["rank_insertion"])
+    assert withheld(table) == {("r", "rank_insertion")} and demoted_metrics(table) == set()
+    assert validity_status(table, "r", "rank_insertion").startswith("fails")
+    assert validity_status(table, "s", "rank_insertion") == "validated (exact_shapley)"
+    assert validity_status(table, "t", "rank_insertion") == "not validated (too few queries: 5)"
+    assert table.set_index("ranker").loc["t", "verdict"] == "too few queries"
+    text = "\n".join(validity_summary(table, ["r", "s", "t"], ["rank_insertion"]))
+    assert "No verdicts on r: rank_insertion (failed there)." in text and "Demoted" not in text
+    df = pd.concat([bad, good]).assign(explainer=lambda d: d.explainer.map({"exact_shapley": "gradcam",
+                                                                            "c100": "integrated_gradients"}))
+    comps = Comparisons(df, {"integrated_gradients": {}}, ["r", "s"], ["rank_insertion"], ["rank_insertion"], set(),
+                        withheld(table))
+    assert set(comps.primary.ranker) == {"s"} and not comps.table("r", "rank_insertion", "gradcam").empty
 
 
 def test_validity_section_from_a_run(tmp_path, capsys):

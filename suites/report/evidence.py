@@ -13,7 +13,7 @@ from .aliases import alias_groups, collapse, label
 from .cost import explanation_costs
 from .flags import ranker_flags
 from .primary import Comparisons
-from .validity import demoted_metrics, validity_table
+from .validity import demoted_metrics, validity_table, withheld
 
 
 #: the trust matrix's metric: the deletion standing AUC, defined on every pair and free of the search oracle
@@ -76,6 +76,7 @@ def gather(meta: dict, df: pd.DataFrame, rankers: pd.DataFrame, exps: list[dict]
     table = validity_table(df, se, metric_order)
     demoted = demoted_metrics(table)
     heads = [m for m in metric_order if METRICS[m].headline and m not in demoted]
+    held = withheld(table)
     groups = alias_groups(df, se)
     # the layer sweep is a study of Grad-CAM itself, not a competitor: one of its layers is gradcam's own
     sweep = [n for _, n in layer_sweep(se)]
@@ -83,7 +84,7 @@ def gather(meta: dict, df: pd.DataFrame, rankers: pd.DataFrame, exps: list[dict]
     flat = collapse(df, groups)
     flat = flat[~flat.explainer.isin(sweep)]
     flags = ranker_flags(df, rankers)
-    comps = Comparisons(flat, se, list(flat.ranker.unique()), metric_order, heads, set(flags))
+    comps = Comparisons(flat, se, list(flat.ranker.unique()), metric_order, heads, set(flags), held)
     return Evidence(meta=meta, raw=df, df=flat, rankers=rankers, exps=exps, aliases=groups, flags=flags,
                     metric_order=metric_order, headlines=heads, validity=table, comparisons=comps,
                     sweep=sweep)

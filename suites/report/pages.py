@@ -91,7 +91,7 @@ def ranker_page(ev, ranker: str, page: Path, results_md: Path, figs: Path) -> st
     if cmp:
         md += ["## Comparisons", "", comparisons_note(ev.comparisons.family_size), ""] + cmp
     if not ev.validity.empty:
-        v = ev.validity[ev.validity.ranker == ranker].drop(columns=["_metric", "_ok", "_circular", "ranker"])
+        v = ev.validity[ev.validity.ranker == ranker].drop(columns=["_metric", "_ok", "_tested", "_circular", "ranker"])
         if not v.empty:
             md += ["## Metric validity (corruption ladders)", "", "As in RESULTS.md's validity section, on this "
                    "ranker only.", "", md_table(v), ""]

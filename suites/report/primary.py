@@ -3,7 +3,7 @@ metric (`stats.compare_to`), and the declared primary family controlled across t
 
 The primary family, declared before any run: on every ranker that is not flagged (`flags`), each competing
 explainer (`roles`) against Grad-CAM and against random, and Grad-CAM against random, on the headline (★)
-metrics. Its p-values are Holm-adjusted over the whole family at once (every ranker and metric together), and
+metrics, except on a ranker where the metric failed the corruption test (`validity.withheld`). Its p-values are Holm-adjusted over the whole family at once (every ranker and metric together), and
 each comparison's minimum detectable difference is stated at that family's strictest step. Every other
 comparison (baselines, Grad-CAM's variants, non-headline metrics, flagged rankers) is exploratory: Holm within
 its own table only."""
@@ -23,7 +23,7 @@ class Comparisons:
     primary family's rows re-adjusted over the whole report (`primary`)."""
 
     def __init__(self, df: pd.DataFrame, suite_explainers: dict, rankers: list[str], metrics: list[str],
-                 headlines: list[str], flagged: set[str]):
+                 headlines: list[str], flagged: set[str], withheld: set[tuple[str, str]] = frozenset()):
         self.tables: dict[tuple[str, str, str], pd.DataFrame] = {}
         for r in rankers:
             for m in metrics:
@@ -33,7 +33,7 @@ class Comparisons:
                         self.tables[(r, m, ref)] = c
         rows = []
         for (r, m, ref), c in self.tables.items():
-            if r in flagged or m not in headlines:
+            if r in flagged or m not in headlines or (r, m) in withheld:  # withheld: failed validity there
                 continue
             member = c.explainer.map(lambda e: is_competitor(e, suite_explainers)
                                      or (ref == "random" and e == REFERENCE))

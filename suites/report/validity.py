@@ -36,8 +36,10 @@ def _ladder_row(ranker: str, reference: str, metric: str, per: pd.DataFrame, fra
     """One validity row: `per` [qid x step] holds the reference's query values at each corrupted share
     `fractions` (0 first, fully corrupted last). Valid when the oriented query-means do not rise with the share
     (tolerance a quarter of the metric's minimum meaningful difference) and the reference beats its fully
-    corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha)."""
-    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial
+    corrupted version on paired queries (rank-biserial r > 0, Wilcoxon p < alpha). With too few queries for
+    any outcome to reach p < alpha (the exact test's smallest p, 2 / 2^n) the test cannot be passed: the row
+    says so (`_tested` False) and neither validates nor fails the metric."""
+    from ..stats import min_meaningful_difference, orientation, paired_test, rank_biserial, smallest_holm_p
     o = orientation(metric)
     cols = list(per.columns)
     means = [o * float(per[c].mean()) for c in cols]
@@ -45,13 +47,15 @@ def _ladder_row(ranker: str, reference: str, metric: str, per: pd.DataFrame, fra
     mono = all(b <= a + tol for a, b in zip(means, means[1:]))
     d = o * (per[cols[0]] - per[cols[-1]]).to_numpy()
     eff, p = rank_biserial(d), paired_test(per[cols[0]].to_numpy(), per[cols[-1]].to_numpy())
-    ok = mono and eff > 0 and p < ALPHA
-    return {"_metric": metric, "_ok": ok, "_circular": circular, "ranker": ranker, "reference": reference,
+    tested = smallest_holm_p(len(per), 1) < ALPHA
+    ok = tested and mono and eff > 0 and p < ALPHA
+    return {"_metric": metric, "_ok": ok, "_tested": tested, "_circular": circular, "ranker": ranker,
+            "reference": reference,
             "metric": f"{metric} {arrow(metric)}", "queries": len(per),
             "means by corrupted share": ", ".join(f"{f:g}: {o * v:.3f}" for f, v in zip(fractions, means)),
             "monotone": "yes" if mono else "no",
             "clean vs fully corrupted": f"{d.mean():+.3f}, r={eff:+.2f}, p={p:.2g}",
-            "verdict": ("consistent" if circular else "valid") if ok else "fails"}
+            "verdict": ("consistent" if circular else "valid") if ok else "fails" if tested else "too few queries"}
 
 
 def validity_table(df: pd.DataFrame, suite_explainers: dict, metrics: list[str]) -> pd.DataFrame:
@@ -111,20 +115,35 @@ def _stored_oracle_ladders(df: pd.DataFrame, heads: list[str], done: set) -> lis
     return rows
 
 
+def withheld(table: pd.DataFrame) -> set[tuple[str, str]]:
+    """(ranker, metric) where a headline metric failed the corruption test: it gives no verdicts on that ranker
+    (its comparisons there are exploratory), on that ranker only."""
+    return set() if table.empty else set(zip(*[table[table._tested & ~table._ok][c] for c in ("ranker", "_metric")]))
+
+
 def demoted_metrics(table: pd.DataFrame) -> set[str]:
-    """The declared headline metrics that failed the corruption test on some ranker (they lose their ★)."""
-    return set() if table.empty else set(table[~table._ok]._metric)
+    """The declared headline metrics that failed the corruption test on every ranker where it could be passed
+    (they lose their ★)."""
+    if table.empty:
+        return set()
+    t = table[table._tested]
+    fails = t[~t._ok].groupby("_metric").ranker.nunique()
+    tested = t.groupby("_metric").ranker.nunique()
+    return {m for m, n in fails.items() if n == tested[m]}
 
 
 def validity_status(table: pd.DataFrame, ranker: str, metric: str) -> str:
     """"validated (REFERENCE)" where a reference that is not the metric's optimiser passed on this ranker,
     "fails (REFERENCE)" where any failed, "consistency check only (REFERENCE)" where only the search oracle's
-    ladder ran, else "not validated"."""
+    ladder ran, "not validated (too few queries)" where no ladder had the queries to pass, else "not validated"."""
     if table.empty:
         return "not validated"
     t = table[(table.ranker == ranker) & (table._metric == metric)]
     if t.empty:
         return "not validated"
+    if not t._tested.any():
+        return f"not validated (too few queries: {int(t.queries.max())})"
+    t = t[t._tested]
     if not t._ok.all():
         return "fails (" + ", ".join(t[~t._ok].reference) + ")"
     real = t[~t._circular]
@@ -140,6 +159,10 @@ def validity_summary(table: pd.DataFrame, rankers: list[str], metrics: list[str]
         return []
     rows = [{"ranker": r, **{f"{m} {arrow(m)}": validity_status(table, r, m) for m in metrics}} for r in rankers]
     demoted = sorted(demoted_metrics(table))
+    held: dict[str, list[str]] = {}
+    for r, m in sorted(withheld(table)):
+        if m not in demoted:
+            held.setdefault(r, []).append(m)
     return ["## Metric validity", "",
             "Can each headline metric be trusted on each ranker? The corruption test: a reference explanation has "
             "its scores shuffled among a growing share of the document's words (`corrupted`, seeded); a valid "
@@ -148,11 +171,15 @@ def validity_summary(table: pd.DataFrame, rankers: list[str], metrics: list[str]
             "that is not the metric's own optimiser passed (bm25's exact Shapley shares: ground truth); "
             "consistency check only = the only reference is the search oracle (a suite ladder on `greedy`, or the "
             "oracle's stored order, whose corrupted copies every gain row records), the curves' own optimiser, so "
-            "passing cannot validate them; not validated = no ladder ran on that ranker. A metric "
-            "that fails anywhere loses its ★ everywhere. The ladders' values are on the ranker pages.", "",
+            "passing cannot validate them; not validated = no ladder ran on that ranker (or too few queries for "
+            "any outcome to pass). A metric that fails on a ranker gives no verdicts there (its comparisons on "
+            "that ranker are exploratory); it loses its ★ where it fails on every ranker it was tested on. The "
+            "ladders' values are on the ranker pages.", "",
             md_table(pd.DataFrame(rows)), "",
             (f"Demoted from headline by this test: {', '.join(demoted)}." if demoted else
-             "Every declared headline metric tested here passes where it was tested."), ""]
+             "No declared headline metric fails on every ranker it was tested on.")
+            + ("".join(f" No verdicts on {r}: {', '.join(ms)} (failed there)." for r, ms in held.items())
+               if held else ""), ""]
 
 
 #: known-good explainers to separate from random: bm25's exact Shapley shares (the ground truth), lexical match
