@@ -352,6 +352,11 @@ def save_ranker(model: Ranker, path: Path, collection_name: str, log: dict | Non
     return path
 
 
+class OlderCheckpoint(BadInput):
+    """An intact checkpoint whose parameter names are not the current model definition's (written before a change
+    of parametrisation): a cache entry of it is retrained, a checkpoint the user names is refused."""
+
+
 def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Ranker:
     """Load a checkpoint directory (or its model.pt) written by `save_ranker`.
 
@@ -382,9 +387,18 @@ def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Rank
     try:
         model = spec.cls(vocab, **cfg["config"])
         state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
     except BadInput:
         raise
+    except Exception as e:  # truncated/edited pickles
+        raise BadInput(f"checkpoint {path}: model.pt cannot be loaded ({type(e).__name__}: "
+                       f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+    names = set(model.state_dict())
+    if isinstance(state, dict) and set(state) != names:  # intact, but written for another model definition
+        diff = sorted(set(state) ^ names)
+        raise OlderCheckpoint(f"checkpoint {path}: model.pt holds the weights of another model definition "
+                              f"({len(diff)} parameter names differ, first {diff[0]!r})")
+    try:
+        model.load_state_dict(state)
     except Exception as e:  # truncated/edited pickles, wrong shapes, unexpected keys
         raise BadInput(f"checkpoint {path}: model.pt cannot be loaded ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
@@ -439,7 +453,7 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
         if (path / "config.json").exists():
             try:
                 model = load_checkpoint(path, expect)
-            except BadInput as e:  # a cache entry of an older model definition (e.g. another parametrisation)
+            except OlderCheckpoint as e:  # a cache entry of an older model definition (damaged files still stop)
                 unloadable = str(e)
         stale = stale_training(model, spec.cls) if model is not None else unloadable
         if unloadable and not train_if_missing:
