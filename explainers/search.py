@@ -193,12 +193,13 @@ def search_order(score: Callable[[torch.Tensor], np.ndarray], loss: Callable[[li
     g_rows = greedy_rows(n, counts)
     typed, t_rows = type_greedy_order(score, n, counts, kind, word_ids)
     g_loss, t_loss = (float(v) for v in loss([greedy, typed]))
-    start, s_loss = (typed, t_loss) if t_loss < g_loss else (greedy, g_loss)
+    typed_better = t_loss < g_loss
+    start, s_loss = (typed, t_loss) if typed_better else (greedy, g_loss)
     # the local search spends what is left of SEARCH_BUDGET x the greedy's rows (the two seeds' AUCs included)
     left = (SEARCH_BUDGET - 1) * g_rows - t_rows - len(counts)
     order, used = improve_order(start, loss, word_ids, max(left // len(counts), 1), seed, seed_loss=s_loss)
     return order, {"greedy_rows": g_rows, "type_greedy_rows": t_rows, "search_rows": (used + 1) * len(counts),
-                   "greedy_loss": g_loss, "seed": "type_greedy" if t_loss < g_loss else "greedy"}
+                   "greedy_loss": g_loss, "seed": "type_greedy" if typed_better else "greedy"}
 
 
 def greedy_rows(n: int, counts: np.ndarray) -> int:

@@ -387,19 +387,15 @@ def load_checkpoint(path: str | os.PathLike, expect: dict | None = None) -> Rank
     try:
         model = spec.cls(vocab, **cfg["config"])
         state = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
+        names = set(model.state_dict())
+        if isinstance(state, dict) and set(state) != names:  # intact, but written for another model definition
+            diff = sorted(set(state) ^ names)
+            raise OlderCheckpoint(f"checkpoint {path}: model.pt holds the weights of another model definition "
+                                  f"({len(diff)} parameter names differ, first {diff[0]!r})")
+        model.load_state_dict(state)
     except BadInput:
         raise
-    except Exception as e:  # truncated/edited pickles
-        raise BadInput(f"checkpoint {path}: model.pt cannot be loaded ({type(e).__name__}: "
-                       f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
-    names = set(model.state_dict())
-    if isinstance(state, dict) and set(state) != names:  # intact, but written for another model definition
-        diff = sorted(set(state) ^ names)
-        raise OlderCheckpoint(f"checkpoint {path}: model.pt holds the weights of another model definition "
-                              f"({len(diff)} parameter names differ, first {diff[0]!r})")
-    try:
-        model.load_state_dict(state)
-    except Exception as e:  # truncated/edited pickles, wrong shapes, unexpected keys
+    except Exception as e:  # truncated/edited pickles, wrong shapes
         raise BadInput(f"checkpoint {path}: model.pt cannot be loaded ({type(e).__name__}: "
                        f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
     model.train_log = cfg.get("train_log", {})

@@ -85,8 +85,7 @@ def plan_suite(cfg: SuiteConfig, device: str | None = None, workers: int = 1, ca
         cal = _from_run(cfg, coll, Path(calibration_run), int(calibrate), device, data_dir)
     else:
         cal = _calibrate(cfg, int(calibrate), device, data_dir)
-    cal["available_queries"] = n_avail
-    return _plan(cfg, planned, cal, device, workers, calibrate, budget_s)
+    return _plan(cfg, planned, cal, device, workers, calibrate, budget_s, n_avail)
 
 
 def _calibrate(cfg: SuiteConfig, calibrate: int, device: str, data_dir: str | None) -> dict:
@@ -190,7 +189,7 @@ def _from_run(cfg: SuiteConfig, coll, run_dir: Path, calibrate: int, device: str
 
 
 def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, workers: int, calibrate: int,
-          budget_s: float | None) -> dict:
+          budget_s: float | None, available: int | None = None) -> dict:
     per: dict[str, list[float]] = {}
     for r, s in cal["shards"]:
         per.setdefault(r, []).append(float(s))
@@ -212,7 +211,7 @@ def _plan(cfg: SuiteConfig, planned: dict[str, int], cal: dict, device: str, wor
         entry = {"queries": q, "seconds_per_query": sec, "predicted_seconds": sec * q,
                  "rows_per_explanation": {e: sum(v) / len(v) for e, v in sorted(rows.get(r, {}).items())},
                  "queries_for_significance": need, "underpowered": q < need}
-        entry["power"] = _power(cal.get("values", []), r, q, n_expl, cal.get("available_queries"))
+        entry["power"] = _power(cal.get("values", []), r, q, n_expl, available)
         if budget_s is not None:
             spare = max(budget_s - (fixed if math.isfinite(fixed) else 0.0), 0.0) * max(workers, 1)
             entry["affordable_queries"] = int(spare // sec) if sec > 0 else None
