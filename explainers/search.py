@@ -9,6 +9,12 @@ raises) the score most. Step-wise approximation: tokens taken in one step are ch
 effects, not re-searched one at a time (exact one-at-a-time greed is `max_steps = null` on the metric:
 every step one token). Cost: sum over steps of the tokens in play, at most n x steps rows (n = 150 words,
 20 steps: <= 3000 rows, ~1500 on average), in `len(counts) - 1` batched calls.
+
+`search_order` (the oracle of the anchored gains) is a multi-start local search within `SEARCH_BUDGET` x greedy's
+rows: it starts from the best of the token greedy, a word-type greedy (every count of a word type's copies, an exact
+knapsack a step) and any orders the caller offers (the anchored gains offer the pair's explanations: where words
+substitute for one another, a MaxSim's near-duplicate vectors, synonyms under pooling, one-token moves see nothing
+and an explanation may see more).
 """
 from __future__ import annotations
 
@@ -185,21 +191,28 @@ SEARCH_BUDGET = 4
 
 
 def search_order(score: Callable[[torch.Tensor], np.ndarray], loss: Callable[[list[np.ndarray]], np.ndarray],
-                 n: int, counts: np.ndarray, kind: str, word_ids: np.ndarray, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """The search oracle: `greedy_order` on `score`, then `improve_order` on `loss` (orders -> loss, lower is
-    better: the AUC of whatever curve the caller optimises) within `SEARCH_BUDGET` x the greedy's rows.
-    Returns (order, {"greedy_rows", "search_rows", "greedy_loss"})."""
+                 n: int, counts: np.ndarray, kind: str, word_ids: np.ndarray, seed: int = 0,
+                 starts: dict[str, tuple[np.ndarray, float]] | None = None) -> tuple[np.ndarray, dict]:
+    """The search oracle, a multi-start local search: `improve_order` on `loss` (orders -> loss, lower is better:
+    the AUC of whatever curve the caller optimises) starts from the best of `greedy_order`, `type_greedy_order` and
+    `starts` (name -> (order, its loss): orders the caller has already scored, e.g. the pair's explanations, whose
+    rows are theirs, not the search's) and spends what is left of `SEARCH_BUDGET` x the greedy's rows. So the
+    result is never worse than any start: an explanation can tie the oracle, not beat it.
+    Returns (order, {"greedy_rows", "type_greedy_rows", "search_rows", "greedy_loss", "seed", "seed_loss",
+    "starts"}): rows scored by each part, the token greedy's loss, the start the local search improved on (its name
+    and loss) and how many starts were offered."""
     greedy = greedy_order(score, n, counts, kind)
     g_rows = greedy_rows(n, counts)
     typed, t_rows = type_greedy_order(score, n, counts, kind, word_ids)
     g_loss, t_loss = (float(v) for v in loss([greedy, typed]))
-    typed_better = t_loss < g_loss
-    start, s_loss = (typed, t_loss) if typed_better else (greedy, g_loss)
+    cands = {"greedy": (greedy, g_loss), "type_greedy": (typed, t_loss), **(starts or {})}
+    start = min(cands, key=lambda k: cands[k][1])  # ties: the first offered (greedy, then type_greedy, then starts)
     # the local search spends what is left of SEARCH_BUDGET x the greedy's rows (the two seeds' AUCs included)
     left = (SEARCH_BUDGET - 1) * g_rows - t_rows - len(counts)
-    order, used = improve_order(start, loss, word_ids, max(left // len(counts), 1), seed, seed_loss=s_loss)
+    order, used = improve_order(cands[start][0], loss, word_ids, max(left // len(counts), 1), seed,
+                                seed_loss=cands[start][1])
     return order, {"greedy_rows": g_rows, "type_greedy_rows": t_rows, "search_rows": (used + 1) * len(counts),
-                   "greedy_loss": g_loss, "seed": "type_greedy" if typed_better else "greedy"}
+                   "greedy_loss": g_loss, "seed": start, "seed_loss": cands[start][1], "starts": len(starts or {})}
 
 
 def greedy_rows(n: int, counts: np.ndarray) -> int:

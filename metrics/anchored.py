@@ -3,11 +3,14 @@
 - rank_deletion_gain / rank_insertion_gain: (A_random - A) / (A_random - A_oracle), where A is the
   explanation's rank_deletion (rank_insertion) AUC on the pair, A_random the expected AUC of a uniformly
   random token order on the same pair and A_oracle the AUC of the search oracle's order (`search_oracle`:
-  the step-wise greedy search, then a local search on the metric's own objective within
-  `explainers.search.SEARCH_BUDGET` x the greedy's rows; same step schedule and removal operator). One
-  formula for both directions: 0 = random, 1 = the oracle, higher is better; comparable across rankers and pairs. Honest range:
-  unbounded: below 0 is worse than random, above 1 beats the oracle (the search is not exhaustive; RESULTS.md
-  reports how often). A pair whose random and oracle AUCs lie within `MIN_SPAN` (0.05) of each other has too
+  a local search on the metric's own objective within `explainers.search.SEARCH_BUDGET` x the greedy's rows,
+  started from the best of the step-wise greedy searches and the pair's explanations; same step schedule and
+  removal operator). One formula for both directions: 0 = random, 1 = the oracle, higher is better; comparable
+  across rankers and pairs. The oracle is never worse than the best order of any explanation of the pair, so a
+  gain reaches 1 where an explanation is as good as anything found and never exceeds it (an explanation whose
+  attributions tie averages its gain over tie orders; the oracle starts from the best of them); below 0 is worse
+  than random. RESULTS.md reports how often the search improved on every explanation and how often it started
+  from one. A pair whose random and oracle AUCs lie within `MIN_SPAN` (0.05) of each other has too
   little room to rank explanations (the ratio would divide by noise): `skipped` and counted, never 0 or 1.
   A_random: the mean over `random_orders` permutations drawn from a stream of their own (independent of
   every explainer's), or every permutation when there are at most that many (exact for short documents);
@@ -69,20 +72,44 @@ def _random_orders(n: int, k: int, seed: int) -> list[np.ndarray]:
     return [rng.permutation(n) for _ in range(k)]
 
 
-def search_oracle(ctx, kind: str, counts: np.ndarray) -> tuple[np.ndarray, dict]:
-    """The oracle's order: `explainers.search.search_order` (the step-wise greedy search, then a local search
-    within its declared budget) on the metric's own objective, the standing AUC (deletion lowest, insertion
-    highest). Returns (order, cost info)."""
+def explanation_starts(ctx, kind: str, counts: np.ndarray, tie_orders: int) -> dict[str, tuple[np.ndarray, float]]:
+    """The pair's explanations (`_explained`: every explainer of the pair; query-only ones left out) as starts of
+    the oracle's search: name -> (its best order, that order's loss, sign * standing AUC). Each explanation's
+    orders are those its own gain averages over (`attribution_orders`, same ties and seed), scored in the same
+    batch, so the rows are shared with its gain (`_standing_auc`'s per-pair memo), not scored twice."""
+    sign = 1.0 if kind == "deletion" else -1.0
+    n, out = len(ctx.pair.d_ids), {}
+    for name, ex in sorted(_explained(ctx).items()):
+        if getattr(ex, "query_only", False) or len(ex.doc_scores) != n:
+            continue
+        orders = attribution_orders(ex.doc_scores, tie_orders, seed=ctx.seed)
+        losses = sign * _standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts)
+        k = int(np.argmin(losses))
+        out[name] = (orders[k], float(losses[k]))
+    return out
+
+
+def _explained(ctx) -> dict:
+    """The pair's explanations: `ctx.peers` (a suite run: every explainer of the pair), else the one explained."""
+    return ctx.peers or {getattr(ctx.explanation, "explainer", "explanation"): ctx.explanation}
+
+
+def search_oracle(ctx, kind: str, counts: np.ndarray, tie_orders: int = 1) -> tuple[np.ndarray, dict]:
+    """The oracle's order: `explainers.search.search_order` on the metric's own objective, the standing AUC
+    (deletion lowest, insertion highest): a local search within its declared budget from the best of the step-wise
+    greedy searches and the pair's explanations (`explanation_starts`). Returns (order, cost info)."""
     sc = ctx.scorer()
     sign = 1.0 if kind == "deletion" else -1.0
 
     def loss(orders):
         return sign * _standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts)
+    starts = explanation_starts(ctx, kind, counts, tie_orders)
     with torch.no_grad():
         order, cost = search_order(lambda m: sc(m.to(ctx.pair.d_ids.device)).double().cpu().numpy(), loss,
-                                   len(ctx.pair.d_ids), counts, kind, ctx.pair.d_ids.cpu().numpy(), ctx.seed)
-    g_loss = cost.pop("greedy_loss")
-    return order, {**cost, "greedy_auc": sign * g_loss}
+                                   len(ctx.pair.d_ids), counts, kind, ctx.pair.d_ids.cpu().numpy(), ctx.seed,
+                                   starts=starts)
+    g_loss, s_loss = cost.pop("greedy_loss"), cost.pop("seed_loss")
+    return order, {**cost, "greedy_auc": sign * g_loss, "seed_auc": sign * s_loss}
 
 
 #: the corrupted shares of the oracle's stored order whose AUCs every gain row records (the consistency ladder)
@@ -98,18 +125,20 @@ def corrupt_order(order: np.ndarray, fraction: float, rng: np.random.Generator) 
     return np.argsort(-shuffle_share(score, fraction, rng)[0], kind="stable")
 
 
-def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int) -> tuple[float, float, dict, dict]:
+def anchors(ctx, kind: str, counts: np.ndarray, random_orders: int, tie_orders: int = 1
+            ) -> tuple[float, float, dict, dict]:
     """(A_random, A_oracle, the oracle's cost, the ladder) of the pair, computed once and shared by every explainer
     of it. The ladder: the AUC of the oracle's order with `LADDER` shares of its tokens' ranks shuffled (seeded by
     the document), one batch of len(LADDER) x steps rows: the metric's consistency check on every ranker where
     gains run, transformers included (the oracle is the metric's own optimiser, so it cannot validate it)."""
     memo = pair_memo(ctx.pair)
-    key = ("anchors", id(ctx.ranker), kind, tuple(int(c) for c in counts), random_orders, ctx.seed)
+    key = ("anchors", id(ctx.ranker), kind, tuple(int(c) for c in counts), random_orders, tie_orders, ctx.seed,
+           tuple(sorted(_explained(ctx))))
     if key not in memo:
         n = len(ctx.pair.d_ids)
         rand = _random_orders(n, random_orders, ctx.seed)
         a_rand = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in rand]), counts).mean())
-        oracle, cost = search_oracle(ctx, kind, counts)
+        oracle, cost = search_oracle(ctx, kind, counts, tie_orders)
         rng = np.random.default_rng([ctx.seed, zlib.crc32(" ".join(map(str, ctx.pair.d_ids.tolist())).encode())])
         orders = [oracle] + [corrupt_order(oracle, f, rng) for f in LADDER]
         aucs = _standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts)
@@ -123,7 +152,7 @@ def _gain(ctx, kind: str, max_steps: int, tie_orders: int, random_orders: int) -
     counts = step_counts(n, max_steps)
     orders = attribution_orders(ctx.explanation.doc_scores, tie_orders, seed=ctx.seed)
     a = float(_standing_auc(ctx, torch.cat([curve_masks(o, counts, kind) for o in orders]), counts).mean())
-    a_rand, a_orc, cost, ladder = anchors(ctx, kind, counts, random_orders)
+    a_rand, a_orc, cost, ladder = anchors(ctx, kind, counts, random_orders, tie_orders)
     info = {"auc": a, "random_auc": a_rand, "oracle_auc": a_orc, "random_orders": random_orders,
             "n_others": len(ctx.other_scores), "oracle": cost, "oracle_ladder": ladder}
     if abs(a_rand - a_orc) < MIN_SPAN:

@@ -64,7 +64,7 @@ def test_span_floor_by_hand(monkeypatch):
     """A pair whose random-to-oracle span is positive but below MIN_SPAN is skipped, with both AUCs named."""
     import metrics.anchored as anchored
     from metrics.base import Skip
-    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.47, {}, {}))
+    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k, ties: (0.50, 0.47, {}, {}))
     monkeypatch.setattr(anchored, "_standing_auc", lambda ctx, masks, counts: np.array([0.49]))
 
     class Ctx:
@@ -78,8 +78,56 @@ def test_span_floor_by_hand(monkeypatch):
             doc_scores = np.array([0.3, 0.2, 0.1])
     with pytest.raises(Skip, match="within 0.05 deletion AUC.*0.5 vs 0.47"):
         anchored._gain(Ctx, "deletion", 20, 1, 4)
-    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k: (0.50, 0.40, {}, {}))
+    monkeypatch.setattr(anchored, "anchors", lambda ctx, kind, counts, k, ties: (0.50, 0.40, {}, {}))
     assert anchored._gain(Ctx, "deletion", 20, 1, 4).value == pytest.approx((0.50 - 0.49) / (0.50 - 0.40))
+
+
+class SubstituteRanker(AdditiveRanker):
+    """score = 2 * max(m_a, 0.99 m_a2) + 1.5 m_b + 0.2 m_c: "a" and "a2" substitute for each other (a MaxSim's
+    near-duplicate vectors), so removing either alone changes almost nothing; rows scored are counted."""
+
+    def __init__(self):
+        super().__init__({"a": 0.0, "a2": 0.0, "b": 1.5, "c": 0.2})
+        v = torch.zeros(len(self.vocab))
+        v[self.vocab.stoi["a"]], v[self.vocab.stoi["a2"]] = 1.0, 0.99
+        self.register_buffer("v", v)
+        self.rows = 0
+
+    def forward(self, q_ids, d_ids, d_mask=None):
+        self.rows += len(d_ids)
+        m = (d_ids != 0).float() if d_mask is None else d_mask
+        return 2.0 * (self.v[d_ids] * m).max(-1).values + (self.w[d_ids] * m).sum(-1)
+
+
+def _substitute_ctx(r, pair, doc_scores, name, peers):
+    ex = Explanation("sub", name, ["q"], pair.doc_tokens, np.array(doc_scores, float), score=3.7)
+    peers[name] = ex
+    return MetricContext(r, pair, ex, other_scores=np.array([0.1, 1.0, 1.9, 3.0]), peers=peers)
+
+
+def test_the_oracle_starts_from_the_pairs_best_explanation(monkeypatch):
+    """Deletion, one token a step, standing among others 0.1, 1.0, 1.9, 3.0. The greedy searches remove b, c, a, a2
+    (AUC 0.6875: a or a2 alone changes nothing); an explanation ranking b, a, a2, c reaches 0.5625, the optimum
+    over all 24 orders (enumerated in the test's derivation). With the local search switched off the oracle is the
+    best start: that explanation (gain exactly 1; the other explanation's gain is measured against it); no gain
+    exceeds 1; the anchors are the same for both explainers of the pair, and the explanations' own rows are
+    scored once (the starts' rows are theirs)."""
+    import explainers.search as search
+    monkeypatch.setattr(search, "improve_order", lambda order, loss, ids, max_orders, seed=0, batch=16,
+                        seed_loss=None: (order, 1))
+    r, peers, params = SubstituteRanker(), {}, {"rank_deletion_gain": {"max_steps": 10, "random_orders": 24}}
+    pair = make_pair(r, ["q"], ["a", "a2", "b", "c"])  # one Pair for every explainer, as the runner has it
+    good = _substitute_ctx(r, pair, [3, 2, 4, 1], "good", peers)  # b, a, a2, c
+    poor = _substitute_ctx(r, pair, [1, 2, 4, 3], "poor", peers)  # b, c, a2, a
+    g = compute_metrics(good, ["rank_deletion_gain"], params)["rank_deletion_gain"]
+    rows = r.rows
+    p = compute_metrics(poor, ["rank_deletion_gain"], params)["rank_deletion_gain"]
+    assert r.rows == rows  # the anchors and the poor explanation's orders were scored with the good one's gain
+    assert g.info["oracle"]["seed"] == "good" and g.info["oracle"]["starts"] == 2
+    assert g.info["oracle_auc"] == pytest.approx(0.5625) and g.info["oracle"]["greedy_auc"] == pytest.approx(0.6875)
+    assert g.value == pytest.approx(1.0)
+    assert p.info["oracle_auc"] == g.info["oracle_auc"] and p.info["random_auc"] == g.info["random_auc"]
+    assert p.info["auc"] == pytest.approx(0.6875) and p.value < 1.0
 
 
 def test_declared_in_the_listing():
