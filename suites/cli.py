@@ -144,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-run", default=None, metavar="DIR",
                    help="calibrate from the first Q queries of each ranker in DIR, a run of this suite (no calibration "
                         "run; e.g. to check a prediction against the finished run)")
+    p.add_argument("--design", default=None, metavar="OUT.toml", help="write the suite with queries and documents "
+                   "per query chosen from the plan (calibration of >= 2 queries; within --budget)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--json", action="store_true")
 
@@ -422,16 +424,16 @@ def cmd_floors(args) -> int:
 
 def cmd_plan(args) -> int:
     from suites.listing import suite_path
-    import json
-
     from suites.run.config import load_suite
+    from suites.run.design import design_suite, refuse_existing
     from suites.run.planner import parse_budget, plan_suite, plan_text
     budget = parse_budget(args.budget) if args.budget is not None else None
     cfg = load_suite(suite_path(args.suite), allow_code=args.allow_code)
-    if args.device:
-        _device(args.device)
-    p = plan_suite(cfg, device=args.device, workers=args.workers, calibrate=args.calibrate, budget_s=budget,
+    refuse_existing(args.design)  # before any calibration runs
+    p = plan_suite(cfg, device=args.device and _device(args.device), workers=args.workers, calibrate=args.calibrate, budget_s=budget,
                    data_dir=args.data_dir, calibration_run=args.calibration_run)
+    if args.design is not None:
+        p["design"] = design_suite(suite_path(args.suite), cfg, p, args.design, args.data_dir)
     print(json.dumps(p, indent=2) if args.json else plan_text(p))
     return 0
 

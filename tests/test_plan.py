@@ -161,3 +161,65 @@ def test_plan_states_what_its_queries_resolve_by_hand():
     f = lambda k: (student.ppf(0.975, k - 1) + student.ppf(0.8, k - 1)) * sd / np.sqrt(k) * np.sqrt(np.pi / 3)  # noqa
     assert f(n) <= 0.02 < f(n - 1)
     assert _power(values[:2], "r", 25, 2)["metrics"] == {}              # one query: no spread to plan from
+
+
+def test_design_chooses_the_fewest_documents_per_query_by_hand():
+    """Two headline metrics: one split between and within queries (queries needed at 1, 2, 3 documents: 60, 30,
+    20, then 15), one without the split (18 queries whatever the documents). With 25 queries the fewest documents
+    at which both resolve is 3 (max(20, 18) = 20 queries); with 19 queries, 4 (max(15, 18) = 18); with 10, none. A budget affording 12 queries at the calibration's 2 documents a query
+    affords 12 * 2 / 3 = 8 at 3. top_k = 1: relevant = documents - 1."""
+    from suites.run.design import choose_design
+    need = {1: 60, 2: 30, 3: 20, **{p: 15 for p in range(4, 11)}}
+    entry = {"queries_for_significance": 7, "power": {"metrics": {
+        "rank_deletion_gain": {"queries_to_resolve": 60,
+                               "design": {"queries_needed": need, "pairs_per_query": 2.0}},
+        "rank_insertion_gain": {"queries_to_resolve": 18}}}}
+    c = choose_design(entry, 1, 25)
+    assert (c["queries"], c["pairs_per_query"], c["relevant"]) == (20, 3, 2)
+    c = choose_design(entry, 1, 19)
+    assert (c["queries"], c["pairs_per_query"], c["relevant"]) == (18, 4, 3)
+    # with 10 queries none resolves both: every query, at 4 documents (needs from 4 on: max(15, 18) = 18, as at 10)
+    c = choose_design(entry, 1, 10)
+    assert (c["queries"], c["pairs_per_query"]) == (10, 4) and "no design" in c["why"]
+    flat = {"queries_for_significance": 7, "power": {"metrics": {"rank_deletion": {"queries_to_resolve": 400}}}}
+    assert choose_design(flat, 1, 43)["pairs_per_query"] == 1  # more documents would not help: none asked for
+    c = choose_design({**entry, "affordable_queries": 12}, 1, 25)
+    assert (c["queries"], c["pairs_per_query"]) == (8, 3) and "resolves less" in c["why"]
+    # never below the significance floor; no spread, no design
+    easy = {"queries_for_significance": 7, "power": {"metrics": {"rank_deletion": {"queries_to_resolve": 3}}}}
+    assert choose_design(easy, 2, 25)["queries"] == 7 and choose_design(easy, 2, 25)["relevant"] == 0
+    assert choose_design({"power": {"metrics": {}}}, 1, 25) is None
+
+
+def test_plan_writes_the_designed_suite(tmp_path, capsys):
+    """`plan --design OUT`: the suite again, its comments kept, each ranker's queries and relevant set as
+    `choose_design` chose from the plan; the written suite loads; an existing OUT is refused before anything
+    runs; a calibration without spread (1 query) is refused in one line and writes nothing."""
+    from suites.run.config import load_suite
+    from suites.run.design import choose_design
+    p = tmp_path / "plan.toml"
+    p.write_text("# my suite\n" + SUITE.replace("[rankers.knrm]\nqueries = 4\n", "").replace("top_k = 2", "top_k = 1"))
+    assert main(["run", str(p), "--out", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "designed.toml"
+    assert main(["plan", str(p), "--json", "--calibrate", "4", "--calibration-run", str(tmp_path / "run"),
+                 "--design", str(out)]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    from suites.data.collections import load_collection
+    want = choose_design(plan["rankers"]["bm25"], 1, len(load_collection("synthetic").split("test")))
+    assert plan["design"]["rankers"]["bm25"] == want and plan["design"]["out"] == str(out)
+    text = out.read_text()
+    assert text.startswith("# my suite\n") and "rexbench plan --design" in text
+    rp = load_suite(out).plan.rankers["bm25"]
+    assert (rp.queries, rp.relevant) == (want["queries"], want["relevant"])
+    assert main(["plan", str(p), "--calibration-run", str(tmp_path / "run"), "--design", str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+    again = tmp_path / "again.toml"  # the text form names the choice and the file
+    assert main(["plan", str(p), "--calibrate", "4", "--calibration-run", str(tmp_path / "run"), "--design",
+                 str(again)]) == 0
+    assert f"design bm25: {want['queries']} queries x {want['pairs_per_query']} documents" in capsys.readouterr().out
+    assert again.read_text() == text
+    lone = tmp_path / "lone.toml"
+    assert main(["plan", str(p), "--calibration-run", str(tmp_path / "run"), "--design", str(lone)]) == 2
+    err = capsys.readouterr().err
+    assert "no spread to design from" in err and err.count("\n") == 1 and not lone.exists()

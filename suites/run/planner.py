@@ -264,6 +264,10 @@ def plan_text(p: dict) -> str:
         elif "power" in v:
             lines.append("    resolution: unknown (the spread of paired differences needs a calibration of at least "
                          "2 queries: --calibrate 2)")
+    for r, c in ((p.get("design") or {}).get("rankers") or {}).items():
+        lines.append(f"  design {r}: {c['queries']} queries x {c['pairs_per_query']} documents ({c['why']})")
+    if p.get("design"):
+        lines.append(f"  wrote the designed suite to {p['design']['out']}")
     if p.get("uncalibrated"):
         lines.append(f"no calibration shard for {', '.join(p['uncalibrated'])}: their cost and the total are unknown")
     if "budget_seconds" in p:
