@@ -458,8 +458,9 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             raise BadInput(f"the cached {name} at {path} was trained with other hyper-parameters ({stale}); "
                            "run `rexbench train` to retrain it")
         if stale:  # a cache entry of an older recipe or model: retrained (and replaced), said on stderr
-            why = f"cannot be loaded ({unloadable})" if unloadable else f"was trained with {stale}"
-            print(f"retraining {name} (seed {seed}): the cached checkpoint at {path} {why}", file=sys.stderr)
+            why = (f"the cached checkpoint cannot be loaded ({unloadable})" if unloadable  # it names the path
+                   else f"the cached checkpoint at {path} was trained with {stale}")
+            print(f"retraining {name} (seed {seed}): {why}", file=sys.stderr)
             model = None
         if model is None and not train_if_missing:
             raise BadInput(f"no trained {name} for {collection.name} seed {seed} at {path}; run `rexbench train`")

@@ -218,8 +218,11 @@ def meta_evaluation_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
     mats = [x for x in mats if not x.empty]
     if mats:
         names = sorted(set().union(*[set(x.index) for x in mats]), key=metrics.index)
-        avg = pd.DataFrame({b: [np.nanmean([x.loc[a, b] for x in mats if a in x.index and b in x.columns] or
-                                           [np.nan]) for a in names] for b in names}, index=names)
+        def mean(a, b):  # over the rankers where both metrics have a finite correlation (NaN where none has)
+            v = [float(x.loc[a, b]) for x in mats if a in x.index and b in x.columns]
+            v = [y for y in v if np.isfinite(y)]
+            return float(np.mean(v)) if v else np.nan
+        avg = pd.DataFrame({b: [mean(a, b) for a in names] for b in names}, index=names)
         t = avg.map(lambda v: fmt(v, 2)).reset_index().rename(columns={"index": "metric"})
         md += ["### (c) Agreement between metrics", "",
                f"Spearman correlation of explainer orderings (query-means, oriented so higher = better), averaged "
