@@ -83,7 +83,7 @@ class _EmbeddingRanker(Ranker):
             unk = unk | (d_ids[:1] if shared else d_ids)[:, None, :].eq(UNK_ID)
         if bool(unk.any()):
             sim = sim.masked_fill(unk, 0.0)
-        return self.interaction_layer(sim), q_m, d_m
+        return (sim if self.interaction_layer is None else self.interaction_layer(sim)), q_m, d_m
 
 
 @register_ranker("knrm", kind="interaction")
@@ -127,7 +127,10 @@ class KNRM(_EmbeddingRanker):
         self.n_kernels = n_kernels if kernels == "rbf" else 1
         if kernels == "exact":   # the exact-match kernel alone (its config says n_kernels = 1, which reloads it)
             mus, sigmas = torch.ones(1), torch.full((1,), 1e-3)
-            self.capabilities = (*type(self).capabilities, "exact_contributions")
+            # its score reads word identity, never the cosine matrix: no interaction layer to explain (pair-level
+            # attributions read the kernel values, `feature_layer`, as its pair removal does)
+            self.capabilities = (*(c for c in type(self).capabilities if c != "interaction_layer"),
+                                 "exact_contributions")
         else:
             mus = torch.linspace(-1, 1, n_kernels)[:-1] + 1.0 / (n_kernels - 1)
             mus = torch.cat([mus, torch.ones(1)])
@@ -136,6 +139,8 @@ class KNRM(_EmbeddingRanker):
         self.register_buffer("mu", mus.view(1, -1, 1, 1))
         self.register_buffer("sigma", sigmas.view(1, -1, 1, 1))
         self.feature_layer = _Tap()
+        if kernels == "exact":
+            self.interaction_layer = None
         self.out = nn.Linear(self.n_kernels, 1)
         if kernels == "exact":  # w = softplus(out.weight) >= 0: a match never lowers the score (trained on TREC DL with
             # a free sign the weight went negative, every empty document above its full one); the buffer marks the

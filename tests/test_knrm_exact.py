@@ -109,3 +109,23 @@ def test_a_match_never_lowers_the_score_and_a_free_sign_checkpoint_does_not_load
     torch.save(state, tmp_path / "m" / "model.pt")
     with pytest.raises(BadInput, match="another model definition"):
         load_checkpoint(tmp_path / "m", {"ranker": "knrm", "collection": synthetic.name})
+
+
+def test_pair_level_integrated_gradients_on_the_exact_kernel_by_hand(knrm_exact, synthetic):
+    """Its score reads word identity, not the cosine matrix (no interaction layer: the trec-dl run recorded
+    pair-level IG failing on it), so pair-level IG reads the kernel values K [n_query, n_doc] along the mask path:
+    k(a) = a K, dF/dk_ij = w / (1 + a s_i) with s_i = sum_j K_ij, so cell (i, j) gets K_ij w log(1 + s_i) / s_i,
+    and the map sums to w sum_i log(1 + s_i) = the full score less the empty one."""
+    r = knrm_exact
+    assert r.interaction_layer is None and "interaction_layer" not in r.capabilities
+    q = synthetic.query_tokens[synthetic.split("test")[0]]
+    pair = make_pair(r, q, synthetic.doc_tokens["d0001"] + [q[0], q[0]])
+    ex = build_explainer("integrated_gradients", r, n_steps=50, pair_map=True).attribute_pair(pair)
+    k = r._match(pair.q_ids[None], pair.d_ids[None])[0].double().numpy()
+    s = k.sum(1, keepdims=True)
+    w = float(np.log1p(np.exp(0.7)))
+    want = k * w * np.where(s > 0, np.log1p(s) / np.maximum(s, 1e-12), 0.0)
+    np.testing.assert_allclose(ex.pair_map, want, rtol=1e-4, atol=1e-7)
+    n = len(pair.d_ids)
+    assert ex.pair_map.sum() == pytest.approx(_score(r, pair, [1.0] * n) - _score(r, pair, [0.0] * n), rel=1e-4)
+    assert want.sum() > 0

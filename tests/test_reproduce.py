@@ -1,6 +1,6 @@
 """Committed reports regenerate from tracked files: `rexbench report DIR` on a clean checkout rewrites
 RESULTS.md byte for byte from DIR/results.sqlite.gz (the per-sample results), a small committed run and the
-committed Cranfield evidence run alike."""
+committed Cranfield evidence run alike (the TREC DL run's report too, as a slow test: ~3 minutes here)."""
 import shutil
 from pathlib import Path
 
@@ -45,6 +45,13 @@ def test_committed_cranfield_report_regenerates_byte_for_byte(tmp_path, monkeypa
     committed, again = _regenerate(tmp_path, monkeypatch, "results/cranfield", "RESULTS.md")
     assert again.splitlines() == committed.splitlines()
     _same_pages(tmp_path, "results/cranfield")
+
+
+@pytest.mark.slow
+def test_committed_trec_dl_report_regenerates_byte_for_byte(tmp_path, monkeypatch):
+    committed, again = _regenerate(tmp_path, monkeypatch, "results/trec-dl", "results/trec-dl/RESULTS.md")
+    assert again.splitlines() == committed.splitlines()
+    _same_pages(tmp_path, "results/trec-dl")
 
 
 def test_committed_report_opens_with_the_answer_and_stays_small():

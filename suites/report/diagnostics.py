@@ -156,7 +156,8 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] |
     return ["## Anchors", "",
             "A gain of 1 means the search oracle's order; it anchors the gains only if no explainer beats it. The "
             "oracle's local search starts from the best of its greedy searches and the pair's explanations, so no "
-            "explanation can beat it (a run made before it did records how often one did). Per ranker and "
+            "explanation can beat it (a run whose oracle did not start from them shows how often one did). Per "
+            "ranker and "
             "direction: the share of pairs on which some explainer other than the oracle reaches a better AUC than "
             f"the oracle's by more than {BEATS_BY}, the largest such excess (negative: the search improved on every "
             "explanation), the share of pairs where the search found an order better than every explanation's, the "
