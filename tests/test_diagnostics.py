@@ -250,3 +250,27 @@ def test_anchors_set_the_oracles_cost_against_shapley_sampling_by_hand():
     # oracle rows per pair: 160, 120, 120 -> median 120; the sampler: median 110; it beats the oracle (AUC 0.30 <
     # 0.40 - 0.01) on 1 of its 3 pairs
     assert row.endswith("| 120 | 110 | 33% |") and "shapley_sampling's rows per explanation" in md
+
+
+def test_anchors_say_whether_the_oracle_could_start_from_the_explanations():
+    """An oracle that recorded its starts (it began from the pair's explanations where they were better): the
+    section says no explanation can beat it and counts the pairs it started from one (1 of 2 here, seed
+    "gradcam"); a run whose oracle recorded none says an explanation could beat it, and that column is '-'."""
+    import json
+
+    import pandas as pd
+
+    from suites.report.diagnostics import anchors_section
+
+    def frame(with_starts):
+        rows = []
+        for q, seed in (("q0", "gradcam"), ("q1", "type_greedy")):
+            oracle = {"greedy_rows": 10, "search_rows": 5, "seed": seed, **({"starts": 2} if with_starts else {})}
+            rows.append({"ranker": "r", "explainer": "gradcam", "metric": "rank_deletion_gain", "qid": q,
+                         "docid": "d", "value": 1.0, "status": "ok", "message": None,
+                         "info": json.dumps({"auc": 0.4, "oracle_auc": 0.4, "random_auc": 0.6, "oracle": oracle})})
+        return pd.DataFrame(rows)
+    new = "\n".join(anchors_section(frame(True), {}))
+    old = "\n".join(anchors_section(frame(False), {}))
+    assert "so no explanation can beat it" in new and "| r | deletion | 2 | 0% | +0.000 | 0% | 50% | 0 |" in new
+    assert "an explanation could beat it" in old and "| r | deletion | 2 | 0% | +0.000 | 0% | - | 0 |" in old

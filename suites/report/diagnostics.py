@@ -125,7 +125,7 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] |
     random and oracle lay too close, and where recorded the oracle's cost against `SAMPLED`'s (nothing for a
     run without anchored gains)."""
     oracles = {e for e, p in (suite_explainers or {}).items() if ((p or {}).get("type") or e) == "greedy"}
-    rows = []
+    rows, from_explanations = [], False
     for ranker in df.ranker.unique() if not df.empty else []:
         for metric, kind in _GAINS.items():
             sub = df[(df.ranker == ranker) & (df.metric == metric) & (df.docid != "*")]
@@ -138,6 +138,8 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] |
             by_pair = excess.groupby([ok.qid, ok.docid]).max()
             skipped = sub[(sub.status == "skipped") & sub.message.fillna("").str.contains("room to rank")]
             seeds = pd.Series([(i.get("oracle") or {}).get("seed") for i in info], index=ok.index)
+            offered = any("starts" in (i.get("oracle") or {}) for i in info)  # this oracle could start from one
+            from_explanations |= offered
             started = seeds.groupby([ok.qid, ok.docid]).first()
             rows.append({"ranker": ranker, "direction": kind, "pairs": len(by_pair),
                          f"pairs where an explainer beats the oracle by > {BEATS_BY}":
@@ -147,17 +149,20 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] |
                              f"{(by_pair < -BEATS_BY).mean():.0%}",
                          "search started from an explanation": (
                              f"{(~started.isin(['greedy', 'type_greedy'])).mean():.0%}"
-                             if started.notna().all() else "-"),
+                             if offered and started.notna().all() else "-"),
                          "pairs left out (random and oracle too close)":
                              skipped.groupby(["qid", "docid"]).ngroups,
                          **_oracle_cost(info, ok, excess, exps, ranker)})
     if not rows:
         return []
     return ["## Anchors", "",
-            "A gain of 1 means the search oracle's order; it anchors the gains only if no explainer beats it. The "
-            "oracle's local search starts from the best of its greedy searches and the pair's explanations, so no "
-            "explanation can beat it (a run whose oracle did not start from them shows how often one did). Per "
-            "ranker and "
+            "A gain of 1 means the search oracle's order; it anchors the gains only if no explainer beats it. "
+            + ("The oracle's local search starts from the best of its greedy searches and the pair's explanations, "
+               "so no explanation can beat it. " if from_explanations else
+               "In this run the oracle's local search started from its greedy searches only (the run predates its "
+               "starting from the pair's explanations too), so an explanation could beat it: where one did, the "
+               "gains there are not anchored on the best order found. ")
+            + "Per ranker and "
             "direction: the share of pairs on which some explainer other than the oracle reaches a better AUC than "
             f"the oracle's by more than {BEATS_BY}, the largest such excess (negative: the search improved on every "
             "explanation), the share of pairs where the search found an order better than every explanation's, the "
