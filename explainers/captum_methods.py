@@ -75,7 +75,8 @@ class IntegratedGradientsExplainer(_Gradient):
     mask's path from the empty document, so the map sums to f(x) - f(empty)."""
 
     params = {**_Gradient.params, "n_steps": Int(50, lo=1, hi=10000, doc="Riemann steps"),
-              "internal_batch_size": Int(64, lo=1, hi=65536), "pair_map": Bool(False, "also layer IG on the interaction matrix (the kernel values where the score reads word identity)")}
+              "internal_batch_size": Int(64, lo=1, hi=65536), "pair_map": Bool(False, "also layer IG on the interaction matrix (the kernel values where the score reads "
+                                                               "word identity)")}
 
     def __init__(self, ranker, n_steps: int = 50, internal_batch_size: int = 64, pair_map: bool = False,
                  input: str = "mask", seed: int = 0, batch_size: int = 256):

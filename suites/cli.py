@@ -430,8 +430,9 @@ def cmd_plan(args) -> int:
     budget = parse_budget(args.budget) if args.budget is not None else None
     cfg = load_suite(suite_path(args.suite), allow_code=args.allow_code)
     refuse_existing(args.design)  # before any calibration runs
-    p = plan_suite(cfg, device=args.device and _device(args.device), workers=args.workers, calibrate=args.calibrate, budget_s=budget,
-                   data_dir=args.data_dir, calibration_run=args.calibration_run)
+    p = plan_suite(cfg, device=args.device and _device(args.device), workers=args.workers,
+                   calibrate=args.calibrate, budget_s=budget, data_dir=args.data_dir,
+                   calibration_run=args.calibration_run)
     if args.design is not None:
         p["design"] = design_suite(suite_path(args.suite), cfg, p, args.design, args.data_dir)
     print(json.dumps(p, indent=2) if args.json else plan_text(p))

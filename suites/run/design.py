@@ -66,9 +66,8 @@ def choose_design(entry: dict, top_k: int, available: int) -> dict | None:
                 "unknown (calibrate with `relevant` >= 1)")
     q = min(q, available)
     afford = entry.get("affordable_queries")
-    cal_pairs = _calibration_pairs(metrics, first)
     if afford is not None:
-        at_p = int(afford * cal_pairs / p)
+        at_p = int(afford * _calibration_pairs(metrics, first) / p)
         if at_p < q:
             q = max(at_p, 0)
             why += f"; the budget affords {q} queries at {p} documents, so it resolves less"
