@@ -401,3 +401,19 @@ def test_report_says_when_a_run_is_incomplete(tmp_path):
     con.close()
     text = write_report(out).read_text()
     assert "Incomplete run" in text and "--resume" in text
+
+
+def test_weights_digest_reads_every_tensor_a_trained_ranker_holds_scalars_included(synthetic):
+    """The exact-match KNRM holds a 0-dim buffer (its parametrisation mark): the digest covers it (it crashed the
+    TREC DL run at its start), and a change to any byte of a tensor, the scalar included, changes the digest."""
+    import torch
+
+    from rankers.identity import weights_digest
+    from rankers.neural import KNRM
+    model = KNRM.from_collection(synthetic, 0, kernels="exact")
+    assert any(t.dim() == 0 for t in model.state_dict().values())
+    before = weights_digest(model)
+    assert before == weights_digest(model) and len(before) == 16
+    with torch.no_grad():
+        model.nonnegative_weight.fill_(2.0)
+    assert weights_digest(model) != before
