@@ -42,12 +42,14 @@ def measure(name: str, coll, share: float, seed: int = 0) -> dict:
 
 
 def select(rows: list[dict]) -> dict[str, float]:
-    """ranker -> the selected share (see the module docstring)."""
+    """ranker (with ``_seed<k>`` for training seeds other than 0) -> the selected share (the module docstring)."""
     out = {}
-    for name in dict.fromkeys(r["ranker"] for r in rows):
-        ok = [r for r in rows if r["ranker"] == name and r["share"] > 0 and r["median_half_removal_standing"] >= 0.5]
+    for name, seed in dict.fromkeys((r["ranker"], r.get("train_seed", 0)) for r in rows):
+        ok = [r for r in rows if r["ranker"] == name and r.get("train_seed", 0) == seed and r["share"] > 0
+              and r["median_half_removal_standing"] >= 0.5]
         if ok:
-            out[name] = max(ok, key=lambda r: (round(r["dev_ndcg@10"], 4), -r["share"]))["share"]
+            out[name + (f"_seed{seed}" if seed else "")] = max(
+                ok, key=lambda r: (round(r["dev_ndcg@10"], 4), -r["share"]))["share"]
     return out
 
 
@@ -56,14 +58,18 @@ def main(argv=None) -> int:
     ap.add_argument("--collection", default="trec-dl")
     ap.add_argument("--rankers", default="knrm,matchpyramid")
     ap.add_argument("--shares", default="0,0.25,0.5,0.75")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the collection's seed (its splits), as a suite's seed")
+    ap.add_argument("--train-seeds", default=None,
+                    help="comma-separated training seeds, each selected on its own (default: --seed)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     from suites.data.collections import load_collection
     coll = load_collection(a.collection, seed=a.seed)
-    rows = [measure(n, coll, float(s), a.seed) for n in a.rankers.split(",") for s in a.shares.split(",")]
+    seeds = [int(x) for x in a.train_seeds.split(",")] if a.train_seeds else [a.seed]
+    rows = [{**measure(n, coll, float(s), t), "train_seed": t} for n in a.rankers.split(",") for t in seeds
+            for s in a.shares.split(",")]
     for r in rows:
-        print(f"{r['ranker']:14s} share {r['share']:.2f}  dev nDCG@10 {r['dev_ndcg@10']:.4f}  median standing "
+        print(f"{r['ranker']:14s} seed {r['train_seed']} share {r['share']:.2f}  dev nDCG@10 {r['dev_ndcg@10']:.4f}  median standing "
               f"after half removed {r['median_half_removal_standing']:.3f}  empty {r['median_empty_standing']:.3f}")
     res = {"collection": a.collection, "split": "dev", "seed": a.seed, "rule": __doc__.split("\n\n")[0],
            "rows": rows, "selected": select(rows)}

@@ -92,3 +92,5 @@ def test_the_share_is_selected_on_dev_by_its_rule():
     rows = [row("a", 0.0, 0.9, 0.9), row("a", 0.25, 0.5, 0.9), row("a", 0.5, 0.6, 0.4), row("a", 0.75, 0.5, 0.7),
             row("b", 0.25, 0.30001, 0.8), row("b", 0.5, 0.3, 0.8), row("c", 0.5, 0.3, 0.2)]
     assert mod.select(rows) == {"a": 0.25, "b": 0.25}
+    seeded = [{**r, "train_seed": 1} for r in rows[:4]] + [{**row("a", 0.5, 0.8, 0.6), "train_seed": 2}]
+    assert mod.select(rows + seeded) == {"a": 0.25, "b": 0.25, "a_seed1": 0.25, "a_seed2": 0.5}  # each seed apart
