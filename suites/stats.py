@@ -438,6 +438,7 @@ def metric_agreement(df: pd.DataFrame, ranker: str, metrics: list[str]) -> pd.Da
     for a in names:
         for b in names:
             common = means[a].index.intersection(means[b].index)
-            if len(common) >= 3:
-                out.loc[a, b] = spearmanr(means[a][common], means[b][common]).statistic
+            x, y = means[a][common], means[b][common]
+            if len(common) >= 3 and x.nunique() > 1 and y.nunique() > 1:  # else undefined: NaN, no warning
+                out.loc[a, b] = spearmanr(x, y).statistic
     return out

@@ -234,3 +234,19 @@ def test_the_stored_ladder_checks_consistency_where_no_suite_ladder_ran(tmp_path
     assert row.queries >= 2 and row["means by corrupted share"].startswith("0: ")
     assert validity_status(t, "bm25", "rank_deletion").startswith(("consistency check only (search oracle",
                                                                     "fails"))
+    # the gain's own ladder: the same stored AUCs through (A_random - A) / (A_random - A_oracle), a ratio of query
+    # means; recomputed here from the rows' info, pair by pair
+    grow = t[(t.ranker == "bm25") & (t._metric == "rank_deletion_gain")].iloc[0]
+    assert grow.reference == "search oracle (stored order)" and grow._circular
+    g = df[(df.ranker == "bm25") & (df.metric == "rank_deletion_gain") & (df.status == "ok")]
+    infos = {(q, d): json.loads(i) for q, d, i in zip(g.qid, g.docid, g["info"])}
+    by_q: dict = {}
+    for (q, _), i in infos.items():
+        by_q.setdefault(q, []).append(i)
+    expect = []
+    for share in ("0", "0.25", "0.5", "1"):
+        vals = [np.mean([i["random_auc"] - (i["oracle_auc"] if share == "0" else i["oracle_ladder"][share])
+                         for i in pairs]) / np.mean([i["random_auc"] - i["oracle_auc"] for i in pairs])
+                for pairs in by_q.values()]
+        expect.append(f"{float(share):g}: {np.mean(vals):.3f}")
+    assert grow["means by corrupted share"] == ", ".join(expect) and expect[0] == "0: 1.000"

@@ -244,3 +244,22 @@ def test_variance_components_and_pairs_design_by_hand():
     assert none["choice"] is None and none["floor_queries"] == queries_to_resolve(math.sqrt(7 / 3), 0.5, 1)
     one_pair = [r for r in rows if r["docid"] == "d0"]          # no query with two pairs: no split
     assert variance_components(pd.DataFrame(one_pair), "r", "rank_deletion") is None
+
+
+def test_metric_agreement_is_spearman_where_defined_and_nan_without_a_warning_where_an_ordering_is_constant():
+    """Three explainers on two queries: metric a (rank_insertion, higher is better) orders them 1 < 2 < 3, metric
+    b (rank_comprehensiveness, higher is better) 2, 1, 3 (Spearman by hand: ranks (1, 2, 3) vs (2, 1, 3),
+    1 - 6 * 2 / (3 * 8) = 0.5); metric c (insertion) gives every explainer the same value, so its correlations
+    are undefined: NaN, and no ConstantInputWarning escapes."""
+    import warnings
+
+    from suites.stats import metric_agreement
+    a, b, c = "rank_insertion", "rank_comprehensiveness", "insertion"
+    vals = {a: [1.0, 2.0, 3.0], b: [2.0, 1.0, 3.0], c: [0.5, 0.5, 0.5]}
+    rows = [{"ranker": "r", "explainer": f"e{i}", "qid": q, "docid": "d", "metric": m, "value": v[i],
+             "status": "ok"} for m, v in vals.items() for i in range(3) for q in ("1", "2")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = metric_agreement(pd.DataFrame(rows), "r", [a, b, c])
+    assert t.loc[a, b] == pytest.approx(0.5) and t.loc[a, a] == pytest.approx(1.0)
+    assert np.isnan(t.loc[a, c]) and np.isnan(t.loc[c, c])

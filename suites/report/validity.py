@@ -92,25 +92,28 @@ _LADDER_OF = {"rank_deletion_gain": "rank_deletion", "rank_insertion_gain": "ran
 
 def _stored_oracle_ladders(df: pd.DataFrame, heads: list[str], done: set) -> list[dict]:
     """The consistency ladder every gain row records (`metrics.anchored.LADDER`: the oracle's stored order with
-    a growing share of its ranks shuffled), as validity rows of the AUC metric it measures, on every ranker where
-    the gains ran and no suite ladder on the oracle did (transformers included)."""
+    a growing share of its ranks shuffled), as validity rows of the AUC metric it measures and of the gain itself,
+    on every ranker where the gains ran and no suite ladder on the oracle did (transformers included). A gain
+    is an affine map of the same AUC on each pair, (A_random - A) / (A_random - A_oracle), aggregated like the
+    gains' leaderboards as a ratio of query means: a step's query value is mean(A_random - A_step) /
+    mean(A_random - A_oracle) over the query's pairs (the uncorrupted order: 1); no model row is added."""
     rows = []
     for gain, m in _LADDER_OF.items():
-        if m not in heads:
-            continue
         g = df[(df.metric == gain) & (df.status == "ok") & (df.docid != "*")].drop_duplicates(["ranker", "qid",
                                                                                               "docid"])
         for r, rg in g.groupby("ranker", sort=False):
-            if (r, m) in done:
-                continue
             info = [json.loads(i) if isinstance(i, str) else (i or {}) for i in rg["info"]]
             if not all("oracle_ladder" in i for i in info):
                 continue
             shares = ["0"] + sorted(info[0]["oracle_ladder"], key=float)
-            per = pd.DataFrame([{"qid": q, **{"0": i["oracle_auc"]}, **i["oracle_ladder"]}
-                                for q, i in zip(rg.qid, info)]).groupby("qid")[shares].mean()
-            if len(per) >= 2:
-                rows.append(_ladder_row(r, "search oracle (stored order)", m, per, [float(f) for f in shares],
+            auc = pd.DataFrame([{"qid": q, "_random": i["random_auc"], "0": i["oracle_auc"], **i["oracle_ladder"]}
+                                for q, i in zip(rg.qid, info)]).groupby("qid").mean()
+            for target in (m, gain):
+                if target not in heads or (r, target) in done or len(auc) < 2:
+                    continue
+                per = auc[shares] if target == m else \
+                    auc[shares].rsub(auc["_random"], axis=0).div(auc["_random"] - auc["0"], axis=0)
+                rows.append(_ladder_row(r, "search oracle (stored order)", target, per, [float(f) for f in shares],
                                         True))
     return rows
 
