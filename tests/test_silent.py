@@ -641,3 +641,23 @@ def test_a_packed_run_on_a_clean_clone_resumes_refuses_a_plain_run_and_is_replac
     (run / "results.sqlite").unlink()
     assert main(["run", str(p), "--out", str(run), "--overwrite", "--quiet"]) == 0
     assert not (run / "results.sqlite.gz").exists() and rows(run) == rows(full)
+
+
+def test_the_report_says_how_many_explained_pairs_were_cut_per_ranker():
+    """RESULTS.md's 'What was run' names, per ranker, the share of its explained pairs whose document or query
+    was cut to the ranker's length (a cut word cannot move the score), counted once per pair; nothing when none
+    was: here ce 1 of 2 documents, q 1 of 1 query; the '*' (query-level) rows and error rows are not pairs."""
+    import json
+
+    import pandas as pd
+
+    from suites.report.writer import _cut_lines
+    row = lambda r, q, d, t, info=None, st="ok": {"ranker": r, "qid": q, "docid": d, "status": st,  # noqa: E731
+                                                   "truncated": t, "info": info}
+    df = pd.DataFrame([row("ce", "1", "a", 1), row("ce", "1", "a", 1), row("ce", "2", "b", 0),
+                       row("ce", "3", "c", 1, st="error"), row("ce", "3", "*", 1),
+                       row("q", "1", "a", 0, json.dumps({"query_truncated": True})), row("bm", "1", "a", 0, {})])
+    docs, queries = _cut_lines(df, {})
+    assert docs.startswith("- documents cut") and "ce 50% of 2" in docs and "q " not in docs and "bm" not in docs
+    assert queries.startswith("- queries cut") and "q 100% of 1" in queries and "ce" not in queries
+    assert _cut_lines(df[df.ranker == "bm"], {}) == []

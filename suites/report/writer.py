@@ -46,6 +46,33 @@ def _ranker_settings(suite_rankers: dict) -> list[str]:
     return [f"- {', '.join(names)}: {what}" for what, names in groups.items()]
 
 
+def _query_cut(info) -> bool:
+    """A row's `info.query_truncated` (info: a JSON string, a dict or None)."""
+    if isinstance(info, str):
+        return "query_truncated" in info and bool(json.loads(info).get("query_truncated"))
+    return bool((info or {}).get("query_truncated")) if isinstance(info, dict) else False
+
+
+def _cut_lines(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
+    """'- documents cut ...' / '- queries cut ...': per ranker, the share of its explained pairs whose document
+    (`truncated`) or query (`info.query_truncated`) was cut to the ranker's length; nothing when none was."""
+    if df.empty:
+        return []
+    ok = df[(df.status == "ok") & (df.docid != "*")]
+    pairs = ok.drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
+    out = []
+    for what, mask, limit in (("documents", ok.truncated.fillna(0).astype(int) > 0, "max_length / max_doc_len"),
+                              ("queries", ok["info"].map(_query_cut).astype(bool),
+                               "max_query_len")):
+        cut = ok[mask].drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
+        shares = [f"{r} {n / pairs[r]:.0%} of {pairs[r]}" for r, n in cut.items() if n]
+        if shares:
+            out.append(f"- {what} cut to the ranker's length ({limit}), share of explained pairs: "
+                       + ", ".join(shares) + " (words past the cut cannot move the score: no explainer credits "
+                       "them and removing them changes nothing, so on such pairs the curves read the kept words)")
+    return out
+
+
 def _batch_text(rankers: pd.DataFrame) -> str:
     """Rows per model call of each ranker (`batch_size = "auto"` is resolved per device and ranker)."""
     if rankers.empty or "batch_size" not in rankers:
@@ -197,6 +224,7 @@ def _write_report(run_dir: Path, out, db: Path, html: Path | None = None) -> Pat
           f"top {suite.get('samples', {}).get('top_k')} plus up to {suite.get('samples', {}).get('relevant')} judged "
           f"relevant, over {df.qid.nunique() if not df.empty else 0} queries; seed {suite.get('seed')}",
           *_ranker_settings(suite.get("rankers", {})),
+          *_cut_lines(df, suite.get("rankers", {})),
           f"- device: `{env.get('device')}` ({env.get('device_name')})" + _batch_text(rankers),
           "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
           f"- started {env.get('started')}, finished {fin.get('finished')}, wall time "
