@@ -70,12 +70,12 @@ def build_ranker(name: str, collection, seed: int = 0, **config) -> Ranker:
 
 TRAIN_DEFAULTS = {"epochs": 12, "n_per_query": 40, "batch_size": 64, "lr": 1e-3, "emb_lr": 1e-4, "head_lr": 1e-3,
                   "patience": 3, "time_budget_s": None, "empty_margin": None, "pseudo_queries": 0,
-                  "removal_anchor": 0.0}
+                  "removal_anchor": 0.0, "head_init": None}
 
 
 #: options added after checkpoints were first cached, at the value that means "off": a checkpoint trained
 #: before an option existed was trained with it off
-_ADDED_OFF = {"pseudo_queries": 0, "removal_anchor": 0.0}
+_ADDED_OFF = {"pseudo_queries": 0, "removal_anchor": 0.0, "head_init": None}
 
 #: training options that act only with removal training (`removal_training` > 0): without it they are inert and
 #: left out of what identifies a trained model (a run's fingerprint, the stale-recipe check)
@@ -210,6 +210,8 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     epochs, n_per_query, batch_size = int(hp["epochs"]), int(hp["n_per_query"]), int(hp["batch_size"])
     patience, time_budget_s = int(hp["patience"]), hp["time_budget_s"]
     seed_everything(seed)
+    if hp["head_init"] is not None:  # the scoring head drawn again from U(-a, a), bias 0, seeded (KNRM)
+        model.init_head(float(hp["head_init"]))
     rng = np.random.default_rng(seed)
     opt = torch.optim.Adam(_param_groups(model, hp))
     queries, docs = collection.units(model.analyzer)

@@ -192,3 +192,24 @@ def test_shipped_crossencoder_beats_bm25_and_ranks_the_empty_document_last(cranf
               f"document below 95% of the candidates in {ce['empty_below_95']:.0%} of queries")
     assert ce["ndcg@10"] >= bm25["ndcg@10"]
     assert ce["empty_below_95"] >= 0.95
+
+
+def test_knrm_training_starts_its_head_near_zero_seeded_and_an_older_recipe_is_stale(synthetic):
+    """`head_init` a: the scoring head is drawn from U(-a, a) with bias 0 when training starts (a learning rate of
+    0 keeps the start: |w| <= a, b = 0), from the training seed (the same seed, the same head); a checkpoint
+    trained before the option existed (nn.Linear's own init) is stale and retrained, named in one line."""
+    import torch
+
+    from rankers.neural import HEAD_INIT
+    from rankers.training import build_ranker, stale_training, train, training_hyperparameters
+    heads = []
+    for _ in range(2):
+        m = build_ranker("knrm", synthetic, seed=3)
+        assert m.out.weight.abs().max() > HEAD_INIT          # nn.Linear's init (1/sqrt(11)) before training
+        train(m, synthetic, seed=3, epochs=1, n_per_query=2, lr=0.0, emb_lr=0.0, head_lr=0.0, progress=False)
+        assert float(m.out.weight.abs().max()) <= HEAD_INIT and float(m.out.bias.abs().max()) == 0.0
+        heads.append(m.out.weight.detach().clone())
+    assert torch.equal(heads[0], heads[1])
+    old = {k: v for k, v in training_hyperparameters(type(m)).items() if k != "head_init"}
+    m.train_log = {"hyperparameters": old}
+    assert stale_training(m, type(m)) == f"head_init = None (now {HEAD_INIT!r})"
