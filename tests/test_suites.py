@@ -152,6 +152,9 @@ def test_bundled_suites_validate():
         assert cfg.rankers and cfg.explainers and cfg.metrics and cfg.plan.rankers
     dl = load_suite(ROOT / "suites" / "trec-dl.toml").plan.rankers        # the next evidence run's design
     assert dl["crossencoder_delete"].config["removal_training"] == 0.5 and dl["knrm_exact"].config["kernels"] == "exact"
+    import json
+    chosen = json.loads((ROOT / "results" / "trec-dl" / "removal_selection.json").read_text())["selected"]
+    assert chosen and all(dl[r].config["removal_training"] == share for r, share in chosen.items())  # dev's choice
 
 
 def test_report_from_run_dir_alone(tmp_path):
