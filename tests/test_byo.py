@@ -306,8 +306,10 @@ def test_readme_toml_example_runs_as_copied(ce_dir, tmp_path):
 
 
 def test_readme_commands_that_read_the_committed_run_work_on_a_clean_clone(tmp_path):
-    """README's recipe for the committed plan.json reads the packed run (a clean clone has no results.sqlite)
-    and reproduces the committed file."""
+    """README's recipe for the committed plan.json reads the packed run (a clean clone has no results.sqlite).
+    The committed Cranfield run predates KNRM's current training recipe (`head_init`), so, as README says, today's
+    code refuses it as a calibration of the suite: exit 2, one line naming the first difference (the committed
+    plan.json came from the run's commit; the Cranfield run on today's code replaces both)."""
     import shlex
     import subprocess
     import sys
@@ -316,8 +318,9 @@ def test_readme_commands_that_read_the_committed_run_work_on_a_clean_clone(tmp_p
     argv = shlex.split(cmd)
     proc = subprocess.run([str(Path(sys.executable).with_name("rexbench")), *argv[1:]], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == json.loads((ROOT / "results" / "cranfield" / "plan.json").read_text())
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "differs at config.rankers.knrm.training.head_init" in proc.stderr
+    assert json.loads((ROOT / "results" / "cranfield" / "plan.json").read_text())["suite"] == "cranfield"
 
 
 def test_cli_ranker_definitions_are_validated(tmp_path, capsys):
