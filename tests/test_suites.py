@@ -155,6 +155,11 @@ def test_bundled_suites_validate():
     import json
     chosen = json.loads((ROOT / "results" / "trec-dl" / "removal_selection.json").read_text())["selected"]
     assert chosen and all(dl[r].config["removal_training"] == share for r, share in chosen.items())  # dev's choice
+    cr = load_suite(ROOT / "results" / "cranfield-next" / "suite.toml").plan.rankers   # the run under way
+    chosen = json.loads((ROOT / "results" / "cranfield" / "removal_selection.json").read_text())["selected"]
+    trained = [p for p in cr.values() if p.type in chosen and p.config.get("kernels") != "exact"]
+    assert len(trained) == 6 and all(p.config["removal_training"] == chosen[p.type] for p in trained)  # every seed
+    assert {p.seed for p in cr.values() if p.type == "knrm" and p.config.get("kernels") != "exact"} == {0, 1, 2}
 
 
 def test_report_from_run_dir_alone(tmp_path):
