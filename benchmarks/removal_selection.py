@@ -69,8 +69,9 @@ def main(argv=None) -> int:
     rows = [{**measure(n, coll, float(s), t), "train_seed": t} for n in a.rankers.split(",") for t in seeds
             for s in a.shares.split(",")]
     for r in rows:
-        print(f"{r['ranker']:14s} seed {r['train_seed']} share {r['share']:.2f}  dev nDCG@10 {r['dev_ndcg@10']:.4f}  median standing "
-              f"after half removed {r['median_half_removal_standing']:.3f}  empty {r['median_empty_standing']:.3f}")
+        print(f"{r['ranker']:14s} seed {r['train_seed']} share {r['share']:.2f}  dev nDCG@10 {r['dev_ndcg@10']:.4f}  "
+              f"median standing after half removed {r['median_half_removal_standing']:.3f}  "
+              f"empty {r['median_empty_standing']:.3f}")
     res = {"collection": a.collection, "split": "dev", "seed": a.seed, "rule": __doc__.split("\n\n")[0],
            "rows": rows, "selected": select(rows)}
     a.out.parent.mkdir(parents=True, exist_ok=True)

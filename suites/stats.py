@@ -13,6 +13,8 @@ underpowered rather than left looking like "no difference".
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from scipy.stats import bootstrap, friedmanchisquare, spearmanr, wilcoxon
@@ -54,6 +56,13 @@ def mean_cis(groups: list[np.ndarray], seed: int = 0, confidence: float = 0.95) 
     return out
 
 
+def row_info(value) -> dict:
+    """A result row's `info` as a dict: stored as a JSON string, already a dict in memory, {} where empty."""
+    if isinstance(value, str):
+        return json.loads(value) if value else {}
+    return value if isinstance(value, dict) else {}
+
+
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df.status == "ok") & np.isfinite(df.value.astype(float))]
 
@@ -72,11 +81,10 @@ N_BOOT = 2000
 def gain_parts(df: pd.DataFrame) -> pd.DataFrame:
     """Per ok row of an anchored gain: (ranker, explainer, metric, qid), the numerator A_random - A and the
     denominator A_random - A_oracle of its per-pair ratio, from the row's info."""
-    import json
     g = ok_rows(df[df.metric.isin(GAINS)])
     if g.empty:
         return pd.DataFrame(columns=["ranker", "explainer", "metric", "qid", "num", "den"])
-    info = [json.loads(i) if isinstance(i, str) else (i or {}) for i in g["info"]]
+    info = [row_info(i) for i in g["info"]]
     return pd.DataFrame({"ranker": g.ranker.to_numpy(), "explainer": g.explainer.to_numpy(),
                          "metric": g.metric.to_numpy(), "qid": g.qid.to_numpy(),
                          "num": [i["random_auc"] - i["auc"] for i in info],

@@ -657,7 +657,7 @@ def test_the_report_says_how_many_explained_pairs_were_cut_per_ranker():
     df = pd.DataFrame([row("ce", "1", "a", 1), row("ce", "1", "a", 1), row("ce", "2", "b", 0),
                        row("ce", "3", "c", 1, st="error"), row("ce", "3", "*", 1),
                        row("q", "1", "a", 0, json.dumps({"query_truncated": True})), row("bm", "1", "a", 0, {})])
-    docs, queries = _cut_lines(df, {})
+    docs, queries = _cut_lines(df)
     assert docs.startswith("- documents cut") and "ce 50% of 2" in docs and "q " not in docs and "bm" not in docs
     assert queries.startswith("- queries cut") and "q 100% of 1" in queries and "ce" not in queries
-    assert _cut_lines(df[df.ranker == "bm"], {}) == []
+    assert _cut_lines(df[df.ranker == "bm"]) == []

@@ -9,13 +9,12 @@ Anchors: how often an explainer beats the search oracle that defines a gain of 1
 how many pairs had too little room between random and the oracle to be scored."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
 from metrics.diagnostics import OPERATOR_DOMINATED_BELOW, SHARES, operator_dominated
 
+from ..stats import row_info
 from .common import fmt, md_table
 
 
@@ -132,7 +131,7 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] |
             ok = sub[(sub.status == "ok") & ~sub.explainer.isin(oracles)]
             if ok.empty:
                 continue
-            info = ok["info"].map(lambda v: json.loads(v) if isinstance(v, str) else (v or {}))
+            info = ok["info"].map(row_info)
             sign = 1.0 if kind == "deletion" else -1.0  # + = the explainer's AUC better than the oracle's
             excess = pd.Series([sign * (i["oracle_auc"] - i["auc"]) for i in info], index=ok.index)
             by_pair = excess.groupby([ok.qid, ok.docid]).max()

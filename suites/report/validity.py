@@ -9,7 +9,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import ALPHA, kendalls_w, metric_agreement, separation
+from ..stats import ALPHA, kendalls_w, metric_agreement, row_info, separation
 from .common import arrow, fmt, md_table
 
 
@@ -102,7 +102,7 @@ def _stored_oracle_ladders(df: pd.DataFrame, heads: list[str], done: set) -> lis
         g = df[(df.metric == gain) & (df.status == "ok") & (df.docid != "*")].drop_duplicates(["ranker", "qid",
                                                                                               "docid"])
         for r, rg in g.groupby("ranker", sort=False):
-            info = [json.loads(i) if isinstance(i, str) else (i or {}) for i in rg["info"]]
+            info = [row_info(i) for i in rg["info"]]
             if not all("oracle_ladder" in i for i in info):
                 continue
             shares = ["0"] + sorted(info[0]["oracle_ladder"], key=float)

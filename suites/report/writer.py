@@ -12,6 +12,7 @@ import pandas as pd
 from metrics import METRICS
 
 from ..run.store import Store
+from ..stats import row_info
 from .answer import first_screen
 from .claim import seed_claim_section
 from .common import explanation_rows, fmt
@@ -46,14 +47,7 @@ def _ranker_settings(suite_rankers: dict) -> list[str]:
     return [f"- {', '.join(names)}: {what}" for what, names in groups.items()]
 
 
-def _query_cut(info) -> bool:
-    """A row's `info.query_truncated` (info: a JSON string, a dict or None)."""
-    if isinstance(info, str):
-        return "query_truncated" in info and bool(json.loads(info).get("query_truncated"))
-    return bool((info or {}).get("query_truncated")) if isinstance(info, dict) else False
-
-
-def _cut_lines(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
+def _cut_lines(df: pd.DataFrame) -> list[str]:
     """'- documents cut ...' / '- queries cut ...': per ranker, the share of its explained pairs whose document
     (`truncated`) or query (`info.query_truncated`) was cut to the ranker's length; nothing when none was."""
     if df.empty:
@@ -62,7 +56,7 @@ def _cut_lines(df: pd.DataFrame, suite_rankers: dict) -> list[str]:
     pairs = ok.drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
     out = []
     for what, mask, limit in (("documents", ok.truncated.fillna(0).astype(int) > 0, "max_length / max_doc_len"),
-                              ("queries", ok["info"].map(_query_cut).astype(bool),
+                              ("queries", ok["info"].map(lambda i: bool(row_info(i).get("query_truncated"))),
                                "max_query_len")):
         cut = ok[mask].drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
         shares = [f"{r} {n / pairs[r]:.0%} of {pairs[r]}" for r, n in cut.items() if n]
@@ -224,7 +218,7 @@ def _write_report(run_dir: Path, out, db: Path, html: Path | None = None) -> Pat
           f"top {suite.get('samples', {}).get('top_k')} plus up to {suite.get('samples', {}).get('relevant')} judged "
           f"relevant, over {df.qid.nunique() if not df.empty else 0} queries; seed {suite.get('seed')}",
           *_ranker_settings(suite.get("rankers", {})),
-          *_cut_lines(df, suite.get("rankers", {})),
+          *_cut_lines(df),
           f"- device: `{env.get('device')}` ({env.get('device_name')})" + _batch_text(rankers),
           "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
           f"- started {env.get('started')}, finished {fin.get('finished')}, wall time "
