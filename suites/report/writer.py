@@ -53,11 +53,13 @@ def _cut_lines(df: pd.DataFrame) -> list[str]:
     if df.empty:
         return []
     ok = df[(df.status == "ok") & (df.docid != "*")]
+    if ok.empty:  # every explainer failed: nothing was explained, so nothing was read cut
+        return []
     pairs = ok.drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
     out = []
+    query_cut = ok["info"].map(lambda i: bool(row_info(i).get("query_truncated"))).astype(bool)
     for what, mask, limit in (("documents", ok.truncated.fillna(0).astype(int) > 0, "max_length / max_doc_len"),
-                              ("queries", ok["info"].map(lambda i: bool(row_info(i).get("query_truncated"))),
-                               "max_query_len")):
+                              ("queries", query_cut, "max_query_len")):
         cut = ok[mask].drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
         shares = [f"{r} {n / pairs[r]:.0%} of {pairs[r]}" for r, n in cut.items() if n]
         if shares:
