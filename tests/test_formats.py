@@ -164,6 +164,37 @@ def test_effectiveness_tests_each_ranker_against_the_first_stage_by_hand():
     assert "nDCG@10 vs first stage" in md and got in md
 
 
+def test_rankers_below_the_first_stage_are_named_in_the_box(monkeypatch):
+    """A ranker whose every query is below the first stage (paired CI below 0, Wilcoxon p < 0.05) is named with its
+    nDCG@10 in 'What this evidence does not support'; one above it and one that ties on some queries are not."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from suites.report.effectiveness import below_first_stage
+    qs = [f"q{i}" for i in range(12)]
+    first = {q: 0.5 + 0.02 * i for i, q in enumerate(qs)}
+    weak = {q: v - 0.2 for q, v in first.items()}               # below on every query: Wilcoxon p = 2 / 2**12
+    good = {q: v + 0.1 for q, v in first.items()}
+    mixed = {q: v + (0.1 if i % 2 else -0.1) for i, (q, v) in enumerate(first.items())}  # mean 0: not below
+    rk = pd.DataFrame([{"collection": "c", "ranker": r, "ndcg@10": sum(pq.values()) / 12, "ndcg@10 per query": pq}
+                       for r, pq in (("first stage (as given)", first), ("weak", weak), ("good", good),
+                                     ("mixed", mixed))])
+    got = below_first_stage(rk)
+    assert list(got) == ["weak"]
+    mean_first = sum(first.values()) / 12
+    assert abs(got["weak"][0] - (mean_first - 0.2)) < 1e-12 and got["weak"][1] == mean_first
+    import suites.report.answer as answer
+    monkeypatch.setattr(answer, "validity_status", lambda validity, r, m: "validated (exact_shapley)")
+    ev = SimpleNamespace(comparisons=SimpleNamespace(primary=pd.DataFrame(columns=["verdict"])), flags={},
+                         matrix_metric="rank_deletion", df=pd.DataFrame({"docid": ["d"], "qid": ["q0"]}),
+                         suite={"collection": "c"}, explained=["weak", "good", "mixed"], rankers=rk, validity=None)
+    box = "\n".join(answer.not_supported(ev))
+    line = next(x for x in box.splitlines() if "first stage" in x)
+    assert "from weak: they rank below" in line and f"weak {got['weak'][0]:.3f} against {got['weak'][1]:.3f}" in line
+    assert "good," not in line and "good:" not in line and "mixed" not in line
+
+
 def test_training_triples_on_trec_dl_use_documents_of_the_pool():
     """TREC DL judges passages outside the shipped pool: training pairs use only the pool's documents, and only
     DL 2020 (train split) queries."""

@@ -11,6 +11,7 @@ from ..stats import ALPHA, VERDICTS
 from .aliases import owner_of
 from .common import arrow, fmt, md_table
 from .diagnostics import removal_label
+from .effectiveness import below_first_stage
 from .roles import REFERENCE, role
 from .validity import validity_status
 
@@ -163,6 +164,14 @@ def not_supported(ev) -> list[str]:
     if ev.flags:
         lines.append("any verdict on " + "; ".join(f"{r} ({why})" for r, why in ev.flags.items())
                      + ": greyed in the matrix")
+    below = {r: v for r, v in below_first_stage(ev.rankers).items() if r in ev.explained}
+    if below:
+        scores = ", ".join(f"{r} {fmt(x, 3)}" for r, (x, _) in below.items())
+        first = fmt(next(iter(below.values()))[1], 3)
+        lines.append(f"what a reranker worth deploying attends to, from {', '.join(below)}: they rank below the "
+                     f"candidates' own first stage (nDCG@10 {scores} against {first}; the paired 95% CI of the "
+                     "per-query difference is below 0), so their explanations say how these models score, not how "
+                     "a good reranker does")
     circ = [r for r in ev.explained if validity_status(ev.validity, r, m).startswith("consistency")]
     nov = [r for r in ev.explained if validity_status(ev.validity, r, m) == "not validated"]
     if circ or nov:

@@ -13,9 +13,9 @@ from .common import fmt, md_table
 PER_QUERY = "ndcg@10 per query"
 
 
-def versus_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """(collection, ranker) -> "+0.052 [+0.010, +0.094], p=0.01, n=43": the mean paired difference of per-query
-    nDCG@10 against the first stage of the same collection, its query-bootstrap CI and the Wilcoxon p."""
+def _paired_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float, float, float, int]]:
+    """(collection, ranker) -> (mean paired difference of per-query nDCG@10 against the first stage of the same
+    collection, its query-bootstrap 95% CI low and high, the Wilcoxon p, n queries both scored)."""
     if PER_QUERY not in rankers:
         return {}
     out = {}
@@ -32,8 +32,26 @@ def versus_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], str]:
                 continue
             a, b = np.array([pq[x] for x in q]), np.array([base[x] for x in q])
             m, lo, hi = mean_ci(a - b)
-            out[(coll, r)] = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], p={paired_test(a, b):.2g}, n={len(q)}"
+            out[(coll, r)] = (m, lo, hi, paired_test(a, b), len(q))
     return out
+
+
+def versus_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(collection, ranker) -> "+0.052 [+0.010, +0.094], p=0.01, n=43": the mean paired difference of per-query
+    nDCG@10 against the first stage of the same collection, its query-bootstrap CI and the Wilcoxon p."""
+    return {k: f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], p={p:.2g}, n={n}"
+            for k, (m, lo, hi, p, n) in _paired_first_stage(rankers).items()}
+
+
+def below_first_stage(rankers: pd.DataFrame, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
+    """ranker -> (its nDCG@10, the first stage's) for the rankers that rank below the candidates' own first stage:
+    the paired 95% CI of the per-query difference lies below 0 and the Wilcoxon p is below `alpha`."""
+    if not {"collection", "ndcg@10", PER_QUERY} <= set(rankers.columns):
+        return {}
+    own = {(c, r): float(v) for c, r, v in zip(rankers.collection, rankers.ranker, rankers["ndcg@10"])}
+    paired = _paired_first_stage(rankers)
+    return {r: (own[(c, r)], own[(c, FIRST_STAGE)]) for (c, r), (m, lo, hi, p, n) in paired.items()
+            if hi < 0 and p < alpha}
 
 
 def effectiveness_section(rankers: pd.DataFrame) -> list[str]:
