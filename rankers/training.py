@@ -31,6 +31,7 @@ from .evaluate import evaluate
 from .params import check_params
 from .registry import ranker_spec
 from .text import Vocab
+from .train_state import clear_epoch_state, load_epoch_state, save_epoch_state
 
 
 def rexbench_home() -> Path:
@@ -185,7 +186,8 @@ class PseudoQueries:
         return out
 
 
-def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **overrides) -> dict:
+def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state_dir: Path | None = None,
+          **overrides) -> dict:
     """Pairwise hinge training with early stopping on dev nDCG@10; restores the best epoch.
 
     Hyper-parameters (defaults in TRAIN_DEFAULTS, per-ranker ones in the class's
@@ -203,8 +205,9 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     that lost at most half its words is also kept above the full negative by m: what a random removal leaves must
     still read as the document it was, not as a removal (the standing the removal diagnostic measures; without it
     a model may rank pairs that both lost words correctly and still learn that any removal means irrelevant, as the
-    pad-operator cross-encoder did on TREC DL). Returns a log dict: per-epoch
-    loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
+    pad-operator cross-encoder did on TREC DL). With `state_dir`, the state after each finished epoch is kept
+    there and a killed training continues from its last finished epoch to the same model (`train_state`).
+    Returns a log dict: per-epoch loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
     hp = {**training_hyperparameters(type(model)), **overrides}
     epochs, n_per_query, batch_size = int(hp["epochs"]), int(hp["n_per_query"]), int(hp["batch_size"])
@@ -221,8 +224,12 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
     log = {"epochs": [], "seed": seed, "hyperparameters": hp}
     if share > 0:
         log["removal_training"] = {"share": share, "operator": getattr(model, "removal", "the ranker's own")}
-    best, best_state, bad, t0 = -1.0, None, 0, time.perf_counter()
-    for ep in range(epochs):
+    best, best_state, bad, t0, first = -1.0, None, 0, time.perf_counter(), 0
+    resumed = load_epoch_state(state_dir, seed, hp, model, opt, rng)
+    if resumed is not None:
+        first, best, best_state, bad, log = (resumed[k] for k in ("epoch", "best", "best_state", "bad", "log"))
+        log["resumed_after_epoch"] = first
+    for ep in range(first, epochs):
         model.train()
         triples = [(queries[q], docs[p], docs[n]) for q, p, n in _triples(collection, rng, n_per_query)]
         if pseudo is not None:
@@ -271,6 +278,8 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, **ove
         if time_budget_s is not None and time.perf_counter() - t0 > float(time_budget_s):
             log["stopped_by_time_budget"] = True
             break
+        if state_dir is not None:
+            save_epoch_state(state_dir, seed, hp, ep + 1, model, opt, rng, best, best_state, bad, log)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -471,8 +480,10 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
             if config.get("removal_training"):  # trained under the operator it will be evaluated with
                 for k, v in runtime.items():
                     setattr(model, k, v)
-            log = train(model, collection, seed=seed, progress=progress)
+            partial = path.with_name(path.name + ".partial")  # a killed training continues from its last epoch
+            log = train(model, collection, seed=seed, progress=progress, state_dir=partial)
             save_ranker(model, path, collection.name, log)
+            clear_epoch_state(partial)
             model.train_log = log
             model.trained_now = True  # this call paid `log["seconds"]` (a cached model's log is history)
     for k, v in runtime.items():
