@@ -9,18 +9,24 @@ from rankers.train_state import STATE_FILE
 HP = dict(epochs=3, n_per_query=4, patience=3, progress=False)
 
 
-def test_a_killed_training_resumes_to_the_same_model(synthetic, tmp_path, monkeypatch):
-    full = training.build_ranker("knrm", synthetic, removal_training=0.5)
-    log_full = training.train(full, synthetic, **HP)
-
+def _killed_in_epoch_two(monkeypatch):
+    """The process dies at the end of epoch 2, before its state is written: dev evaluation raises the 2nd time."""
     real, calls = training.evaluate, []
 
-    def killed_in_epoch_two(*a, **k):  # the process dies at the end of epoch 2, before its state is written
+    def dying(*a, **k):
         calls.append(1)
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*a, **k)
-    monkeypatch.setattr(training, "evaluate", killed_in_epoch_two)
+    monkeypatch.setattr(training, "evaluate", dying)
+    return real
+
+
+def test_a_killed_training_resumes_to_the_same_model(synthetic, tmp_path, monkeypatch):
+    full = training.build_ranker("knrm", synthetic, removal_training=0.5)
+    log_full = training.train(full, synthetic, **HP)
+
+    real = _killed_in_epoch_two(monkeypatch)
     state = tmp_path / "partial"
     with pytest.raises(KeyboardInterrupt):
         training.train(training.build_ranker("knrm", synthetic, removal_training=0.5), synthetic, state_dir=state,
@@ -63,14 +69,7 @@ def test_a_killed_cross_encoder_training_resumes_to_the_same_model(synthetic, tm
         return CrossEncoder(model=str(d), max_length=64, removal_training=0.5)
     full = fresh()
     log_full = training.train(full, synthetic, **hp)
-    real, calls = training.evaluate, []
-
-    def killed_in_epoch_two(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(training, "evaluate", killed_in_epoch_two)
+    real = _killed_in_epoch_two(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         training.train(fresh(), synthetic, state_dir=tmp_path / "partial", **hp)
     monkeypatch.setattr(training, "evaluate", real)
@@ -85,14 +84,7 @@ def test_the_cache_continues_a_killed_training_and_then_drops_its_state(syntheti
     """`get_ranker` keeps the epoch state beside the checkpoint it trains (`<leaf>.partial`): a run killed while
     training continues it the next time, and the state is gone once the model is cached."""
     monkeypatch.setenv("REXBENCH_HOME", str(tmp_path))
-    real, calls = training.evaluate, []
-
-    def killed_in_epoch_two(*a, **k):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-    monkeypatch.setattr(training, "evaluate", killed_in_epoch_two)
+    real = _killed_in_epoch_two(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         training.get_ranker("knrm", synthetic, seed=5, progress=False)
     leaf = training.checkpoint_dir(synthetic.name, "knrm", 5)
