@@ -7,6 +7,8 @@ from torch import nn
 
 from .base import Ranker, is_hard_mask, shared_rows
 from .params import REMOVAL_TRAINING, Choice, Int
+from .registry import register_ranker
+from .text import PAD_ID, UNK_ID, Vocab
 
 #: KNRM's margin of every negative over its empty version (chosen on dev nDCG@10, see KNRM)
 EMPTY_MARGIN = 0.1
@@ -15,8 +17,6 @@ EMPTY_MARGIN = 0.1
 #: seed 1 stalled at 0.117 (first-epoch loss 7.0; seed 0 reached 0.267, loss 2.6) and its test nDCG@10 fell below
 #: the report's quality floor; from a = 0.014 seeds 0, 1, 2 reached 0.241, 0.247, 0.248
 HEAD_INIT = 0.014
-from .registry import register_ranker
-from .text import PAD_ID, UNK_ID, Vocab
 
 
 class _Tap(nn.Identity):

@@ -92,7 +92,6 @@ def _engine_line(meta: dict, exps: list, fin: dict) -> str:
 def _live_writer(lock: Path) -> str | None:
     """Who holds the run's lock ("pid N on HOST"), when a run is writing it now; else None."""
     import fcntl
-    import json
     try:
         fd = os.open(lock, os.O_RDONLY)
     except OSError:
