@@ -21,14 +21,15 @@ def _key(seed: int, hp: dict) -> str:
 
 def save_epoch_state(state_dir: Path, seed: int, hp: dict, epoch: int, model: torch.nn.Module,
                      opt: torch.optim.Optimizer, rng: np.random.Generator, best: float, best_state: dict | None,
-                     bad: int, log: dict) -> None:
-    """Write the state after `epoch` (1-based) epochs, atomically (a kill while writing leaves the previous one)."""
+                     bad: int, log: dict, seconds: float) -> None:
+    """Write the state after `epoch` (1-based) epochs and `seconds` of training so far, atomically (a kill while
+    writing leaves the previous one)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     state = {"key": _key(seed, hp), "epoch": epoch, "model": model.state_dict(), "opt": opt.state_dict(),
              "rng": rng.bit_generator.state, "python": random.getstate(), "numpy": np.random.get_state(),
              "torch": torch.get_rng_state(),
              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-             "best": best, "best_state": best_state, "bad": bad, "log": log}
+             "best": best, "best_state": best_state, "bad": bad, "log": log, "seconds": seconds}
     tmp = state_dir / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, state_dir / STATE_FILE)
@@ -37,7 +38,7 @@ def save_epoch_state(state_dir: Path, seed: int, hp: dict, epoch: int, model: to
 def load_epoch_state(state_dir: Path | None, seed: int, hp: dict, model: torch.nn.Module,
                      opt: torch.optim.Optimizer, rng: np.random.Generator) -> dict | None:
     """Restore a saved state of the same seed and hyper-parameters into `model`, `opt`, `rng` and the global random
-    states; returns it (epoch, best, best_state, bad, log), or None when there is none to continue."""
+    states; returns it (epoch, best, best_state, bad, log, seconds), or None when there is none to continue."""
     path = state_dir / STATE_FILE if state_dir is not None else None
     if path is None or not path.exists():
         return None

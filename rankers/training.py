@@ -229,6 +229,7 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
     if resumed is not None:
         first, best, best_state, bad, log = (resumed[k] for k in ("epoch", "best", "best_state", "bad", "log"))
         log["resumed_after_epoch"] = first
+        t0 -= resumed["seconds"]  # the log's seconds and the time budget count the epochs before the kill too
     for ep in range(first, epochs):
         model.train()
         triples = [(queries[q], docs[p], docs[n]) for q, p, n in _triples(collection, rng, n_per_query)]
@@ -279,7 +280,8 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
             log["stopped_by_time_budget"] = True
             break
         if state_dir is not None:
-            save_epoch_state(state_dir, seed, hp, ep + 1, model, opt, rng, best, best_state, bad, log)
+            save_epoch_state(state_dir, seed, hp, ep + 1, model, opt, rng, best, best_state, bad, log,
+                             time.perf_counter() - t0)
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -34,9 +34,10 @@ def test_a_killed_training_resumes_to_the_same_model(synthetic, tmp_path, monkey
     assert (state / STATE_FILE).exists()
     monkeypatch.setattr(training, "evaluate", real)
 
+    before = torch.load(state / STATE_FILE, weights_only=False)["seconds"]
     again = training.build_ranker("knrm", synthetic, removal_training=0.5)  # a new process: a fresh model
     log = training.train(again, synthetic, state_dir=state, **HP)
-    assert log["resumed_after_epoch"] == 1
+    assert log["resumed_after_epoch"] == 1 and log["seconds"] > before > 0  # epoch 1's time is counted
     assert log["epochs"] == log_full["epochs"] and log["best_epoch"] == log_full["best_epoch"]
     full_state, again_state = full.state_dict(), again.state_dict()
     assert sorted(full_state) == sorted(again_state)

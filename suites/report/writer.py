@@ -57,7 +57,7 @@ def _cut_lines(df: pd.DataFrame) -> list[str]:
         return []
     pairs = ok.drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
     out = []
-    query_cut = ok["info"].map(lambda i: bool(row_info(i).get("query_truncated"))).astype(bool)
+    query_cut = ok["info"].map(lambda i: bool(row_info(i).get("query_truncated")))
     for what, mask, limit in (("documents", ok.truncated.fillna(0).astype(int) > 0, "max_length / max_doc_len"),
                               ("queries", query_cut, "max_query_len")):
         cut = ok[mask].drop_duplicates(["ranker", "qid", "docid"]).groupby("ranker").size()
