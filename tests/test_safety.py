@@ -151,16 +151,61 @@ def test_resume_refuses_a_cached_model_retrained_since_the_run_started(tmp_path,
     with sqlite3.connect(out / "results.sqlite") as con:
         data = json.loads(con.execute("SELECT data FROM rankers WHERE ranker = 'knrm'").fetchone()[0])
     assert data["weights_sha"] == weights_digest(small_knrm)
+    _drop_shard(out, "knrm")                                                    # killed before its last shard
     assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0   # the same weights: fine
+    assert _rows(out) == before
     other = type(small_knrm).from_collection(synthetic, 0)
     other.load_state_dict(small_knrm.state_dict())
     with torch.no_grad():
         other.out.bias.add_(1.0)
     save_ranker(other, path, "synthetic", log)                                  # retrained since, say
+    _drop_shard(out, "knrm")
+    killed = _rows(out)
     assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 2
     err = _err(capsys)
     assert "retrained since" in err and data["weights_sha"] in err and err.count("\n") == 1
-    assert _rows(out) == before
+    assert _rows(out) == killed
+
+
+def test_resume_does_not_load_or_retrain_a_finished_ranker(tmp_path, synthetic, small_knrm, monkeypatch):
+    """A run continued on a fresh machine (an empty model cache) trains only the rankers with shards left: a
+    finished one is not loaded, so the resumed rows equal the uninterrupted run's and its model is not trained."""
+    import shutil
+
+    from rankers.training import cached_checkpoint, training_hyperparameters
+    from suites.run.resolved import RankerPlan
+    path = cached_checkpoint("knrm", synthetic, 0, {})
+    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": []}
+    save_ranker(small_knrm, path, "synthetic", log)
+    p = tmp_path / "k.toml"
+    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]",
+                                                                          "[rankers.knrm]\n[rankers.bm25]"))
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
+    with sqlite3.connect(out / "results.sqlite") as con:
+        full = con.execute(_VALUES).fetchall()
+    _drop_shard(out, "bm25")
+    shutil.rmtree(path)                                                         # a fresh machine: no cached knrm
+    loads = []
+    real = RankerPlan.load
+    monkeypatch.setattr(RankerPlan, "load", lambda self, *a, **k: loads.append(self.name) or real(self, *a, **k))
+    assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "knrm" not in loads and "bm25" in loads and not path.exists()
+    with sqlite3.connect(out / "results.sqlite") as con:
+        assert con.execute(_VALUES).fetchall() == full
+    save_ranker(small_knrm, path, "synthetic", log)                            # the session's cache as it was
+
+
+_VALUES = ("SELECT ranker, explainer, qid, docid, metric, value, status, message, curve FROM results "
+           "ORDER BY ranker, explainer, qid, docid, metric")
+
+
+def _drop_shard(out: Path, ranker: str) -> None:
+    """Forget `ranker`'s last recorded shard, as if the run had been killed before recording it."""
+    with sqlite3.connect(out / "results.sqlite") as con:
+        qid = con.execute("SELECT MAX(qid) FROM shards WHERE ranker = ?", (ranker,)).fetchone()[0]
+        for table in ("shards", "results", "cells", "explanations"):
+            con.execute(f"DELETE FROM {table} WHERE ranker = ? AND qid = ?", (ranker, qid))
 
 
 def test_concurrent_second_writer_exits_2(tmp_path, capsys):

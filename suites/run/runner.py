@@ -335,8 +335,11 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
     """Load each ranker once here (training and caching any not yet trained, so workers only load;
     `probed`: rankers `check_inputs` loaded already) and record its effectiveness. Returns the loaded
     rankers that will be explained, and (with `qid`) each one's seconds to score that query's
-    candidates: the planner's estimate of what its shards cost."""
+    candidates: the planner's estimate of what its shards cost. A resumed run's finished rankers (effectiveness
+    stored, every shard recorded) are neither loaded nor trained again: nothing is left for them to score, so a
+    run that continues on a fresh machine re-trains only the models it still explains."""
     loaded, cost, runs = {}, {}, {}
+    done = store.done_shards(cfg.name)
     first = coll.first_stage()
     if first is not None and not store.has_ranker(FIRST_STAGE, coll.name):  # the candidates' own ranking, as given
         test = set(coll.split("test"))
@@ -345,6 +348,8 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                                                           "ndcg@10 per query": per_query_ndcg(coll, given)})
     for p in cfg.plan.rankers.values():
         rname = p.name
+        if _finished(p, qids, done) and store.ranker(rname, coll.name) is not None:
+            continue
         t0 = time.perf_counter()
         ranker = probed[rname].to(device).eval() if rname in probed else p.load(coll, device, progress)
         load_s = time.perf_counter() - t0
@@ -395,6 +400,13 @@ def _trained_weights(ranker) -> str | None:
     fingerprint by content already, a hub model or a function has no cache entry to change."""
     from rankers.identity import weights_digest
     return weights_digest(ranker) if getattr(ranker, "train_log", None) else None
+
+
+def _finished(p: RankerPlan, qids: list[str] | None, done: set[tuple[str, str]]) -> bool:
+    """Whether ranker `p` has no shard left: effectiveness only, or every query it explains recorded in `done`."""
+    if not p.explain:
+        return True
+    return qids is not None and all((p.name, q) in done for q in _explained_queries(p, qids))
 
 
 def _explained_queries(p: RankerPlan, qids: list[str]) -> list[str]:
