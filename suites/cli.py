@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     p.add_argument("--device", default=None, help="cpu | cuda (overrides the suite file)")
     p.add_argument("--limit", type=_int_at_least(1), default=None, help="number of queries (overrides the suite file)")
+    p.add_argument("--rankers", default=None, metavar="NAME,...",
+                   help="prepare and run only these [rankers] of the suite this time (a long run's share, e.g. what "
+                        "one machine session can finish); --resume runs the rest, and the run is finished then")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--workers", type=_int_at_least(1), default=1,
@@ -245,27 +248,6 @@ def _parse_params(items: list[str]) -> dict:
     return parse_items(items, "--param")
 
 
-def _warn_oov(ranker: str, oov: dict, n_doc: int) -> None:
-    """One stderr line when the ranker reads some of the query or document as <unk>."""
-    if oov.get("query"):
-        print(f"rexbench: warning: query words unknown to {ranker} (read as <unk>): {', '.join(oov['query'])}",
-              file=sys.stderr)
-    if oov.get("doc_fraction", 0) > 0:
-        print(f"rexbench: warning: {oov['doc_fraction']:.0%} of the {n_doc} document words are unknown to {ranker} "
-              "(read as <unk>)", file=sys.stderr)
-
-
-def _warn_truncated(ranker, pair, q_text: str, d_text: str) -> None:
-    """One stderr line per side the ranker cut (`--json` records it too: query_truncated, truncated)."""
-    if pair.query_truncated:
-        print(f"rexbench: warning: the query has {len(ranker.units(q_text))} words; {ranker.name} reads the first "
-              f"{len(pair.query_tokens)} (max_query_len {ranker.max_query_len})", file=sys.stderr)
-    if pair.truncated:
-        print(f"rexbench: warning: the document has {len(ranker.units(d_text))} words; {ranker.name} reads the "
-              f"first {len(pair.doc_tokens)} (max_doc_len {ranker.max_doc_len} words, "
-              f"max_length {getattr(ranker, 'max_length', '-')} pieces)", file=sys.stderr)
-
-
 def cmd_explain(args) -> int:
     import numpy as np
 
@@ -275,6 +257,7 @@ def cmd_explain(args) -> int:
     from rankers.training import build_ranker
     from suites.data.collections import load_collection
     from suites.run.rankerdef import from_args, from_plan, suite_of
+    from suites.read_warnings import warn_oov, warn_truncated
 
     if args.query_file is not None:
         if args.query is not None:
@@ -330,7 +313,7 @@ def cmd_explain(args) -> int:
         params.setdefault("idf", collection_idf(coll))
     explainer = build_explainer(etype, ranker, **{"seed": args.seed, **params})  # --param seed=N wins
     pair = make_pair(ranker, q_text, d_text, contrast, contrast_id)
-    _warn_truncated(ranker, pair, q_text, d_text)
+    warn_truncated(ranker, pair, q_text, d_text)
     ranked = None  # (docid, units, score) of the query's candidates, best first, scored once when needed
     if not free and (metric_names or getattr(explainer, "needs_candidates", False)):
         q_units, d_units = coll.units(ranker.analyzer)
@@ -339,7 +322,7 @@ def cmd_explain(args) -> int:
         ranked = [(cands[i], d_units[cands[i]], float(scores[i])) for i in np.argsort(-scores, kind="stable")]
     if ranked is not None and getattr(explainer, "needs_candidates", False):  # a listwise explainer
         pair.candidates = [u for _, u, _ in ranked]
-    _warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
+    warn_oov(ranker.name, pair.oov, len(pair.doc_tokens))
     ex = explainer.attribute_pair(pair)
     out = ex.to_json()
     if metric_names:
@@ -393,7 +376,9 @@ def cmd_explain(args) -> int:
 def cmd_run(args) -> int:
     from suites.listing import suite_path
     from suites.run.config import load_suite
+    from suites.run.rundir import DB
     from suites.run.runner import run_suite
+    from suites.run.store import Store
 
     cfg = load_suite(suite_path(args.suite), allow_code=args.allow_code)
     if args.device:
@@ -401,8 +386,15 @@ def cmd_run(args) -> int:
     t0 = time.perf_counter()
     out = run_suite(cfg, args.out or f"results/{cfg.name}", resume=args.resume, device=args.device,
                     limit=args.limit, progress=not args.quiet, data_dir=args.data_dir, overwrite=args.overwrite,
-                    workers=args.workers, address=args.address)
-    print(f"suite {cfg.name}: done in {time.perf_counter() - t0:.1f}s -> {out}/results.sqlite")
+                    workers=args.workers, address=args.address,
+                    rankers=None if args.rankers is None else args.rankers.split(","))
+    store = Store(out / DB, readonly=True)
+    try:
+        left = store.meta().get("unfinished") or []
+    finally:
+        store.close()
+    print(f"suite {cfg.name}: {'part done' if left else 'done'} in {time.perf_counter() - t0:.1f}s -> "
+          f"{out}/results.sqlite" + (f" (left: {', '.join(left)}; continue with --resume)" if left else ""))
     return 0
 
 

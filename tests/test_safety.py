@@ -196,6 +196,40 @@ def test_resume_does_not_load_or_retrain_a_finished_ranker(tmp_path, synthetic, 
     save_ranker(small_knrm, path, "synthetic", log)                            # the session's cache as it was
 
 
+def test_a_run_in_shares_by_ranker_equals_one_run(tmp_path, capsys, synthetic, small_knrm, monkeypatch):
+    """`--rankers` prepares and runs only the named rankers (a session's share of a long run): the others are not
+    loaded or trained, the run is not finished and says what is left; --resume runs the rest, and the rows equal
+    one uninterrupted run's. A name the suite lacks is one line, exit 2, nothing written."""
+    from rankers.training import cached_checkpoint, training_hyperparameters
+    from suites.run.resolved import RankerPlan
+    path = cached_checkpoint("knrm", synthetic, 0, {})
+    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": training_hyperparameters(type(small_knrm)),
+                                                 "epochs": []})
+    p = tmp_path / "k.toml"
+    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]",
+                                                                          "[rankers.knrm]\n[rankers.bm25]"))
+    assert main(["run", str(p), "--out", str(tmp_path / "one"), "--quiet"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "shares"
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--rankers", "bm25,bm26"]) == 2
+    err = _err(capsys)
+    assert "unknown ranker 'bm26'" in err and "knrm, bm25" in err and err.count("\n") == 1 and not out.exists()
+    loads = []
+    real = RankerPlan.load
+    monkeypatch.setattr(RankerPlan, "load", lambda self, *a, **k: loads.append(self.name) or real(self, *a, **k))
+    monkeypatch.setattr("suites.run.runner.probe_ranker", lambda p, coll, qid: None)  # loads only in prepare
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--rankers", "bm25"]) == 0
+    assert "left: knrm; continue with --resume" in capsys.readouterr().out and loads == ["bm25"]
+    with sqlite3.connect(out / "results.sqlite") as con:
+        assert {r for (r,) in con.execute("SELECT DISTINCT ranker FROM shards")} == {"bm25"}
+        assert con.execute("SELECT COUNT(*) FROM meta WHERE key = 'finished'").fetchone()[0] == 0
+    assert main(["run", str(p), "--out", str(out), "--quiet", "--resume"]) == 0
+    assert "left" not in capsys.readouterr().out and loads == ["bm25", "knrm"]
+    with sqlite3.connect(out / "results.sqlite") as con, sqlite3.connect(tmp_path / "one" / "results.sqlite") as one:
+        assert con.execute(_VALUES).fetchall() == one.execute(_VALUES).fetchall()
+        assert con.execute("SELECT COUNT(*) FROM meta WHERE key = 'finished'").fetchone()[0] == 1
+
+
 _VALUES = ("SELECT ranker, explainer, qid, docid, metric, value, status, message, curve FROM results "
            "ORDER BY ranker, explainer, qid, docid, metric")
 

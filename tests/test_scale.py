@@ -276,7 +276,7 @@ def test_shard_timings_and_their_projection(tmp_path, capsys):
 
 def test_plan_starts_the_costliest_rankers_and_skips_recorded_shards():
     from suites.run.config import SuiteConfig
-    from suites.run.runner import plan
+    from suites.run.prepare import plan
     # the plan is the resolved suite's: rankers of registered types (any; their names decide nothing here)
     cfg = SuiteConfig(name="s", collection="synthetic",
                       rankers={"a": {"type": "bm25"}, "b": {"type": "bm25", "queries": 1}, "c": {"type": "bm25"},

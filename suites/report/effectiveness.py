@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..run.runner import FIRST_STAGE
+from ..run.prepare import FIRST_STAGE
 from ..stats import mean_ci, paired_test
 from .common import fmt, md_table
 

@@ -66,7 +66,7 @@ def queries_for_significance(n_explainers: int, alpha: float = ALPHA) -> int:
 
 
 def planned_queries(cfg: SuiteConfig, n_sampled: int) -> dict[str, int]:
-    """Explained ranker -> its queries in the run (`runner.plan`: its own `queries`, else all sampled)."""
+    """Explained ranker -> its queries in the run (`prepare.plan`: its own `queries`, else all sampled)."""
     return {p.name: min(p.queries, n_sampled) if p.queries else n_sampled for p in cfg.plan.explained()}
 
 

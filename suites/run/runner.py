@@ -7,6 +7,7 @@ import errno
 import platform
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,15 +15,15 @@ import torch
 from tqdm.auto import tqdm
 
 from rankers.errors import BadInput, RunFault, about_ranker
-from rankers.evaluate import evaluate, evaluate_run, per_query_ndcg, run_ranker
+from rankers.evaluate import evaluate
 from rankers.registry import ranker_spec
-from rankers.scorer import resolve_batch_size
 from rankers.training import build_ranker, rexbench_version
 
 from ..data.collections import load_collection
 from .config import SuiteConfig
 from .engine import SerialEngine, engine
 from .execute import RunSpec, runtime
+from .prepare import plan, prepare, unfinished
 from .resolved import RankerPlan
 from .rundir import (DB, PACKED, RunLock, Staging, check_out_dir, clear_leftovers, clear_run, first_difference,
                      fingerprint, unpack_to_resume, writable_ancestor)
@@ -54,8 +55,6 @@ def versions() -> dict:
     return out
 
 
-#: the effectiveness row of the candidates' own first stage (a shipped run or a run file), evaluated as given
-FIRST_STAGE = "first stage (as given)"
 
 
 def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
@@ -138,7 +137,8 @@ def _probe(r, rname: str, coll, qid: str):
 
 def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, device: str | None = None,
               limit: int | None = None, progress: bool = True, data_dir: str | None = None,
-              overwrite: bool = False, workers: int = 1, address: str | None = None) -> Path:
+              overwrite: bool = False, workers: int = 1, address: str | None = None,
+              rankers: Sequence[str] | None = None) -> Path:
     """Run a suite into `out_dir` (results.sqlite, results.csv, summary.csv); returns out_dir.
 
     Validates everything first (options, the engine address and its scheduler, inputs, rankers,
@@ -146,13 +146,17 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
     run unless `resume` (same fingerprint) or `overwrite` (the old run is replaced only once the new
     one has recorded its first shard: `rundir.Staging`). `workers` > 1 runs shards on a local Dask
     cluster, `address` on an existing one (`suites.run.engine`); the values are the same as with one
-    worker, so neither is part of the fingerprint (a run may resume with others). Faults that are
-    not the input's (lost scheduler, disk full) are a `RunFault` naming the directory and `--resume`."""
+    worker, so neither is part of the fingerprint (a run may resume with others). `rankers` (names of the
+    suite's rankers) prepares and runs only those this time, e.g. one session's share of a long run: the rows are
+    the same, so it is not part of the fingerprint either; the run is finished once a later `resume` has run the
+    rest. Faults that are not the input's (lost scheduler, disk full) are a `RunFault` naming the directory and
+    `--resume`."""
     out = Path(out_dir)
     device = device or cfg.device
     eng = engine(workers, address, device)  # options parsed (BadInput); nothing started yet
     if limit is not None:
         cfg = dataclasses.replace(cfg, queries=int(limit))
+    only = _selected(cfg, rankers)
     stored = check_out_dir(out, resume, overwrite)
     coll, qids, probed = check_inputs(cfg, device, data_dir)
     fp = run_fingerprint(cfg, device, coll)
@@ -169,7 +173,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
                 unpack_to_resume(out)
             staging = Staging(out) if overwrite and ((out / DB).exists() or (out / PACKED).exists()) else None
             return _run(cfg, out, resume and stored is not None, device, coll, qids, fp, progress, data_dir, eng,
-                        address, probed, staging)
+                        address, probed, staging, only)
     except RunFault as e:
         raise RunFault(f"{e}; {_continue(cfg, out)}") from None
     except sqlite3.OperationalError as e:
@@ -207,6 +211,18 @@ def run_fingerprint(cfg: SuiteConfig, device: str, coll) -> dict:
                        {**versions(), "rexbench": rexbench_version(), "rexbench_code": code_digest()})
 
 
+def _selected(cfg: SuiteConfig, rankers: Sequence[str] | None) -> set[str] | None:
+    """The names `rankers` selects (None: every ranker), checked against the suite's [rankers] tables."""
+    if rankers is None:
+        return None
+    names = [r for r in rankers if r]
+    unknown = [r for r in names if r not in cfg.plan.rankers]
+    if unknown or not names:
+        raise BadInput(f"--rankers: {'no ranker named' if not names else f'unknown ranker {unknown[0]!r}'}; the "
+                       f"suite's rankers: {', '.join(cfg.plan.rankers)}")
+    return set(names)
+
+
 def _continue(cfg: SuiteConfig, out: Path) -> str:
     """The next step after a fault: the finished shards are kept and --resume continues."""
     return (f"the finished shards are kept; fix the cause, then `rexbench run {cfg.path or cfg.name} --out {out} "
@@ -229,11 +245,11 @@ def _check_resumable(out: Path, stored: dict | None, fp: dict) -> None:
 
 def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: list[str], fp: dict, progress: bool,
          data_dir: str | None, eng, address: str | None = None, probed: dict | None = None,
-         staging: Staging | None = None) -> Path:
+         staging: Staging | None = None, only: set[str] | None = None) -> Path:
     """Prepare (load or train each ranker once, effectiveness), plan (the shards not yet recorded),
     execute (here or on Dask workers, engine `eng` started) and record (this process, the one writer).
     With `staging` (--overwrite of an existing run) the database is written there and swapped in
-    after the first recorded shard."""
+    after the first recorded shard; with `only`, those rankers alone (the run is finished when none is left)."""
     store = Store(staging.db_path() if staging else out / DB)
     t_start = time.perf_counter()
     elapsed_before = _record_start(store, cfg, coll, device, fp, resume)
@@ -241,21 +257,24 @@ def _run(cfg: SuiteConfig, out: Path, resume: bool, device: str, coll, qids: lis
     try:
         # shard order matters only when shards run side by side
         loaded, cost = prepare(cfg, coll, store, device, progress, probed or {},
-                               None if isinstance(eng, SerialEngine) else qids[0], qids)
+                               None if isinstance(eng, SerialEngine) else qids[0], qids, only)
         _warn_cut_queries(loaded, coll, qids)
         if "prepared" not in store.meta():  # the fixed cost (`rexbench plan`): the first start's, not a resume's
             store.set_meta("prepared", {"seconds": time.perf_counter() - t_start, "resumed": resume})
-        shards = plan(cfg, qids, store.done_shards(cfg.name), cost)
+        shards = plan(cfg, qids, store.done_shards(cfg.name), cost, only)
         with eng:
             _execute(eng, spec, shards, loaded, store, cfg, address, progress,
                      lambda: elapsed_before + time.perf_counter() - t_start, staging)
             if staging:
                 staging.swap(store)
             eng.close(wait=False)  # the cluster shuts down while the coordinator exports
-            store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
-                                        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
-            if cfg.effectiveness:
-                _effectiveness(store, cfg, device, progress, data_dir)
+            left = unfinished(cfg, coll, store, qids)
+            store.set_meta("unfinished", left)  # rankers a later --resume runs ([] once finished)
+            if not left:
+                store.set_meta("finished", {"wall_seconds": elapsed_before + time.perf_counter() - t_start,
+                                            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+                if cfg.effectiveness:
+                    _effectiveness(store, cfg, device, progress, data_dir)
             export(store, out)
     except BadInput:
         # the input's fault found while preparing (e.g. a function that fails on the whole split): a new run
@@ -328,143 +347,6 @@ def _record_start(store: Store, cfg: SuiteConfig, coll, device: str, fp: dict, r
                                    "started": prev.get("started", now),
                                    "resumed": prev.get("resumed", []) + ([now] if prev else [])})
     return store.meta().get("elapsed", 0.0) if resume else 0.0
-
-
-def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, probed: dict,
-            qid: str | None = None, qids: list[str] | None = None) -> tuple[dict, dict[str, float]]:
-    """Load each ranker once here (training and caching any not yet trained, so workers only load;
-    `probed`: rankers `check_inputs` loaded already) and record its effectiveness. Returns the loaded
-    rankers that will be explained, and (with `qid`) each one's seconds to score that query's
-    candidates: the planner's estimate of what its shards cost. A resumed run's finished rankers (effectiveness
-    stored, every shard recorded) are neither loaded nor trained again: nothing is left for them to score, so a
-    run that continues on a fresh machine re-trains only the models it still explains."""
-    loaded, cost, runs = {}, {}, {}
-    done = store.done_shards(cfg.name)
-    first = coll.first_stage()
-    if first is not None and not store.has_ranker(FIRST_STAGE, coll.name):  # the candidates' own ranking, as given
-        test = set(coll.split("test"))
-        given = {q: r for q, r in first.items() if q in test}
-        store.set_ranker(FIRST_STAGE, coll.name, "test", {**evaluate_run(coll, given), "source": coll.run_source,
-                                                          "ndcg@10 per query": per_query_ndcg(coll, given)})
-    for p in cfg.plan.rankers.values():
-        rname = p.name
-        if _finished(p, qids, done) and store.ranker(rname, coll.name) is not None:
-            continue
-        t0 = time.perf_counter()
-        ranker = probed[rname].to(device).eval() if rname in probed else p.load(coll, device, progress)
-        load_s = time.perf_counter() - t0
-        weights = _trained_weights(ranker)
-        stored = store.ranker(rname, coll.name)
-        if weights and stored and stored.get("weights_sha") not in (None, weights):
-            raise BadInput(f"ranker {rname!r}: the trained model now in the cache (weights {weights}) is not the one "
-                           f"this run started with (weights {stored['weights_sha']}): it was retrained since; "
-                           "restore that checkpoint, or run again with --overwrite")
-        if stored is None:  # a resumed run keeps the stored effectiveness
-            # rankers with the same weights (tables that differ only in a runtime parameter such as `removal`)
-            # score the unperturbed candidates alike: ranked once; the empty document is each one's own
-            key = p.weights_key()
-            try:
-                run = runs.get(key) if key is not None else None
-                if run is None:
-                    run = run_ranker(ranker, coll, "test")
-                    if key is not None:
-                        runs[key] = run
-                eff = evaluate(ranker, coll, "test", empty=True, run=run)
-                eff["ndcg@10 per query"] = per_query_ndcg(coll, run)
-                if p.explain and qids:  # what random removal does to the explained documents (issue 32)
-                    eff["removal_diagnostic"] = removal_diagnostics(ranker, coll, run, _explained_queries(p, qids),
-                                                                    cfg.seed, rname)
-            except BadInput as e:  # e.g. a function wrong only on calls larger than the probe's
-                raise BadInput(f"{about_ranker(rname, e)} (while ranking the {coll.name} test split)") from None
-            log = getattr(ranker, "train_log", {}) or {}
-            store.set_ranker(rname, coll.name, "test", {**eff, "train_seconds": log.get("seconds"),
-                                                        "trained_now": bool(getattr(ranker, "trained_now", False)),
-                                                        "best_epoch": log.get("best_epoch"),
-                                                        **({"removal_training": log["removal_training"]}
-                                                           if log.get("removal_training") else {}),
-                                                        **({"weights_sha": weights} if weights else {}),
-                                                        "load_seconds": load_s, "device": device,
-                                                        "units": ranker.analyzer,
-                                                        "batch_size": resolve_batch_size(cfg.batch_size, device,
-                                                                                         ranker)})
-        if p.explain:
-            loaded[rname] = ranker
-            if qid is not None:
-                cost[rname] = _scoring_seconds(ranker, coll, qid)
-    return loaded, cost
-
-
-def _trained_weights(ranker) -> str | None:
-    """The weights digest of a model rexbench trained (it carries a training log; it comes from the cache, whose
-    key is its configuration, not its weights), else None: a local model or checkpoint directory is in the run's
-    fingerprint by content already, a hub model or a function has no cache entry to change."""
-    from rankers.identity import weights_digest
-    return weights_digest(ranker) if getattr(ranker, "train_log", None) else None
-
-
-def _finished(p: RankerPlan, qids: list[str] | None, done: set[tuple[str, str]]) -> bool:
-    """Whether ranker `p` has no shard left: effectiveness only, or every query it explains recorded in `done`."""
-    if not p.explain:
-        return True
-    return qids is not None and all((p.name, q) in done for q in _explained_queries(p, qids))
-
-
-def _explained_queries(p: RankerPlan, qids: list[str]) -> list[str]:
-    """The sampled queries ranker `p` explains (its own `queries`, else all)."""
-    return qids[: p.queries] if p.queries else qids
-
-
-def removal_diagnostics(ranker, coll, run: dict[str, dict[str, float]], qids: list[str], seed: int,
-                        name: str = "") -> dict:
-    """`metrics.diagnostics.removal_diagnostic` on each query's top-ranked candidate (the document every suite
-    explains), among that query's other candidates as scored in `run`: per-query standings after random
-    removal of each share of the words, intact and empty. Stored with the ranker's effectiveness; a ranker
-    that fails on perturbed documents gets `error` (its cells record the failure as error rows)."""
-    from metrics.diagnostics import SHARES, removal_diagnostic
-    q_units, d_units = coll.units(ranker.analyzer)
-    out = {"queries": [], "full": [], "empty": [], "shares": {str(s): [] for s in SHARES}, "orders": 8}
-    for q in qids:
-        scores = run.get(q) or {}
-        if len(scores) < 2:
-            continue
-        top = sorted(scores, key=lambda d: -scores[d])[0]  # stable: the shard's ranking (ties: candidate order)
-        others = [v for d, v in scores.items() if d != top]
-        try:
-            got = removal_diagnostic(ranker, q_units[q], d_units[top], others, SHARES, 8, seed)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as e:  # a ranker failing on perturbed documents: recorded, the suite goes on
-            out["error"] = about_ranker(name or ranker.name, e)
-            break
-        out["queries"].append(q)
-        out["full"].append(got["full"])
-        out["empty"].append(got["empty"])
-        for s, v in got["shares"].items():
-            out["shares"][str(s)].append(v)
-    return out
-
-
-def _scoring_seconds(ranker, coll, qid: str) -> float:
-    """Seconds to score one query's candidates (after evaluation: caches warm): a ranker's relative cost."""
-    q_units, d_units = coll.units(ranker.analyzer)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        ranker.score_tokens(q_units[qid], [d_units[d] for d in coll.candidates(qid)])
-    return time.perf_counter() - t0
-
-
-def plan(cfg: SuiteConfig, qids: list[str], done: set[tuple[str, str]], cost: dict[str, float] | None = None
-         ) -> list[tuple[str, str]]:
-    """The (ranker, query) shards still to run, grouped by ranker (a worker loads each ranker once), the
-    costliest rankers first (`cost`: seconds per ranker; engines start shards in this order, so the
-    run's last shards are short ones and workers finish together)."""
-    cost = cost or {}
-    out = []
-    for p in sorted(cfg.plan.explained(), key=lambda p: -cost.get(p.name, 0.0)):  # stable: suite order among equals
-        for q in (qids[: p.queries] if p.queries else qids):
-            if (p.name, q) not in done:
-                out.append((p.name, q))
-    return out
 
 
 def _effectiveness(store, cfg, device, progress, data_dir):
