@@ -193,6 +193,10 @@ def test_rankers_below_the_first_stage_are_named_in_the_box(monkeypatch):
     line = next(x for x in box.splitlines() if "first stage" in x)
     assert "from weak: they rank below" in line and f"weak {got['weak'][0]:.3f} against {got['weak'][1]:.3f}" in line
     assert "good," not in line and "good:" not in line and "mixed" not in line
+    # no random ranker row: the quality floor cannot be computed, and the box says it was not checked
+    assert "quality floor (the nDCG@10 midpoint of random and the candidates' ranking) was not checked" in box
+    ev.rankers = pd.concat([rk, pd.DataFrame([{"collection": "c", "ranker": "random", "ndcg@10": 0.05}])])
+    assert "quality floor" not in "\n".join(answer.not_supported(ev))
 
 
 def test_training_triples_on_trec_dl_use_documents_of_the_pool():

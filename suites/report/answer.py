@@ -12,6 +12,7 @@ from .aliases import owner_of
 from .common import arrow, fmt, md_table
 from .diagnostics import removal_label
 from .effectiveness import below_first_stage
+from .flags import quality_floor
 from .roles import REFERENCE, role
 from .validity import validity_status
 
@@ -164,6 +165,10 @@ def not_supported(ev) -> list[str]:
     if ev.flags:
         lines.append("any verdict on " + "; ".join(f"{r} ({why})" for r, why in ev.flags.items())
                      + ": greyed in the matrix")
+    if quality_floor(ev.rankers) is None and not ev.rankers.empty and "ndcg@10" in ev.rankers:
+        lines.append("that the explained models rank well above a random ranking: the run has no random ranker row "
+                     "(`[rankers.random]` with explain = false), so the quality floor (the nDCG@10 midpoint of "
+                     "random and the candidates' ranking) was not checked")
     below = {r: v for r, v in below_first_stage(ev.rankers).items() if r in ev.explained}
     if below:
         scores = ", ".join(f"{r} {fmt(x, 3)}" for r, (x, _) in below.items())
