@@ -139,12 +139,8 @@ def test_resume_refuses_a_cached_model_retrained_since_the_run_started(tmp_path,
     import torch
 
     from rankers.identity import weights_digest
-    from rankers.training import cached_checkpoint, save_ranker, training_hyperparameters
-    path = cached_checkpoint("knrm", synthetic, 0, {})
-    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": []}
-    save_ranker(small_knrm, path, "synthetic", log)
-    p = tmp_path / "k.toml"
-    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]", "[rankers.knrm]"))
+    path, log = _cache_knrm(synthetic, small_knrm)
+    p = _knrm_suite(tmp_path, "[rankers.knrm]")
     out = tmp_path / "run"
     assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
     before = _rows(out)
@@ -172,23 +168,15 @@ def test_resume_does_not_load_or_retrain_a_finished_ranker(tmp_path, synthetic, 
     finished one is not loaded, so the resumed rows equal the uninterrupted run's and its model is not trained."""
     import shutil
 
-    from rankers.training import cached_checkpoint, training_hyperparameters
-    from suites.run.resolved import RankerPlan
-    path = cached_checkpoint("knrm", synthetic, 0, {})
-    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": []}
-    save_ranker(small_knrm, path, "synthetic", log)
-    p = tmp_path / "k.toml"
-    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]",
-                                                                          "[rankers.knrm]\n[rankers.bm25]"))
+    path, log = _cache_knrm(synthetic, small_knrm)
+    p = _knrm_suite(tmp_path, "[rankers.knrm]\n[rankers.bm25]")
     out = tmp_path / "run"
     assert main(["run", str(p), "--out", str(out), "--quiet"]) == 0
     with sqlite3.connect(out / "results.sqlite") as con:
         full = con.execute(_VALUES).fetchall()
     _drop_shard(out, "bm25")
     shutil.rmtree(path)                                                         # a fresh machine: no cached knrm
-    loads = []
-    real = RankerPlan.load
-    monkeypatch.setattr(RankerPlan, "load", lambda self, *a, **k: loads.append(self.name) or real(self, *a, **k))
+    loads = _record_loads(monkeypatch)
     assert main(["run", str(p), "--out", str(out), "--resume", "--quiet"]) == 0
     assert "knrm" not in loads and "bm25" in loads and not path.exists()
     with sqlite3.connect(out / "results.sqlite") as con:
@@ -200,23 +188,15 @@ def test_a_run_in_shares_by_ranker_equals_one_run(tmp_path, capsys, synthetic, s
     """`--rankers` prepares and runs only the named rankers (a session's share of a long run): the others are not
     loaded or trained, the run is not finished and says what is left; --resume runs the rest, and the rows equal
     one uninterrupted run's. A name the suite lacks is one line, exit 2, nothing written."""
-    from rankers.training import cached_checkpoint, training_hyperparameters
-    from suites.run.resolved import RankerPlan
-    path = cached_checkpoint("knrm", synthetic, 0, {})
-    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": training_hyperparameters(type(small_knrm)),
-                                                 "epochs": []})
-    p = tmp_path / "k.toml"
-    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]",
-                                                                          "[rankers.knrm]\n[rankers.bm25]"))
+    _cache_knrm(synthetic, small_knrm)
+    p = _knrm_suite(tmp_path, "[rankers.knrm]\n[rankers.bm25]")
     assert main(["run", str(p), "--out", str(tmp_path / "one"), "--quiet"]) == 0
     capsys.readouterr()
     out = tmp_path / "shares"
     assert main(["run", str(p), "--out", str(out), "--quiet", "--rankers", "bm25,bm26"]) == 2
     err = _err(capsys)
     assert "unknown ranker 'bm26'" in err and "knrm, bm25" in err and err.count("\n") == 1 and not out.exists()
-    loads = []
-    real = RankerPlan.load
-    monkeypatch.setattr(RankerPlan, "load", lambda self, *a, **k: loads.append(self.name) or real(self, *a, **k))
+    loads = _record_loads(monkeypatch)
     monkeypatch.setattr("suites.run.runner.probe_ranker", lambda p, coll, qid: None)  # loads only in prepare
     assert main(["run", str(p), "--out", str(out), "--quiet", "--rankers", "bm25"]) == 0
     assert "left: knrm; continue with --resume" in capsys.readouterr().out and loads == ["bm25"]
@@ -228,6 +208,30 @@ def test_a_run_in_shares_by_ranker_equals_one_run(tmp_path, capsys, synthetic, s
     with sqlite3.connect(out / "results.sqlite") as con, sqlite3.connect(tmp_path / "one" / "results.sqlite") as one:
         assert con.execute(_VALUES).fetchall() == one.execute(_VALUES).fetchall()
         assert con.execute("SELECT COUNT(*) FROM meta WHERE key = 'finished'").fetchone()[0] == 1
+
+
+def _cache_knrm(synthetic, small_knrm) -> tuple[Path, dict]:
+    """Put `small_knrm` in the model cache as the suites' knrm (seed 0); returns its path and training log."""
+    from rankers.training import cached_checkpoint, training_hyperparameters
+    path = cached_checkpoint("knrm", synthetic, 0, {})
+    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": []}
+    save_ranker(small_knrm, path, "synthetic", log)
+    return path, log
+
+
+def _knrm_suite(tmp_path, rankers: str) -> Path:
+    """SUITE (named k) with `rankers` as its [rankers] tables."""
+    p = tmp_path / "k.toml"
+    p.write_text(SUITE.format(name="k", seed=0, window=1, steps=5).replace("[rankers.bm25]", rankers))
+    return p
+
+
+def _record_loads(monkeypatch) -> list[str]:
+    """The names of the rankers the run loads (`RankerPlan.load`), in order, as they are loaded."""
+    from suites.run.resolved import RankerPlan
+    loads, real = [], RankerPlan.load
+    monkeypatch.setattr(RankerPlan, "load", lambda self, *a, **k: loads.append(self.name) or real(self, *a, **k))
+    return loads
 
 
 _VALUES = ("SELECT ranker, explainer, qid, docid, metric, value, status, message, curve FROM results "
