@@ -148,14 +148,14 @@ def test_effectiveness_tests_each_ranker_against_the_first_stage_by_hand():
     import pandas as pd
     from scipy.stats import wilcoxon
 
-    from suites.report.effectiveness import effectiveness_section, versus_first_stage
+    from suites.report.effectiveness import effectiveness_section, versus_reference
     first = {"a": 0.5, "b": 0.4, "c": 0.6, "d": 0.2, "e": 0.3}
     mine = {"a": 0.6, "b": 0.55, "c": 0.58, "d": 0.4, "e": 0.45, "extra": 1.0}
     rk = pd.DataFrame([{"collection": "trec-dl", "ranker": "first stage (as given)", "queries": 5, "ndcg@10": 0.4,
                         "mrr@10": 0.5, "map": 0.3, "ndcg@10 per query": first},
                        {"collection": "trec-dl", "ranker": "ce", "queries": 6, "ndcg@10": 0.5, "mrr@10": 0.6,
                         "map": 0.4, "train_seconds": 3.0, "ndcg@10 per query": mine}])
-    got = versus_first_stage(rk)[("trec-dl", "ce")]
+    got = versus_reference(rk)[("trec-dl", "ce")]
     q = sorted(first)
     d = np.array([mine[x] - first[x] for x in q])
     p = wilcoxon([mine[x] for x in q], [first[x] for x in q], zero_method="zsplit").pvalue
@@ -171,7 +171,7 @@ def test_rankers_below_the_first_stage_are_named_in_the_box(monkeypatch):
 
     import pandas as pd
 
-    from suites.report.effectiveness import below_first_stage
+    from suites.report.effectiveness import below_reference
     qs = [f"q{i}" for i in range(12)]
     first = {q: 0.5 + 0.02 * i for i, q in enumerate(qs)}
     weak = {q: v - 0.2 for q, v in first.items()}               # below on every query: Wilcoxon p = 2 / 2**12
@@ -180,10 +180,11 @@ def test_rankers_below_the_first_stage_are_named_in_the_box(monkeypatch):
     rk = pd.DataFrame([{"collection": "c", "ranker": r, "ndcg@10": sum(pq.values()) / 12, "ndcg@10 per query": pq}
                        for r, pq in (("first stage (as given)", first), ("weak", weak), ("good", good),
                                      ("mixed", mixed))])
-    got = below_first_stage(rk)
+    got = below_reference(rk)
     assert list(got) == ["weak"]
     mean_first = sum(first.values()) / 12
     assert abs(got["weak"][0] - (mean_first - 0.2)) < 1e-12 and got["weak"][1] == mean_first
+    assert got["weak"][2] == "first stage (as given)"
     import suites.report.answer as answer
     monkeypatch.setattr(answer, "validity_status", lambda validity, r, m: "validated (exact_shapley)")
     ev = SimpleNamespace(comparisons=SimpleNamespace(primary=pd.DataFrame(columns=["verdict"])), flags={},
@@ -193,10 +194,48 @@ def test_rankers_below_the_first_stage_are_named_in_the_box(monkeypatch):
     line = next(x for x in box.splitlines() if "first stage" in x)
     assert "from weak: they rank below" in line and f"weak {got['weak'][0]:.3f} against {got['weak'][1]:.3f}" in line
     assert "good," not in line and "good:" not in line and "mixed" not in line
+    assert "below the candidates' own first stage" in line
     # no random ranker row: the quality floor cannot be computed, and the box says it was not checked
     assert "quality floor (the nDCG@10 midpoint of random and the candidates' ranking) was not checked" in box
     ev.rankers = pd.concat([rk, pd.DataFrame([{"collection": "c", "ranker": "random", "ndcg@10": 0.05}])])
     assert "quality floor" not in "\n".join(answer.not_supported(ev))
+
+
+def test_without_a_first_stage_row_rankers_are_tested_against_the_bm25_row(monkeypatch):
+    """Cranfield's candidates are BM25's own top-100 (no first stage row): the effectiveness column and the box
+    compare every ranker with the run's bm25 row, by hand; bm25 is not compared with itself."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pandas as pd
+    from scipy.stats import wilcoxon
+
+    from suites.report.effectiveness import below_reference, effectiveness_section, versus_reference
+    qs = [f"q{i}" for i in range(12)]
+    bm25 = {q: 0.3 + 0.03 * i for i, q in enumerate(qs)}
+    knrm = {q: v - 0.05 - 0.01 * (i % 3) for i, (q, v) in enumerate(bm25.items())}   # below on every query
+    rk = pd.DataFrame([{"collection": "cranfield", "ranker": r, "queries": 12,
+                        "ndcg@10": float(np.mean(list(pq.values()))),
+                        "mrr@10": 0.5, "map": 0.3, "train_seconds": None, "ndcg@10 per query": pq}
+                       for r, pq in (("bm25", bm25), ("knrm", knrm))])
+    vs = versus_reference(rk)
+    assert list(vs) == [("cranfield", "knrm")]
+    d = np.array([knrm[q] - bm25[q] for q in qs])
+    p = wilcoxon([knrm[q] for q in qs], [bm25[q] for q in qs], zero_method="zsplit").pvalue
+    assert vs[("cranfield", "knrm")].startswith(f"{d.mean():+.3f} [") and vs[("cranfield", "knrm")].endswith(
+        f"p={p:.2g}, n=12")
+    md = "\n".join(effectiveness_section(rk))
+    assert "nDCG@10 vs bm25 [95% CI], Wilcoxon" in md and "first stage" not in md and "against the bm25 row" in md
+    got = below_reference(rk)
+    assert list(got) == ["knrm"] and got["knrm"][1:] == (float(np.mean(list(bm25.values()))), "bm25")
+    import suites.report.answer as answer
+    monkeypatch.setattr(answer, "validity_status", lambda validity, r, m: "validated (exact_shapley)")
+    ev = SimpleNamespace(comparisons=SimpleNamespace(primary=pd.DataFrame(columns=["verdict"])), flags={},
+                         matrix_metric="rank_deletion", df=pd.DataFrame({"docid": ["d"], "qid": ["q0"]}),
+                         suite={"collection": "cranfield"}, explained=["knrm"], rankers=rk, validity=None)
+    line = next(x for x in answer.not_supported(ev) if "worth deploying" in x)
+    assert f"from knrm: they rank below bm25 re-ranking the same candidates (nDCG@10 knrm {got['knrm'][0]:.3f} " \
+           f"against {got['knrm'][1]:.3f}" in line
 
 
 def test_training_triples_on_trec_dl_use_documents_of_the_pool():

@@ -11,7 +11,7 @@ from ..stats import ALPHA, VERDICTS
 from .aliases import owner_of
 from .common import arrow, fmt, md_table
 from .diagnostics import removal_label
-from .effectiveness import below_first_stage
+from .effectiveness import FIRST_STAGE, below_reference
 from .flags import quality_floor
 from .roles import REFERENCE, role
 from .validity import validity_status
@@ -169,14 +169,15 @@ def not_supported(ev) -> list[str]:
         lines.append("that the explained models rank well above a random ranking: the run has no random ranker row "
                      "(`[rankers.random]` with explain = false), so the quality floor (the nDCG@10 midpoint of "
                      "random and the candidates' ranking) was not checked")
-    below = {r: v for r, v in below_first_stage(ev.rankers).items() if r in ev.explained}
+    below = {r: v for r, v in below_reference(ev.rankers).items() if r in ev.explained}
     if below:
-        scores = ", ".join(f"{r} {fmt(x, 3)}" for r, (x, _) in below.items())
-        first = fmt(next(iter(below.values()))[1], 3)
-        lines.append(f"what a reranker worth deploying attends to, from {', '.join(below)}: they rank below the "
-                     f"candidates' own first stage (nDCG@10 {scores} against {first}; the paired 95% CI of the "
-                     "per-query difference is below 0), so their explanations say how these models score, not how "
-                     "a good reranker does")
+        scores = ", ".join(f"{r} {fmt(x, 3)}" for r, (x, _, _) in below.items())
+        _, first, ref = next(iter(below.values()))
+        what = "the candidates' own first stage" if ref == FIRST_STAGE else f"{ref} re-ranking the same candidates"
+        lines.append(f"what a reranker worth deploying attends to, from {', '.join(below)}: they rank below "
+                     f"{what} (nDCG@10 {scores} against {fmt(first, 3)}; the paired 95% CI of the per-query "
+                     "difference is below 0), so their explanations say how these models score, not how a good "
+                     "reranker does")
     circ = [r for r in ev.explained if validity_status(ev.validity, r, m).startswith("consistency")]
     nov = [r for r in ev.explained if validity_status(ev.validity, r, m) == "not validated"]
     if circ or nov:

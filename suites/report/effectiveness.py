@@ -1,6 +1,6 @@
 """RESULTS.md "Ranker effectiveness": nDCG@10, MRR@10 and MAP of every ranker on the test split, what it read,
-its training, and, where the candidates came with a first stage (TREC DL's shipped BM25), a paired test against it
-on per-query nDCG@10."""
+its training, and a paired test on per-query nDCG@10 against the candidates' first stage where they came with one
+(TREC DL's shipped BM25), else against the run's bm25 row (Cranfield, Vaswani: the candidates are BM25's top-100)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,45 +13,58 @@ from .common import fmt, md_table
 PER_QUERY = "ndcg@10 per query"
 
 
-def _paired_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float, float, float, int]]:
-    """(collection, ranker) -> (mean paired difference of per-query nDCG@10 against the first stage of the same
-    collection, its query-bootstrap 95% CI low and high, the Wilcoxon p, n queries both scored)."""
+#: the row a collection's rankers are compared with where the candidates came without a first stage of their own
+#: (Cranfield, Vaswani: rexbench's BM25 top-100, which its `bm25` ranker re-ranks)
+BM25 = "bm25"
+
+
+def reference_of(names) -> str | None:
+    """The row a collection's rankers are tested against: the candidates' own first stage where the run has it,
+    else the run's bm25 row (the same candidates re-ranked by BM25), else None."""
+    names = set(names)
+    return FIRST_STAGE if FIRST_STAGE in names else (BM25 if BM25 in names else None)
+
+
+def _paired_reference(rankers: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float, float, float, int, str]]:
+    """(collection, ranker) -> (mean paired difference of per-query nDCG@10 against the collection's reference
+    row (`reference_of`), its query-bootstrap 95% CI low and high, the Wilcoxon p, n queries both scored, the
+    reference's name)."""
     if PER_QUERY not in rankers:
         return {}
     out = {}
     for coll, g in rankers.groupby("collection", sort=False):
-        base = g[g.ranker == FIRST_STAGE][PER_QUERY]
-        base = next((v for v in base if isinstance(v, dict)), None)
+        ref = reference_of(g.ranker)
+        base = next((v for v in g[g.ranker == ref][PER_QUERY] if isinstance(v, dict)), None)
         if base is None:
             continue
         for r, pq in zip(g.ranker, g[PER_QUERY]):
-            if r == FIRST_STAGE or not isinstance(pq, dict):
+            if r == ref or not isinstance(pq, dict):
                 continue
             q = sorted(set(pq) & set(base))
             if len(q) < 2:
                 continue
             a, b = np.array([pq[x] for x in q]), np.array([base[x] for x in q])
             m, lo, hi = mean_ci(a - b)
-            out[(coll, r)] = (m, lo, hi, paired_test(a, b), len(q))
+            out[(coll, r)] = (m, lo, hi, paired_test(a, b), len(q), ref)
     return out
 
 
-def versus_first_stage(rankers: pd.DataFrame) -> dict[tuple[str, str], str]:
+def versus_reference(rankers: pd.DataFrame) -> dict[tuple[str, str], str]:
     """(collection, ranker) -> "+0.052 [+0.010, +0.094], p=0.01, n=43": the mean paired difference of per-query
-    nDCG@10 against the first stage of the same collection, its query-bootstrap CI and the Wilcoxon p."""
+    nDCG@10 against the collection's reference row (`reference_of`), its query-bootstrap CI and the Wilcoxon p."""
     return {k: f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}], p={p:.2g}, n={n}"
-            for k, (m, lo, hi, p, n) in _paired_first_stage(rankers).items()}
+            for k, (m, lo, hi, p, n, _) in _paired_reference(rankers).items()}
 
 
-def below_first_stage(rankers: pd.DataFrame, alpha: float = 0.05) -> dict[str, tuple[float, float]]:
-    """ranker -> (its nDCG@10, the first stage's) for the rankers that rank below the candidates' own first stage:
-    the paired 95% CI of the per-query difference lies below 0 and the Wilcoxon p is below `alpha`."""
+def below_reference(rankers: pd.DataFrame, alpha: float = 0.05) -> dict[str, tuple[float, float, str]]:
+    """ranker -> (its nDCG@10, the reference's, the reference's name) for the rankers that rank below their
+    collection's reference row (`reference_of`): the paired 95% CI of the per-query difference lies below 0 and
+    the Wilcoxon p is below `alpha`."""
     if not {"collection", "ndcg@10", PER_QUERY} <= set(rankers.columns):
         return {}
     own = {(c, r): float(v) for c, r, v in zip(rankers.collection, rankers.ranker, rankers["ndcg@10"])}
-    paired = _paired_first_stage(rankers)
-    return {r: (own[(c, r)], own[(c, FIRST_STAGE)]) for (c, r), (m, lo, hi, p, n) in paired.items()
-            if hi < 0 and p < alpha}
+    return {r: (own[(c, r)], own[(c, ref)], ref) for (c, r), (m, lo, hi, p, n, ref) in
+            _paired_reference(rankers).items() if hi < 0 and p < alpha}
 
 
 def effectiveness_section(rankers: pd.DataFrame) -> list[str]:
@@ -66,10 +79,13 @@ def effectiveness_section(rankers: pd.DataFrame) -> list[str]:
     if "units" in t:  # what the ranker read: original-text words or index tokens
         t["units"] = t["units"].map(lambda v: v if isinstance(v, str) else "index")
         cols.insert(2, "units")
-    vs = versus_first_stage(rankers)
+    vs = versus_reference(rankers)
+    refs = {reference_of(g.ranker) for _, g in rankers.groupby("collection", sort=False)} - {None}
+    ref = {FIRST_STAGE: "first stage", BM25: BM25}[next(iter(refs))] if len(refs) == 1 else "reference"
     if vs:
-        t["nDCG@10 vs first stage [95% CI], Wilcoxon"] = [vs.get((c, r), "-") for c, r in zip(t.collection, t.ranker)]
-        cols.insert(cols.index("ndcg@10") + 1, "nDCG@10 vs first stage [95% CI], Wilcoxon")
+        col = f"nDCG@10 vs {ref} [95% CI], Wilcoxon"
+        t[col] = [vs.get((c, r), "-") for c, r in zip(t.collection, t.ranker)]
+        cols.insert(cols.index("ndcg@10") + 1, col)
     if "removal_training" in t and t.removal_training.map(lambda v: isinstance(v, dict)).any():
         t["removal training"] = t.removal_training.map(
             lambda v: f"{v.get('operator')}, {float(v.get('share', 0)):.0%} of pairs" if isinstance(v, dict) else "-")
@@ -80,8 +96,11 @@ def effectiveness_section(rankers: pd.DataFrame) -> list[str]:
         cols.append("empty doc below 95% of candidates")
     md += [md_table(t[cols]), ""]
     if vs:
-        md += ["nDCG@10 vs first stage: the mean paired difference of per-query nDCG@10 against the candidates' own "
-               "first stage (as given), a 95% CI resampling queries, the Wilcoxon signed-rank p and n queries.", ""]
+        against = {FIRST_STAGE: "the candidates' own first stage (as given)",
+                   BM25: "the bm25 row (the candidates are BM25's top-100; bm25 re-ranks them)"}
+        md += [f"nDCG@10 vs {ref}: the mean paired difference of per-query nDCG@10 against "
+               + "; ".join(against[x] for x in sorted(refs))
+               + ", a 95% CI resampling queries, the Wilcoxon signed-rank p and n queries.", ""]
     return md + ["The last column: in what share of queries the empty document (every token removed by the ranker's "
                  "mask) scores below at least 95% of the candidates; removing all evidence should lower the score.",
                  ""]
