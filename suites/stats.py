@@ -14,6 +14,7 @@ underpowered rather than left looking like "no difference".
 from __future__ import annotations
 
 import json
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,29 @@ def row_info(value) -> dict:
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df.status == "ok") & np.isfinite(df.value.astype(float))]
+
+
+#: id(frame) -> (a weak reference to the frame, (ranker, metric) -> row positions, (ranker, metric) -> query
+#: values [qid x explainer]): what `rows_of` and `wide_queries` keep of a frame while it lives
+_SPLITS: dict[int, tuple[weakref.ref, dict, dict]] = {}
+
+
+def _split(df: pd.DataFrame) -> tuple[weakref.ref, dict, dict]:
+    hit = _SPLITS.get(id(df))
+    if hit is None or hit[0]() is not df:
+        key = id(df)
+        pos = df.reset_index(drop=True).groupby(["ranker", "metric"], sort=False).indices
+        hit = _SPLITS[key] = (weakref.ref(df, lambda _, k=key: _SPLITS.pop(k, None)), pos, {})
+    return hit
+
+
+def rows_of(df: pd.DataFrame, ranker: str, metric: str) -> pd.DataFrame:
+    """The rows of one (ranker, metric): `df[(df.ranker == ranker) & (df.metric == metric)]`, the same rows in the
+    same order with the same index, a new frame each call. A report asks a large frame for thousands of these
+    slices, so the frame is split once and the row positions kept while it lives (it must not have its ranker,
+    metric, status or value columns changed in place meanwhile)."""
+    pos = _split(df)[1].get((ranker, metric))
+    return df.iloc[pos] if pos is not None else df.iloc[:0]
 
 
 def query_values(df: pd.DataFrame) -> pd.DataFrame:
@@ -220,7 +244,7 @@ def variance_components(df: pd.DataFrame, ranker: str, metric: str) -> dict | No
     d[q, j] = mu + b_q + e_qj: `within` = the pooled variance of a query's pairs around their mean (queries with at
     least 2 pairs), `between` = the variance of the query means less within / (their mean pairs per query), floored
     at 0; the median of each over the explainer pairs. None without 2 queries of >= 2 pairs each."""
-    sub = ok_rows(df[(df.ranker == ranker) & (df.metric == metric)])
+    sub = ok_rows(rows_of(df, ranker, metric))
     if sub.empty:
         return None
     w = sub.pivot_table(index=["qid", "docid"], columns="explainer", values="value", aggfunc="first")
@@ -277,9 +301,13 @@ def explainer_means(qv: pd.DataFrame, ranker: str, metric: str) -> pd.Series:
 
 
 def wide_queries(df: pd.DataFrame, ranker: str, metric: str) -> pd.DataFrame:
-    """Query values [qid x explainer] of one (ranker, metric)."""
-    qv = query_values(df[(df.ranker == ranker) & (df.metric == metric)])
-    return qv.pivot_table(index="qid", columns="explainer", values="value", aggfunc="first")
+    """Query values [qid x explainer] of one (ranker, metric); a new frame each call (computed once per frame and
+    (ranker, metric), as `rows_of`)."""
+    wide = _split(df)[2]
+    if (ranker, metric) not in wide:
+        qv = query_values(rows_of(df, ranker, metric))
+        wide[(ranker, metric)] = qv.pivot_table(index="qid", columns="explainer", values="value", aggfunc="first")
+    return wide[(ranker, metric)].copy()
 
 
 def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha: float = ALPHA) -> pd.DataFrame:
@@ -288,7 +316,7 @@ def leaderboard(df: pd.DataFrame, ranker: str, metric: str, seed: int = 0, alpha
     (Wilcoxon, Holm over the comparisons):
     `verdict` is "best", "worse" (p_holm < alpha), "not shown worse", or "underpowered"."""
     direction = METRICS[metric].direction
-    sub = ok_rows(df[(df.ranker == ranker) & (df.metric == metric)])
+    sub = ok_rows(rows_of(df, ranker, metric))
     if sub.empty:
         return pd.DataFrame()
     wide = wide_queries(df, ranker, metric)

@@ -263,3 +263,46 @@ def test_metric_agreement_is_spearman_where_defined_and_nan_without_a_warning_wh
         t = metric_agreement(pd.DataFrame(rows), "r", [a, b, c])
     assert t.loc[a, b] == pytest.approx(0.5) and t.loc[a, a] == pytest.approx(1.0)
     assert np.isnan(t.loc[a, c]) and np.isnan(t.loc[c, c])
+
+
+def test_rows_of_and_wide_queries_equal_a_fresh_computation_and_are_new_frames_each_call():
+    """`rows_of` (the report's split of a large frame) returns exactly `df[(df.ranker == r) & (df.metric == m)]`:
+    the same rows, order and index, for every (ranker, metric) present or not, with missing ranker values and a
+    non-default index; `wide_queries` equals the pivot of that slice's query values. Changing what either returned
+    does not change a later call; a new frame is split anew."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from suites.stats import query_values, rows_of, wide_queries
+
+    names = st.sampled_from(["a", "b", "c", None])
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(names, st.sampled_from(["m1", "m2"]), st.sampled_from(["e1", "e2"]),
+                              st.sampled_from(["q1", "q2", "q3"]), st.sampled_from(["ok", "error"]),
+                              st.floats(-1, 1)), max_size=30),
+           st.integers(0, 1000))
+    def check(rows, offset):
+        df = pd.DataFrame(rows, columns=["ranker", "metric", "explainer", "qid", "status", "value"])
+        df.index = df.index * 3 + offset
+        for r in ("a", "b", "c", "z"):
+            for m in ("m1", "m2", "m3"):
+                want = df[(df.ranker == r) & (df.metric == m)]
+                got = rows_of(df, r, m)
+                pd.testing.assert_frame_equal(got, want)
+                got["value"] = 99.0
+                pd.testing.assert_frame_equal(rows_of(df, r, m), want)
+                if (want.status == "ok").any():
+                    wide = query_values(want).pivot_table(index="qid", columns="explainer", values="value",
+                                                          aggfunc="first")
+                    got = wide_queries(df, r, m)
+                    pd.testing.assert_frame_equal(got, wide)
+                    got.iloc[0, 0] = 99.0
+                    pd.testing.assert_frame_equal(wide_queries(df, r, m), wide)
+
+    check()
+    one = pd.DataFrame({"ranker": ["a"], "metric": ["m1"], "value": [1.0]})
+    assert len(rows_of(one, "a", "m1")) == 1
+    del one
+    two = pd.DataFrame({"ranker": ["b", "b"], "metric": ["m1", "m1"], "value": [1.0, 2.0]})
+    assert len(rows_of(two, "a", "m1")) == 0 and len(rows_of(two, "b", "m1")) == 2

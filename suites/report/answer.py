@@ -7,7 +7,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import ALPHA, VERDICTS
+from ..stats import ALPHA, VERDICTS, rows_of
 from .aliases import owner_of
 from .common import arrow, fmt, md_table
 from .diagnostics import removal_label
@@ -24,7 +24,8 @@ COLUMN_ROLES = ("reference", "competitor", "exact", "oracle", "baseline")
 
 
 def ranker_queries(ev, ranker: str, metric: str) -> int:
-    g = ev.df[(ev.df.ranker == ranker) & (ev.df.metric == metric) & (ev.df.status == "ok")]
+    g = rows_of(ev.df, ranker, metric)
+    g = g[g.status == "ok"]
     return int(g.qid.nunique())
 
 

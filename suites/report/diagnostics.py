@@ -14,7 +14,7 @@ import pandas as pd
 
 from metrics.diagnostics import OPERATOR_DOMINATED_BELOW, SHARES, operator_dominated
 
-from ..stats import row_info
+from ..stats import row_info, rows_of
 from .common import fmt, md_table
 
 
@@ -127,7 +127,8 @@ def anchors_section(df: pd.DataFrame, suite_explainers: dict, exps: list[dict] |
     rows, from_explanations = [], False
     for ranker in df.ranker.unique() if not df.empty else []:
         for metric, kind in _GAINS.items():
-            sub = df[(df.ranker == ranker) & (df.metric == metric) & (df.docid != "*")]
+            sub = rows_of(df, ranker, metric)
+            sub = sub[sub.docid != "*"]
             ok = sub[(sub.status == "ok") & ~sub.explainer.isin(oracles)]
             if ok.empty:
                 continue

@@ -10,7 +10,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import query_values
+from ..stats import query_values, rows_of
 from .common import GRID, arrow, pyplot
 
 
@@ -23,7 +23,8 @@ def curve_figure(df: pd.DataFrame, ranker: str, path: Path) -> bool:
     drawn = False
     rank = bool((df[df.ranker == ranker].metric == "rank_deletion").any())
     for ax, metric in zip(axes, ("rank_deletion", "rank_insertion") if rank else ("deletion", "insertion")):
-        g = df[(df.ranker == ranker) & (df.metric == metric) & (df.status == "ok") & df.curve.notna()]
+        g = rows_of(df, ranker, metric)
+        g = g[(g.status == "ok") & g.curve.notna()]
         for e, ge in g.groupby("explainer"):
             ys = []
             for c, info in zip(map(json.loads, ge.curve), map(json.loads, ge["info"])):

@@ -8,7 +8,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import ALPHA, POWER, board_power, leaderboard, smallest_holm_p, underpowered
+from ..stats import ALPHA, POWER, board_power, leaderboard, smallest_holm_p, underpowered, rows_of
 from .common import arrow, fmt, metric_label, md_table, degenerate_shares
 
 
@@ -122,7 +122,7 @@ def normalised_section(df: pd.DataFrame, metrics: list[str]) -> list[str]:
     rows = []
     for r in df.ranker.unique():
         for m in metrics:
-            g = df[(df.ranker == r) & (df.metric == m)]
+            g = rows_of(df, r, m)
             ok = g[g.status == "ok"].value.astype(float)
             if g.empty:
                 continue
