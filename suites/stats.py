@@ -74,9 +74,9 @@ _SPLITS: dict[int, tuple[weakref.ref, dict, dict]] = {}
 
 
 def _split(df: pd.DataFrame) -> tuple[weakref.ref, dict, dict]:
-    hit = _SPLITS.get(id(df))
+    key = id(df)
+    hit = _SPLITS.get(key)
     if hit is None or hit[0]() is not df:
-        key = id(df)
         pos = df.reset_index(drop=True).groupby(["ranker", "metric"], sort=False).indices
         hit = _SPLITS[key] = (weakref.ref(df, lambda _, k=key: _SPLITS.pop(k, None)), pos, {})
     return hit

@@ -21,7 +21,7 @@ def curve_figure(df: pd.DataFrame, ranker: str, path: Path) -> bool:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     drawn = False
-    rank = bool((df[df.ranker == ranker].metric == "rank_deletion").any())
+    rank = not rows_of(df, ranker, "rank_deletion").empty
     for ax, metric in zip(axes, ("rank_deletion", "rank_insertion") if rank else ("deletion", "insertion")):
         g = rows_of(df, ranker, metric)
         g = g[(g.status == "ok") & g.curve.notna()]

@@ -8,7 +8,7 @@ import pandas as pd
 
 from metrics import METRICS
 
-from ..stats import ALPHA, POWER, board_power, leaderboard, smallest_holm_p, underpowered, rows_of
+from ..stats import ALPHA, POWER, board_power, leaderboard, rows_of, smallest_holm_p, underpowered
 from .common import arrow, fmt, metric_label, md_table, degenerate_shares
 
 
