@@ -26,6 +26,18 @@ def test_seed_groups_pair_tables_that_differ_only_in_train_seed():
     assert seed_groups(tables, 0, {"knrm", "bm25"}) == {}  # a group needs two seeds with results
 
 
+def test_seed_groups_ignore_what_a_table_explains():
+    # the Cranfield suite's seeds 1 and 2 skip the pair- and query-level explainers seed 0 runs: one group still
+    skip = ["pair_occlusion", "query_deletion"]
+    tables = {"knrm": {"removal_training": 0.75},
+              "knrm_seed1": {"type": "knrm", "train_seed": 1, "removal_training": 0.75, "skip": skip, "queries": 10},
+              "knrm_seed2": {"type": "knrm", "train_seed": 2, "removal_training": 0.75, "skip": skip},
+              "knrm_other": {"type": "knrm", "train_seed": 3, "removal_training": 0.5},
+              "knrm_top": {"type": "knrm", "train_seed": 4, "removal_training": 0.75, "relevant": 0}}
+    g = seed_groups(tables, 0, set(tables))
+    assert g == {"knrm": {0: "knrm", 1: "knrm_seed1", 2: "knrm_seed2"}}
+
+
 def test_seed_study_by_hand():
     # rank_deletion: lower is better. Seeds 0 and 1 order the explainers alike, seed 2 swaps two of them.
     base = {"gradcam": [0.2, 0.3, 0.25, 0.2], "a": [0.1, 0.1, 0.15, 0.1], "b": [0.5, 0.4, 0.45, 0.5],

@@ -2,7 +2,8 @@
 
 Suite tables of one ranker type that differ only in `train_seed` (the table without it trains with the
 suite's seed) are one seed group: the same architecture, data and queries, trained from different
-seeds. Per group and headline metric, on the queries and competing explainers all seeds share:
+seeds. What a table explains (`skip`, `queries`, its explainer and metric lists) does not split a group: the
+study reads the queries and explainers every seed shares. Per group and headline metric, on the queries and competing explainers all seeds share:
 
 - ordering agreement: Kendall tau (scipy, tau-b) between the explainer orderings (query-means) of every
   two seeds, averaged over the pairs of seeds, with a 95% CI from a bootstrap that resamples queries;
@@ -23,6 +24,9 @@ from ..stats import compare_to, competitors, orientation, query_values
 from .common import table_key
 
 N_BOOT = 1000
+#: the settings that may differ within a seed group: the seed, and what a table explains (not which pairs: a
+#: different `relevant` changes a query's pairs, so it splits the group)
+_NOT_THE_MODEL = ("type", "train_seed", "skip", "queries", "explainers", "metrics")
 
 
 def seed_groups(suite_rankers: dict, suite_seed: int, present: set[str]) -> dict[str, dict[int, str]]:
@@ -32,7 +36,7 @@ def seed_groups(suite_rankers: dict, suite_seed: int, present: set[str]) -> dict
         if name not in present or not t.get("explain", True):
             continue
         seed = t.get("train_seed")
-        g = groups.setdefault(repr(table_key(name, t, ("type", "train_seed"))), {})
+        g = groups.setdefault(repr(table_key(name, t, _NOT_THE_MODEL)), {})
         g.setdefault(int(suite_seed if seed is None else seed), name)
     return {next(iter(g.values())): g for g in groups.values() if len(g) >= 2}
 
