@@ -7,6 +7,10 @@ ties (at 4 decimals) go to the smaller share. Share 0 (no removal training) is m
 
     python benchmarks/removal_selection.py --collection trec-dl --rankers knrm,matchpyramid \
         --shares 0,0.25,0.5,0.75 --out results/trec-dl/removal_selection.json
+
+`--training '{"lr": 2e-5}'` trains with those hyper-parameters over the ranker's own (`train`'s overrides: a
+recipe candidate) instead of using the cache, and selects among the rows of each recipe apart; each row records
+its recipe and its epochs' loss and dev nDCG@10.
 """
 from __future__ import annotations
 
@@ -18,12 +22,18 @@ from pathlib import Path
 import numpy as np
 
 
-def measure(name: str, coll, share: float, seed: int = 0) -> dict:
+def measure(name: str, coll, share: float, seed: int = 0, training: dict | None = None) -> dict:
     from metrics.diagnostics import SHARES, removal_diagnostic
     from rankers.evaluate import evaluate, run_ranker
-    from rankers.training import get_ranker
+    from rankers.training import build_ranker, get_ranker, train
     t = time.perf_counter()
-    m = get_ranker(name, coll, seed, progress=False, config={"removal_training": share} if share else {}).eval()
+    config = {"removal_training": share} if share else {}
+    if training:  # a recipe candidate: trained here with the overrides, never read from or written to the cache
+        m = build_ranker(name, coll, seed, **config)
+        m.train_log = train(m, coll, seed=seed, progress=False, **training)
+        m.eval()
+    else:
+        m = get_ranker(name, coll, seed, progress=False, config=config).eval()
     trained = time.perf_counter() - t
     run = run_ranker(m, coll, "dev")
     eff = evaluate(m, coll, "dev", run=run)
@@ -38,17 +48,22 @@ def measure(name: str, coll, share: float, seed: int = 0) -> dict:
     return {"ranker": name, "share": share, "dev_queries": eff["queries"], "dev_ndcg@10": eff["ndcg@10"],
             "median_half_removal_standing": float(np.median(half)), "median_empty_standing": float(np.median(empty)),
             "best_epoch": (getattr(m, "train_log", {}) or {}).get("best_epoch"), "seconds": time.perf_counter() - t,
-            "train_or_load_seconds": trained}
+            "train_or_load_seconds": trained, "training": training or {},
+            "epochs": (getattr(m, "train_log", {}) or {}).get("epochs")}
 
 
 def select(rows: list[dict]) -> dict[str, float]:
-    """ranker (with ``_seed<k>`` for training seeds other than 0) -> the selected share (the module docstring)."""
+    """ranker (with ``_seed<k>`` for training seeds other than 0, then a recipe's overrides as JSON) -> the selected
+    share (the module docstring)."""
+    def recipe(r: dict) -> str:
+        return json.dumps(r.get("training") or {}, sort_keys=True)
+
     out = {}
-    for name, seed in dict.fromkeys((r["ranker"], r.get("train_seed", 0)) for r in rows):
-        ok = [r for r in rows if r["ranker"] == name and r.get("train_seed", 0) == seed and r["share"] > 0
-              and r["median_half_removal_standing"] >= 0.5]
+    for name, seed, rec in dict.fromkeys((r["ranker"], r.get("train_seed", 0), recipe(r)) for r in rows):
+        ok = [r for r in rows if r["ranker"] == name and r.get("train_seed", 0) == seed and recipe(r) == rec
+              and r["share"] > 0 and r["median_half_removal_standing"] >= 0.5]
         if ok:
-            out[name + (f"_seed{seed}" if seed else "")] = max(
+            out[name + (f"_seed{seed}" if seed else "") + (f" {rec}" if rec != "{}" else "")] = max(
                 ok, key=lambda r: (round(r["dev_ndcg@10"], 4), -r["share"]))["share"]
     return out
 
@@ -61,13 +76,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="the collection's seed (its splits), as a suite's seed")
     ap.add_argument("--train-seeds", default=None,
                     help="comma-separated training seeds, each selected on its own (default: --seed)")
+    ap.add_argument("--training", type=json.loads, default=None,
+                    help="JSON hyper-parameter overrides: a recipe candidate, trained here (not cached)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     from suites.data.collections import load_collection
     coll = load_collection(a.collection, seed=a.seed)
     seeds = [int(x) for x in a.train_seeds.split(",")] if a.train_seeds else [a.seed]
-    rows = [{**measure(n, coll, float(s), t), "train_seed": t} for n in a.rankers.split(",") for t in seeds
-            for s in a.shares.split(",")]
+    rows = [{**measure(n, coll, float(s), t, a.training), "train_seed": t} for n in a.rankers.split(",")
+            for t in seeds for s in a.shares.split(",")]
     for r in rows:
         print(f"{r['ranker']:14s} seed {r['train_seed']} share {r['share']:.2f}  dev nDCG@10 {r['dev_ndcg@10']:.4f}  "
               f"median standing after half removed {r['median_half_removal_standing']:.3f}  "

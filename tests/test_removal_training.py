@@ -94,3 +94,6 @@ def test_the_share_is_selected_on_dev_by_its_rule():
     assert mod.select(rows) == {"a": 0.25, "b": 0.25}
     seeded = [{**r, "train_seed": 1} for r in rows[:4]] + [{**row("a", 0.5, 0.8, 0.6), "train_seed": 2}]
     assert mod.select(rows + seeded) == {"a": 0.25, "b": 0.25, "a_seed1": 0.25, "a_seed2": 0.5}  # each seed apart
+    lr = {"training": {"lr": 2e-05}}
+    recipe = [{**row("a", 0.5, 0.2, 0.6), **lr}, {**row("a", 0.25, 0.1, 0.2), **lr}]
+    assert mod.select(rows + recipe) == {"a": 0.25, "b": 0.25, 'a {"lr": 2e-05}': 0.5}  # each recipe apart

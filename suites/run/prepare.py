@@ -39,14 +39,13 @@ def prepare(cfg: SuiteConfig, coll, store: Store, device: str, progress: bool, p
                                                           "ndcg@10 per query": per_query_ndcg(coll, given)})
     for p in cfg.plan.rankers.values():
         rname = p.name
-        if (only is not None and rname not in only) or (_finished(p, qids, done) and store.ranker(rname, coll.name)
-                                                        is not None):
+        stored = store.ranker(rname, coll.name)
+        if (only is not None and rname not in only) or not _left(p, qids, done, stored):
             continue
         t0 = time.perf_counter()
         ranker = probed[rname].to(device).eval() if rname in probed else p.load(coll, device, progress)
         load_s = time.perf_counter() - t0
         weights = _trained_weights(ranker)
-        stored = store.ranker(rname, coll.name)
         if weights and stored and stored.get("weights_sha") not in (None, weights):
             raise BadInput(f"ranker {rname!r}: the trained model now in the cache (weights {weights}) is not the one "
                            f"this run started with (weights {stored['weights_sha']}): it was retrained since; "
@@ -97,8 +96,12 @@ def _trained_weights(ranker) -> str | None:
 def unfinished(cfg: SuiteConfig, coll, store: Store, qids: list[str]) -> list[str]:
     """The suite's rankers with something left to record: effectiveness, or a shard."""
     done = store.done_shards(cfg.name)
-    return [p.name for p in cfg.plan.rankers.values()
-            if not _finished(p, qids, done) or store.ranker(p.name, coll.name) is None]
+    return [p.name for p in cfg.plan.rankers.values() if _left(p, qids, done, store.ranker(p.name, coll.name))]
+
+
+def _left(p: RankerPlan, qids: list[str] | None, done: set[tuple[str, str]], stored: dict | None) -> bool:
+    """Whether ranker `p` has something left to record: its effectiveness (`stored` is None), or a shard."""
+    return stored is None or not _finished(p, qids, done)
 
 
 def _finished(p: RankerPlan, qids: list[str] | None, done: set[tuple[str, str]]) -> bool:

@@ -55,8 +55,6 @@ def versions() -> dict:
     return out
 
 
-
-
 def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
     """Everything a run reads, checked before anything is written: the device, collection,
     split, checkpoints and effectiveness collections. Returns (collection, query ids, the rankers the
