@@ -35,6 +35,7 @@ def measure(name: str, coll, share: float, seed: int = 0, training: dict | None 
     else:
         m = get_ranker(name, coll, seed, progress=False, config=config).eval()
     trained = time.perf_counter() - t
+    log = getattr(m, "train_log", None) or {}
     run = run_ranker(m, coll, "dev")
     eff = evaluate(m, coll, "dev", run=run)
     queries, docs = coll.units(m.analyzer)
@@ -47,9 +48,8 @@ def measure(name: str, coll, share: float, seed: int = 0, training: dict | None 
         empty.append(diag["empty"])
     return {"ranker": name, "share": share, "dev_queries": eff["queries"], "dev_ndcg@10": eff["ndcg@10"],
             "median_half_removal_standing": float(np.median(half)), "median_empty_standing": float(np.median(empty)),
-            "best_epoch": (getattr(m, "train_log", {}) or {}).get("best_epoch"), "seconds": time.perf_counter() - t,
-            "train_or_load_seconds": trained, "training": training or {},
-            "epochs": (getattr(m, "train_log", {}) or {}).get("epochs")}
+            "best_epoch": log.get("best_epoch"), "seconds": time.perf_counter() - t,
+            "train_or_load_seconds": trained, "training": training or {}, "epochs": log.get("epochs")}
 
 
 def select(rows: list[dict]) -> dict[str, float]:

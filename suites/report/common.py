@@ -73,6 +73,11 @@ def duration(seconds: float) -> str:
         f"{seconds / 3600:.1f} h"
 
 
+#: a suite table's settings that say what it explains (which explainers, metrics and queries), not what its model
+#: computes: two tables that differ only in these explain the same model
+WHAT_IT_EXPLAINS = ("explainers", "metrics", "skip", "queries")
+
+
 def table_key(name: str, table: dict, ignore) -> tuple:
     """(ranker type, the suite table's other settings) with the keys in `ignore` left out: two tables with one key
     differ only in what `ignore` names (a training seed, a removal operator, what they explain)."""

@@ -9,11 +9,11 @@ from scipy.stats import kendalltau
 from metrics import METRICS
 
 from ..stats import orientation, query_values
-from .common import arrow, fmt, md_table, table_key
+from .common import WHAT_IT_EXPLAINS, arrow, fmt, md_table, table_key
 
 #: the settings that may differ between two tables of one model compared across operators (what they explain,
 #: not what the model computes)
-_NOT_THE_MODEL = ("removal", "type", "explainers", "metrics", "skip", "queries", "relevant")
+_NOT_THE_MODEL = ("removal", "type", "relevant", *WHAT_IT_EXPLAINS)
 N_BOOT = 1000
 
 

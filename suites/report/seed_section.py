@@ -32,7 +32,8 @@ def seed_section(ev) -> list[str]:
     allowed = seed_explainers(ev)
     md = ["## Training seeds", "",
           "Rankers trained from different seeds (suite tables that differ only in `train_seed` and in what they "
-          "explain: `skip`, `queries`), compared on the queries and explainers every seed shares. Models below the quality floor are left out and named. Per "
+          "explain: `skip`, `queries`), compared on the queries and explainers every seed shares. Models below the "
+          "quality floor are left out and named. Per "
           "headline metric: the mean Kendall tau between the orderings of Grad-CAM and its competitors (not the "
           "oracle, corrupted references, baselines or mostly-constant explainers) under every two seeds [95% CI, "
           "resampling queries]; how many explainers get the same verdict against Grad-CAM under every seed; and "

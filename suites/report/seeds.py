@@ -2,8 +2,8 @@
 
 Suite tables of one ranker type that differ only in `train_seed` (the table without it trains with the
 suite's seed) are one seed group: the same architecture, data and queries, trained from different
-seeds. What a table explains (`skip`, `queries`, its explainer and metric lists) does not split a group: the
-study reads the queries and explainers every seed shares. Per group and headline metric, on the queries and competing explainers all seeds share:
+seeds; what a table explains (`skip`, `queries`, its explainer and metric lists) does not split a group. Per
+group and headline metric, on the queries and competing explainers all seeds share:
 
 - ordering agreement: Kendall tau (scipy, tau-b) between the explainer orderings (query-means) of every
   two seeds, averaged over the pairs of seeds, with a 95% CI from a bootstrap that resamples queries;
@@ -21,12 +21,12 @@ import pandas as pd
 from scipy.stats import kendalltau
 
 from ..stats import compare_to, competitors, orientation, query_values
-from .common import table_key
+from .common import WHAT_IT_EXPLAINS, table_key
 
 N_BOOT = 1000
 #: the settings that may differ within a seed group: the seed, and what a table explains (not which pairs: a
 #: different `relevant` changes a query's pairs, so it splits the group)
-_NOT_THE_MODEL = ("type", "train_seed", "skip", "queries", "explainers", "metrics")
+_NOT_THE_MODEL = ("type", "train_seed", *WHAT_IT_EXPLAINS)
 
 
 def seed_groups(suite_rankers: dict, suite_seed: int, present: set[str]) -> dict[str, dict[int, str]]:
