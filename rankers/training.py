@@ -199,7 +199,8 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
     document as a further negative), pseudo_queries (per epoch, further triples from the documents
     themselves: `PseudoQueries`). A ranker with `removal_training` > 0 (a constructor parameter: part of the
     cached model's identity, with the operator) also sees that share of each batch's pairs again with a
-    uniform-random share of each document's words removed by its own operator, under the same hinge loss, and
+    uniform-random share u of each document's words removed by its own operator (one u per pair, the positive and
+    the negative losing the same share of their words), under the same hinge loss, and
     with the full positive kept above its empty version by `empty_margin` (else REMOVAL_EMPTY_MARGIN)
     (counterfactual training, Hase et al. 2021; Madsen et al. 2024). With `removal_anchor` m > 0 a positive
     that lost at most half its words is also kept above the full negative by m: what a random removal leaves must
@@ -254,7 +255,7 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
                 sub = [q_tok[i] for i in pick]
                 shares: list[float] = []
                 sp_r = _score_pairs(model, sub, [pos[i] for i in pick], removed=rng, shares=shares)
-                sn_r = _score_pairs(model, sub, [neg[i] for i in pick], removed=rng)
+                sn_r = _score_pairs(model, sub, [neg[i] for i in pick], removed=rng, given=shares)  # the same u
                 se_r = _score_pairs(model, sub, [pos[i] for i in pick], empty=True)
                 loss = loss + removal_loss(sp[pick], sn[pick], sp_r, sn_r, se_r, shares, margin,
                                            float(hp["removal_anchor"] or 0.0))
@@ -296,9 +297,9 @@ REMOVAL_EMPTY_MARGIN = 0.1
 
 def removal_loss(sp: torch.Tensor, sn: torch.Tensor, sp_r: torch.Tensor, sn_r: torch.Tensor, se_r: torch.Tensor,
                  shares: list[float], margin: float, anchor: float = 0.0) -> torch.Tensor:
-    """Removal training's terms for k pairs (all [k]): s(q, d+), s(q, d-) in full; sp_r, sn_r the same pairs with a
-    random share of their words removed (`shares`: the positive's share u in [0, 1] each); se_r the positive's empty
-    version. mean relu(1 - sp_r + sn_r) (pairs that both lost words keep their order) + mean relu(margin - sp + se_r)
+    """Removal training's terms for k pairs (all [k]): s(q, d+), s(q, d-) in full; sp_r, sn_r the same pairs, each
+    document with the pair's random share u in [0, 1] of its words removed (`shares`: u per pair); se_r the
+    positive's empty version. mean relu(1 - sp_r + sn_r) (pairs that both lost words keep their order) + mean relu(margin - sp + se_r)
     (the positive above its empty version: removing every word is not free) + with `anchor` > 0, over the positives
     with u <= 0.5 only, mean relu(anchor - sp_r + sn) (what is left of a positive after a random removal of at most
     half its words still outscores the full negative; sn is held fixed)."""
@@ -309,15 +310,18 @@ def removal_loss(sp: torch.Tensor, sn: torch.Tensor, sp_r: torch.Tensor, sn_r: t
     return loss
 
 
-def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator, shares: list | None = None) -> torch.Tensor:
+def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator, shares: list | None = None,
+                  given: list | None = None) -> torch.Tensor:
     """0/1 masks [B, Ld]: each row loses a uniform-random share u ~ U(0, 1) of its words (round(u n) of its n
     non-PAD words, chosen uniformly), the rest kept (counterfactual training). Each row's u is appended to
-    `shares` when given."""
+    `shares` when given; with `given` ([B]) row b loses the share given[b] instead of a drawn one (the negative of a
+    training pair loses the share its positive lost: with independent shares a pair's hinge would ask a positive
+    that lost most of its words to outscore a negative that lost few, against the empty-document margins)."""
     from .text import PAD_ID
     masks = torch.ones(d_ids.shape, device=d_ids.device)
     for b in range(d_ids.shape[0]):
         words = torch.nonzero(d_ids[b] != PAD_ID).flatten().cpu().numpy()
-        u = rng.uniform()
+        u = float(given[b]) if given is not None else rng.uniform()
         if shares is not None:
             shares.append(float(u))
         k = int(round(u * len(words)))
@@ -327,11 +331,12 @@ def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator, shares: list | 
 
 
 def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False,
-                 removed: np.random.Generator | None = None, shares: list | None = None) -> torch.Tensor:
+                 removed: np.random.Generator | None = None, shares: list | None = None,
+                 given: list | None = None) -> torch.Tensor:
     """Scores of aligned (query_i, doc_i) pairs (each encoded by the ranker, so truncated by its rules),
     padded into one batch: [B]. `empty`: every document token removed (mask 0); `removed`: a share of each
-    document's words removed at random (`removal_masks`, drawn from this generator; the shares go to `shares`), by
-    the ranker's operator."""
+    document's words removed at random (`removal_masks`, drawn from this generator; the shares go to `shares`, or
+    are the `given` ones), by the ranker's operator."""
     from .text import PAD_ID
     encs = [model.encode(q, [d]) for q, d in zip(q_tokens, d_tokens)]
     lq = max(e.q_ids.shape[1] for e in encs)
@@ -339,7 +344,7 @@ def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False,
     q_ids = torch.stack([torch.nn.functional.pad(e.q_ids[0], (0, lq - e.q_ids.shape[1]), value=PAD_ID) for e in encs])
     d_ids = torch.stack([torch.nn.functional.pad(e.d_ids[0], (0, ld - e.d_ids.shape[1]), value=PAD_ID) for e in encs])
     if removed is not None:
-        return model(q_ids, d_ids, removal_masks(d_ids, removed, shares))
+        return model(q_ids, d_ids, removal_masks(d_ids, removed, shares, given))
     return model(q_ids, d_ids, torch.zeros(d_ids.shape, device=d_ids.device) if empty else None)
 
 

@@ -25,6 +25,16 @@ def test_removal_masks_by_hand():
     assert set(m.flatten().tolist()) <= {0.0, 1.0}
 
 
+def test_a_pair_loses_one_share():
+    """`given`: each row loses round(u n) of its n words for the share given to it (its positive's), none drawn."""
+    d = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 9, 9, 9, 9, 9], [3, 4, 0, 0, 0, 0]])
+    got: list = []
+    m = removal_masks(d, np.random.default_rng(0), got, given=[0.5, 1.0, 0.2])
+    assert got == [0.5, 1.0, 0.2]
+    assert [int((m[i] == 0).sum()) for i in range(3)] == [2, 6, 0]   # round(0.5*4), 6 of 6, round(0.2*2) = 0
+    assert (m[0, 4:] == 1).all() and (m[2] == 1).all()
+
+
 def test_removal_loss_by_hand():
     """k = 3 pairs: sp = (2, 1, 0.5), sn = (0.5, 0.8, 0), sp_r = (1.5, 0.2, 0.1), sn_r = (0, 0.5, 0.3),
     se_r = (1.95, 0, 0), shares (0.2, 0.4, 0.9), margin 0.1, anchor 1:
