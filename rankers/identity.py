@@ -103,3 +103,30 @@ def artifacts(params: dict, checkpoint: str | None = None, base_dir: str | None 
         p = Path(checkpoint)
         out["checkpoint"] = dir_digest(p if p.is_dir() else p.parent)
     return out
+
+
+def code_text(source: str) -> str:
+    """Python `source` parsed and written back without its docstrings and comments: what the code does."""
+    import ast
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def training_code() -> str:
+    """SHA-256 (16 hex digits) of the code that makes a trained model: every module of the `rankers` package
+    (models, their inputs and removal operators, `training`) as `code_text` gives it, so an edit of the text around
+    the code keeps it and an edit of the code changes it. A cached model trained by other code is trained again
+    (`training.stale_training`): its configuration and recipe alone would let a model trained under an older
+    objective be reused silently."""
+    if ("training_code",) not in _MEMO:
+        h = hashlib.sha256()
+        for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+            h.update(f.name.encode() + b"\0" + code_text(f.read_text(encoding="utf-8")).encode() + b"\0")
+        _MEMO[("training_code",)] = h.hexdigest()[:16]
+    return _MEMO[("training_code",)]

@@ -16,7 +16,8 @@ STATE_FILE = "epoch_state.pt"
 
 
 def _key(seed: int, hp: dict) -> str:
-    return repr((seed, sorted((k, repr(v)) for k, v in hp.items())))
+    from .identity import training_code  # a state saved by other training code is not continued
+    return repr((seed, training_code(), sorted((k, repr(v)) for k, v in hp.items())))
 
 
 def save_epoch_state(state_dir: Path, seed: int, hp: dict, epoch: int, model: torch.nn.Module,

@@ -28,6 +28,8 @@ from tqdm.auto import tqdm
 from .base import Ranker
 from .errors import BadInput
 from .evaluate import evaluate
+from .counterfactual import REMOVAL_EMPTY_MARGIN, removal_loss, removal_masks
+from .identity import training_code
 from .params import check_params
 from .registry import ranker_spec
 from .text import Vocab
@@ -96,16 +98,20 @@ def training_hyperparameters(cls: type) -> dict:
 
 
 def stale_training(model: Ranker, cls: type) -> str | None:
-    """The first difference between the hyper-parameters `model` was trained with and `cls`'s current ones;
-    None when they agree or none are recorded (a checkpoint saved without a training log is used as given)."""
-    was = (getattr(model, "train_log", None) or {}).get("hyperparameters")
+    """The first difference between the hyper-parameters `model` was trained with and `cls`'s current ones, or
+    that its training code (`identity.training_code`, recorded in its log) is not today's; None when they agree
+    or no hyper-parameters are recorded (a checkpoint saved without a training log is used as given)."""
+    log = getattr(model, "train_log", None) or {}
+    was = log.get("hyperparameters")
     share = float(getattr(model, "removal_training", 0.0) or 0.0)
     now = effective_training(training_hyperparameters(cls), share)
     if was is None:
         return None
+    if log.get("code") != training_code():
+        return f"other training code ({log.get('code') or 'not recorded'}; now {training_code()})"
     was = effective_training({**_ADDED_OFF, **was}, share)
     diff = [k for k in sorted(set(was) | set(now)) if was.get(k) != now.get(k)]
-    return f"{diff[0]} = {was.get(diff[0])!r} (now {now.get(diff[0])!r})" if diff else None
+    return f"other hyper-parameters ({diff[0]} = {was.get(diff[0])!r}, now {now.get(diff[0])!r})" if diff else None
 
 
 def _param_groups(model: Ranker, hp: dict) -> list[dict]:
@@ -222,7 +228,7 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
     pseudo = PseudoQueries(collection, model.analyzer) if int(hp["pseudo_queries"]) > 0 else None
     share = float(getattr(model, "removal_training", 0.0) or 0.0)
     margin = float(hp["empty_margin"]) if hp["empty_margin"] is not None else REMOVAL_EMPTY_MARGIN
-    log = {"epochs": [], "seed": seed, "hyperparameters": hp}
+    log = {"epochs": [], "seed": seed, "hyperparameters": hp, "code": training_code()}
     if share > 0:
         log["removal_training"] = {"share": share, "operator": getattr(model, "removal", "the ranker's own")}
     best, best_state, bad, t0, first = -1.0, None, 0, time.perf_counter(), 0
@@ -289,45 +295,6 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
     log["seconds"] = time.perf_counter() - t0
     log["best_dev_ndcg@10"] = best
     return log
-
-
-#: removal training's margin of a positive over its empty version (KNRM's empty margin)
-REMOVAL_EMPTY_MARGIN = 0.1
-
-
-def removal_loss(sp: torch.Tensor, sn: torch.Tensor, sp_r: torch.Tensor, sn_r: torch.Tensor, se_r: torch.Tensor,
-                 shares: list[float], margin: float, anchor: float = 0.0) -> torch.Tensor:
-    """Removal training's terms for k pairs (all [k]): s(q, d+), s(q, d-) in full; sp_r, sn_r the same pairs, each
-    document with the pair's random share u in [0, 1] of its words removed (`shares`: u per pair); se_r the
-    positive's empty version. mean relu(1 - sp_r + sn_r) (pairs that both lost words keep their order) + mean relu(margin - sp + se_r)
-    (the positive above its empty version: removing every word is not free) + with `anchor` > 0, over the positives
-    with u <= 0.5 only, mean relu(anchor - sp_r + sn) (what is left of a positive after a random removal of at most
-    half its words still outscores the full negative; sn is held fixed)."""
-    loss = torch.relu(1.0 - sp_r + sn_r).mean() + torch.relu(margin - sp + se_r).mean()
-    if anchor > 0:
-        half = torch.tensor([u <= 0.5 for u in shares], device=sp_r.device, dtype=sp_r.dtype)
-        loss = loss + (torch.relu(anchor - sp_r + sn.detach()) * half).sum() / half.sum().clamp(min=1)
-    return loss
-
-
-def removal_masks(d_ids: torch.Tensor, rng: np.random.Generator, shares: list | None = None,
-                  given: list | None = None) -> torch.Tensor:
-    """0/1 masks [B, Ld]: each row loses a uniform-random share u ~ U(0, 1) of its words (round(u n) of its n
-    non-PAD words, chosen uniformly), the rest kept (counterfactual training). Each row's u is appended to
-    `shares` when given; with `given` ([B]) row b loses the share given[b] instead of a drawn one (the negative of a
-    training pair loses the share its positive lost: with independent shares a pair's hinge would ask a positive
-    that lost most of its words to outscore a negative that lost few, against the empty-document margins)."""
-    from .text import PAD_ID
-    masks = torch.ones(d_ids.shape, device=d_ids.device)
-    for b in range(d_ids.shape[0]):
-        words = torch.nonzero(d_ids[b] != PAD_ID).flatten().cpu().numpy()
-        u = float(given[b]) if given is not None else rng.uniform()
-        if shares is not None:
-            shares.append(float(u))
-        k = int(round(u * len(words)))
-        if k:
-            masks[b, torch.as_tensor(rng.choice(words, size=k, replace=False), device=d_ids.device)] = 0.0
-    return masks
 
 
 def _score_pairs(model: Ranker, q_tokens, d_tokens, empty: bool = False,
@@ -473,8 +440,7 @@ def get_ranker(name: str, collection, seed: int = 0, checkpoint: str | None = No
         if unloadable and not train_if_missing:
             raise BadInput(f"{unloadable}; run `rexbench train` to retrain it")
         if stale and not train_if_missing:
-            raise BadInput(f"the cached {name} at {path} was trained with other hyper-parameters ({stale}); "
-                           "run `rexbench train` to retrain it")
+            raise BadInput(f"the cached {name} at {path} was trained with {stale}; run `rexbench train` to retrain it")
         if stale:  # a cache entry of an older recipe or model: retrained (and replaced), said on stderr
             why = (f"the cached checkpoint cannot be loaded ({unloadable})" if unloadable  # it names the path
                    else f"the cached checkpoint at {path} was trained with {stale}")

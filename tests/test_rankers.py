@@ -62,16 +62,17 @@ def test_get_ranker_trains_once_then_loads(synthetic):
 def test_a_cached_checkpoint_of_another_training_recipe_is_not_reused(synthetic, small_knrm, capsys, monkeypatch):
     """Changing a ranker's training defaults (a new rexbench) retrains the cached model instead of silently
     reusing one trained with the old recipe; without training allowed it is a one-line error."""
+    from rankers.identity import training_code
     from rankers.training import cached_checkpoint, training_hyperparameters
     monkeypatch.setattr(type(small_knrm), "train_defaults", {"epochs": 1, "n_per_query": 2}, raising=False)
     path = cached_checkpoint("knrm", synthetic, 7)
     now = training_hyperparameters(type(small_knrm))
-    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": now, "epochs": []})
+    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": now, "epochs": [], "code": training_code()})
     same = get_ranker("knrm", synthetic, seed=7, train_if_missing=False)       # same recipe: loaded
     assert same.train_log["hyperparameters"] == now
     save_ranker(small_knrm, path, "synthetic", {"hyperparameters": {**now, "epochs": now["epochs"] + 1},
-                                                "epochs": []})
-    with pytest.raises(BadInput, match="other hyper-parameters .epochs = "):
+                                                "epochs": [], "code": training_code()})
+    with pytest.raises(BadInput, match=r"other hyper-parameters \(epochs = "):
         get_ranker("knrm", synthetic, seed=7, train_if_missing=False)
     fresh = get_ranker("knrm", synthetic, seed=7, progress=False)               # retrained, replaced
     assert "retraining knrm" in capsys.readouterr().err
@@ -88,6 +89,31 @@ def test_a_cached_checkpoint_of_another_training_recipe_is_not_reused(synthetic,
     err = capsys.readouterr().err
     assert "cannot be loaded" in err and err.count(str(path)) == 1 and again.train_log["epochs"]  # one line, one path
     assert "stray" not in torch.load(path / "model.pt")
+
+
+def test_a_cached_model_of_other_training_code_is_retrained(synthetic, small_knrm, capsys, monkeypatch):
+    """The training code's digest (`identity.training_code`: the rankers package without docstrings and comments)
+    is in a cached model's log; a model trained by other code (or before the digest was recorded) is retrained,
+    named in one line, and without training allowed it is a one-line error."""
+    from rankers.identity import code_text, training_code
+    from rankers.training import cached_checkpoint, training_hyperparameters
+    assert code_text('def f(x):\n    """doc"""\n    # a comment\n    return x  # why\n') == code_text(
+        "def f(x):\n    return x\n") != code_text("def f(x):\n    return -x\n")
+    monkeypatch.setattr(type(small_knrm), "train_defaults", {"epochs": 1, "n_per_query": 2}, raising=False)
+    path = cached_checkpoint("knrm", synthetic, 8)
+    hp = training_hyperparameters(type(small_knrm))
+    save_ranker(small_knrm, path, "synthetic", {"hyperparameters": hp, "epochs": [], "code": training_code()})
+    assert get_ranker("knrm", synthetic, seed=8, train_if_missing=False).train_log["code"] == training_code()
+    for old in ("0123456789abcdef", None):
+        save_ranker(small_knrm, path, "synthetic", {"hyperparameters": hp, "epochs": [],
+                                                    **({"code": old} if old else {})})
+        with pytest.raises(BadInput, match=f"other training code .{old or 'not recorded'}; now {training_code()}"):
+            get_ranker("knrm", synthetic, seed=8, train_if_missing=False)
+    capsys.readouterr()
+    fresh = get_ranker("knrm", synthetic, seed=8, progress=False)                # retrained and replaced
+    err = capsys.readouterr().err
+    assert "retraining knrm" in err and "other training code" in err and len(err.strip().splitlines()) == 1
+    assert fresh.train_log["code"] == load_checkpoint(path).train_log["code"] == training_code()
 
 
 def test_bad_input(synthetic):
@@ -200,6 +226,7 @@ def test_knrm_training_starts_its_head_near_zero_seeded_and_an_older_recipe_is_s
     trained before the option existed (nn.Linear's own init) is stale and retrained, named in one line."""
     import torch
 
+    from rankers.identity import training_code
     from rankers.neural import HEAD_INIT
     from rankers.training import build_ranker, stale_training, train, training_hyperparameters
     heads = []
@@ -211,5 +238,5 @@ def test_knrm_training_starts_its_head_near_zero_seeded_and_an_older_recipe_is_s
         heads.append(m.out.weight.detach().clone())
     assert torch.equal(heads[0], heads[1])
     old = {k: v for k, v in training_hyperparameters(type(m)).items() if k != "head_init"}
-    m.train_log = {"hyperparameters": old}
-    assert stale_training(m, type(m)) == f"head_init = None (now {HEAD_INIT!r})"
+    m.train_log = {"hyperparameters": old, "code": training_code()}
+    assert stale_training(m, type(m)) == f"other hyper-parameters (head_init = None, now {HEAD_INIT!r})"

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from rankers.training import cached_checkpoint, removal_masks
+from rankers.counterfactual import removal_masks
+from rankers.training import cached_checkpoint
 
 
 def test_removal_masks_by_hand():
@@ -41,7 +42,7 @@ def test_removal_loss_by_hand():
     pairs that both lost words: relu(1 - sp_r + sn_r) = (0, 1.3, 1.2), mean 2.5 / 3;
     the positive over its empty version: relu(0.1 - sp + se_r) = (0.05, 0, 0), mean 0.05 / 3;
     anchor over u <= 0.5 (the first two): relu(1 - sp_r + sn) = (0, 1.6), mean 0.8."""
-    from rankers.training import removal_loss
+    from rankers.counterfactual import removal_loss
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     args = (t(2, 1, 0.5), t(0.5, 0.8, 0), t(1.5, 0.2, 0.1), t(0, 0.5, 0.3), t(1.95, 0, 0), [0.2, 0.4, 0.9], 0.1)
     assert float(removal_loss(*args)) == pytest.approx(2.55 / 3)

@@ -214,7 +214,8 @@ def _cache_knrm(synthetic, small_knrm) -> tuple[Path, dict]:
     """Put `small_knrm` in the model cache as the suites' knrm (seed 0); returns its path and training log."""
     from rankers.training import cached_checkpoint, training_hyperparameters
     path = cached_checkpoint("knrm", synthetic, 0, {})
-    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": []}
+    from rankers.identity import training_code
+    log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": [], "code": training_code()}
     save_ranker(small_knrm, path, "synthetic", log)
     return path, log
 
