@@ -16,12 +16,16 @@ def removal_loss(sp: torch.Tensor, sn: torch.Tensor, sp_r: torch.Tensor, sn_r: t
     document with the pair's random share u in [0, 1] of its words removed (`shares`: u per pair); se_r the
     positive's empty version. mean relu(1 - sp_r + sn_r) (pairs that both lost words keep their order) + mean
     relu(margin - sp + se_r) (the positive above its empty version: removing every word is not free) + with
-    `anchor` > 0, over the positives with u <= 0.5 only, mean relu(anchor - sp_r + sn) (what is left of a positive
-    after a random removal of at most half its words still outscores the full negative; sn is held fixed)."""
+    `anchor` > 0, over the pairs with u <= 0.5 only, the mean of relu(anchor - sp_r + sn) + relu(anchor - sp + sn_r)
+    (what is left of a positive after a random removal of at most half its words still outscores the full negative,
+    and the full positive what is left of the negative; the full documents' scores held fixed). Both directions:
+    with the first alone a partly removed document is always the pair's winner, so reading that words were removed
+    pays, and the pad cross-encoder learnt it instead of relevance (results/cranfield/crossencoder_selection.json)."""
     loss = torch.relu(1.0 - sp_r + sn_r).mean() + torch.relu(margin - sp + se_r).mean()
     if anchor > 0:
         half = torch.tensor([u <= 0.5 for u in shares], device=sp_r.device, dtype=sp_r.dtype)
-        loss = loss + (torch.relu(anchor - sp_r + sn.detach()) * half).sum() / half.sum().clamp(min=1)
+        cross = torch.relu(anchor - sp_r + sn.detach()) + torch.relu(anchor - sp.detach() + sn_r)
+        loss = loss + (cross * half).sum() / half.sum().clamp(min=1)
     return loss
 
 

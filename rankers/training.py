@@ -208,11 +208,12 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
     uniform-random share u of each document's words removed by its own operator (one u per pair, the positive and
     the negative losing the same share of their words), under the same hinge loss, and
     with the full positive kept above its empty version by `empty_margin` (else REMOVAL_EMPTY_MARGIN)
-    (counterfactual training, Hase et al. 2021; Madsen et al. 2024). With `removal_anchor` m > 0 a positive
-    that lost at most half its words is also kept above the full negative by m: what a random removal leaves must
-    still read as the document it was, not as a removal (the standing the removal diagnostic measures; without it
-    a model may rank pairs that both lost words correctly and still learn that any removal means irrelevant, as the
-    pad-operator cross-encoder did on TREC DL). With `state_dir`, the state after each finished epoch is kept
+    (counterfactual training, Hase et al. 2021; Madsen et al. 2024). With `removal_anchor` m > 0, for the pairs
+    that lost at most half their words, the partly removed positive is also kept above the full negative by m and
+    the full positive above the partly removed negative (`counterfactual.removal_loss`): what a random removal
+    leaves must still read as the document it was, not as a removal (the standing the removal diagnostic measures;
+    without it a model may rank pairs that both lost words correctly and still learn that any removal means
+    irrelevant, as the pad-operator cross-encoder did on TREC DL and Cranfield). With `state_dir`, the state after each finished epoch is kept
     there and a killed training continues from its last finished epoch to the same model (`train_state`).
     Returns a log dict: per-epoch loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """

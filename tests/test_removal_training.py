@@ -41,12 +41,20 @@ def test_removal_loss_by_hand():
     se_r = (1.95, 0, 0), shares (0.2, 0.4, 0.9), margin 0.1, anchor 1:
     pairs that both lost words: relu(1 - sp_r + sn_r) = (0, 1.3, 1.2), mean 2.5 / 3;
     the positive over its empty version: relu(0.1 - sp + se_r) = (0.05, 0, 0), mean 0.05 / 3;
-    anchor over u <= 0.5 (the first two): relu(1 - sp_r + sn) = (0, 1.6), mean 0.8."""
+    anchor over u <= 0.5 (the first two): relu(1 - sp_r + sn) = (0, 1.6) and relu(1 - sp + sn_r) = (0, 0.5), mean of
+    the sums 1.05. Gradients: sn_r gets 1/3 from each violated pair hinge (pairs 2, 3) and 1/2 from the second anchor
+    term (pair 2); sp_r -1/3 (pairs 2, 3) and -1/2 (pair 2); the full scores only from the empty margin (sp: -1/3 on
+    pair 1), the anchor holding them fixed."""
     from rankers.counterfactual import removal_loss
-    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    t = lambda *v: torch.tensor(v, dtype=torch.float64, requires_grad=True)  # noqa: E731
     args = (t(2, 1, 0.5), t(0.5, 0.8, 0), t(1.5, 0.2, 0.1), t(0, 0.5, 0.3), t(1.95, 0, 0), [0.2, 0.4, 0.9], 0.1)
     assert float(removal_loss(*args)) == pytest.approx(2.55 / 3)
-    assert float(removal_loss(*args, anchor=1.0)) == pytest.approx(2.55 / 3 + 0.8)
+    loss = removal_loss(*args, anchor=1.0)
+    assert float(loss) == pytest.approx(2.55 / 3 + 1.05)
+    loss.backward()
+    sp, sp_r, sn_r = (a.grad.tolist() for a in (args[0], args[2], args[3]))
+    assert sn_r == pytest.approx([0, 1 / 3 + 1 / 2, 1 / 3]) and sp_r == pytest.approx([0, -1 / 3 - 1 / 2, -1 / 3])
+    assert sp == pytest.approx([-1 / 3, 0, 0]) and args[1].grad is None   # the full negative: no term moves it
     assert float(removal_loss(*args[:5], [0.6, 0.7, 0.9], 0.1, anchor=1.0)) == pytest.approx(2.55 / 3)  # none <= 0.5
 
 
