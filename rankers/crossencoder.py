@@ -52,10 +52,12 @@ class CrossEncoder(_PairRanker):
     #   dev 0.301 after epoch 1, 0.338 after epoch 2; test 0.341 (BM25 0.317), empty document below every
     #   candidate in all 45 test queries. 33 minutes on 2 CPU cores; stops by epochs and dev patience only.
     # Earlier, six settings on a GPU without pseudo-queries reached dev 0.05 .. 0.23.
-    # With removal training (issue 32) on TREC DL under the pad operator, the model still ranked a top document
-    # below ~95% of the candidates once 10% of its words were padded (it learnt to rank pairs that both lost words,
-    # not that a partly removed positive is still a positive): `removal_anchor` keeps what is left of a positive
-    # after a random removal of at most half above the full negative.
+    # With removal training (issue 32) under the pad operator and no anchor, the model ranks pairs that both lost
+    # words and still learns that padding means irrelevant (median standing of a top document after half its words
+    # are padded: 0.054 on TREC DL, 0.177 on Cranfield dev, where dev nDCG@10 is 0.316). A one-way anchor (partly
+    # removed positives above full negatives only) diverged on Cranfield (dev 0.03-0.08); `removal_anchor` works
+    # both ways (`counterfactual.removal_loss`): Cranfield dev after one epoch 0.195, median standing 0.761
+    # (results/cranfield/crossencoder_selection.json; the two-epoch recipe and a smaller anchor still to be measured).
     train_defaults = {"epochs": 2, "n_per_query": 16, "batch_size": 16, "lr": 1e-4, "head_lr": 1e-3,
                       "patience": 1, "empty_margin": 1.0, "pseudo_queries": 1400, "removal_anchor": 1.0}
     params = {**_HFRanker.params, "max_length": Int(128, lo=8, hi=32768, doc="pieces of the encoded pair"),

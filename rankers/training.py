@@ -213,8 +213,9 @@ def train(model: Ranker, collection, seed: int = 0, progress: bool = True, state
     the full positive above the partly removed negative (`counterfactual.removal_loss`): what a random removal
     leaves must still read as the document it was, not as a removal (the standing the removal diagnostic measures;
     without it a model may rank pairs that both lost words correctly and still learn that any removal means
-    irrelevant, as the pad-operator cross-encoder did on TREC DL and Cranfield). With `state_dir`, the state after each finished epoch is kept
-    there and a killed training continues from its last finished epoch to the same model (`train_state`).
+    irrelevant, as the pad-operator cross-encoder did on TREC DL and Cranfield). With `state_dir`, the state after
+    each finished epoch is kept there and a killed training continues from its last finished epoch to the same
+    model (`train_state`).
     Returns a log dict: per-epoch loss and dev nDCG@10, best epoch, seconds, hyper-parameters.
     """
     hp = {**training_hyperparameters(type(model)), **overrides}
