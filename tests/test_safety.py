@@ -212,9 +212,9 @@ def test_a_run_in_shares_by_ranker_equals_one_run(tmp_path, capsys, synthetic, s
 
 def _cache_knrm(synthetic, small_knrm) -> tuple[Path, dict]:
     """Put `small_knrm` in the model cache as the suites' knrm (seed 0); returns its path and training log."""
+    from rankers.identity import training_code
     from rankers.training import cached_checkpoint, training_hyperparameters
     path = cached_checkpoint("knrm", synthetic, 0, {})
-    from rankers.identity import training_code
     log = {"hyperparameters": training_hyperparameters(type(small_knrm)), "epochs": [], "code": training_code()}
     save_ranker(small_knrm, path, "synthetic", log)
     return path, log
