@@ -6,6 +6,7 @@ Digests are SHA-256 (first 16 hex digits) of file contents, memoised per process
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -118,15 +119,14 @@ def code_text(source: str) -> str:
     return ast.unparse(tree)
 
 
+@functools.lru_cache(maxsize=1)
 def training_code() -> str:
     """SHA-256 (16 hex digits) of the code that makes a trained model: every module of the `rankers` package
     (models, their inputs and removal operators, `training`) as `code_text` gives it, so an edit of the text around
     the code keeps it and an edit of the code changes it. A cached model trained by other code is trained again
     (`training.stale_training`): its configuration and recipe alone would let a model trained under an older
-    objective be reused silently."""
-    if ("training_code",) not in _MEMO:
-        h = hashlib.sha256()
-        for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
-            h.update(f.name.encode() + b"\0" + code_text(f.read_text(encoding="utf-8")).encode() + b"\0")
-        _MEMO[("training_code",)] = h.hexdigest()[:16]
-    return _MEMO[("training_code",)]
+    objective be reused silently. Computed once per process."""
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + code_text(f.read_text(encoding="utf-8")).encode() + b"\0")
+    return h.hexdigest()[:16]

@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .identity import training_code
+
 STATE_FILE = "epoch_state.pt"
 
 
 def _key(seed: int, hp: dict) -> str:
-    from .identity import training_code  # a state saved by other training code is not continued
     return repr((seed, training_code(), sorted((k, repr(v)) for k, v in hp.items())))
 
 

@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .base import Ranker
+from .counterfactual import REMOVAL_EMPTY_MARGIN, removal_loss, removal_masks
 from .errors import BadInput
 from .evaluate import evaluate
-from .counterfactual import REMOVAL_EMPTY_MARGIN, removal_loss, removal_masks
 from .identity import training_code
 from .params import check_params
 from .registry import ranker_spec
@@ -103,10 +103,10 @@ def stale_training(model: Ranker, cls: type) -> str | None:
     or no hyper-parameters are recorded (a checkpoint saved without a training log is used as given)."""
     log = getattr(model, "train_log", None) or {}
     was = log.get("hyperparameters")
-    share = float(getattr(model, "removal_training", 0.0) or 0.0)
-    now = effective_training(training_hyperparameters(cls), share)
     if was is None:
         return None
+    share = float(getattr(model, "removal_training", 0.0) or 0.0)
+    now = effective_training(training_hyperparameters(cls), share)
     if log.get("code") != training_code():
         return f"other training code ({log.get('code') or 'not recorded'}; now {training_code()})"
     was = effective_training({**_ADDED_OFF, **was}, share)
