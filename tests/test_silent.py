@@ -606,10 +606,13 @@ def test_a_run_records_and_warns_about_cut_queries(tmp_path, capsys, monkeypatch
     assert {q for q, d in exps if json.loads(d)["query_truncated"]} == set(long_)
 
 
-def test_a_packed_run_on_a_clean_clone_resumes_refuses_a_plain_run_and_is_replaced_whole(tmp_path, capsys):
+def test_a_packed_run_on_a_clean_clone_resumes_refuses_a_plain_run_and_is_replaced_whole(tmp_path, capsys,
+                                                                                          monkeypatch):
     """A committed (packed) run continues with --resume (the packed database unpacked first) to the rows of an
     uninterrupted run; a run without --resume into its directory is refused (exit 2, nothing written), and
-    --overwrite replaces it, packed copy included."""
+    --overwrite replaces it, packed copy included. The packed database is decompressed once to be checked and
+    once into the run, not at each of the run's checks of its directory."""
+    from suites.run import rundir
     p = _suite(tmp_path, "packed", queries=2)
     full, run = tmp_path / "full", tmp_path / "run"
     assert main(["run", str(p), "--out", str(full), "--quiet"]) == 0
@@ -629,7 +632,11 @@ def test_a_packed_run_on_a_clean_clone_resumes_refuses_a_plain_run_and_is_replac
     assert main(["run", str(p), "--out", str(run), "--quiet"]) == 2
     assert "already holds a run of suite 'packed'" in capsys.readouterr().err
     assert [f.name for f in run.iterdir()] == ["results.sqlite.gz"] and (run / "results.sqlite.gz").read_bytes() == packed
+    unpacked, unpack = [], rundir.unpack_database
+    monkeypatch.setattr(rundir, "unpack_database", lambda *a, **k: unpacked.append(a[1]) or unpack(*a, **k))
+    rundir._PACKED_META.clear()
     assert main(["run", str(p), "--out", str(run), "--resume", "--quiet"]) == 0
+    assert len(unpacked) == 2 and unpacked[-1] == run  # checked once (in a private directory), then unpacked here
 
     def rows(d):
         con = sqlite3.connect(d / "results.sqlite")

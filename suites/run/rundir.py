@@ -14,8 +14,10 @@ and a fingerprint so `--resume` never mixes two different runs.
 """
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -78,6 +80,10 @@ def writable_ancestor(path: Path, what: str = "output path") -> None:
         raise BadInput(f"{what}: {p} is not writable")
 
 
+#: the meta table of the packed database last read, keyed by its path and its bytes' SHA-256: one entry
+_PACKED_META: dict[tuple, dict] = {}
+
+
 def stored_meta(out: Path) -> dict | None:
     """The meta table of an existing run in `out` (its database, else its packed copy: a committed run on a clean
     clone), or None when there is none. The database is checked first (`check_database`); a damaged one is a
@@ -86,9 +92,14 @@ def stored_meta(out: Path) -> dict | None:
     if db.exists():
         return check_database(db)
     if (out / PACKED).exists():
-        with private_tmp("unpack") as tmp:
-            return check_database(unpack_database(out / PACKED, Path(tmp)), shown=out / PACKED)
+        key = (str((out / PACKED).resolve()), hashlib.sha256((out / PACKED).read_bytes()).hexdigest())
+        if key not in _PACKED_META:  # a run checks its directory twice (before and under its lock): unpack once
+            with private_tmp("unpack") as tmp:
+                _PACKED_META.clear()
+                _PACKED_META[key] = check_database(unpack_database(out / PACKED, Path(tmp)), shown=out / PACKED)
+        return copy.deepcopy(_PACKED_META[key])
     return None
+
 
 
 def unpack_to_resume(out: Path) -> bool:
