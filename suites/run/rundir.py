@@ -101,7 +101,6 @@ def stored_meta(out: Path) -> dict | None:
     return None
 
 
-
 def unpack_to_resume(out: Path) -> bool:
     """Before a --resume: where `out` holds only the packed database (a committed run on a clean clone), unpack it
     into `out` so the run continues it (the packed file, now behind, is rewritten by `rexbench report --pack`).
