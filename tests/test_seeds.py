@@ -117,3 +117,34 @@ def test_a_seed_table_never_loads_another_seeds_cached_model(tmp_path):
         assert all(torch.equal(got[k], want[k]) for k in want)
     a, b = probed["knrm"].state_dict(), probed["knrm_seed1"].state_dict()
     assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_probe_never_trains_and_probes_only_the_selected_rankers(tmp_path, monkeypatch):
+    """`check_inputs` loads what the run will use, but a cached model the run will train again (here: other training
+    code) counts as not cached instead of being trained inside the probe (a `--rankers` share once began a 2-hour
+    cross-encoder training that way, for a ranker it was not asked to run), and with `only` (`--rankers`) the other
+    rankers are not probed at all."""
+    import rankers.training as training
+    from rankers.identity import training_code
+    from rankers.training import build_ranker, cached_checkpoint, save_ranker, training_hyperparameters
+    from suites.data.collections import load_collection
+    from suites.run.config import load_suite
+    from suites.run.runner import check_inputs
+    p = tmp_path / "s.toml"
+    p.write_text('[suite]\nname = "s"\ncollection = "synthetic"\nseed = 0\n[samples]\nqueries = 1\n'
+                 '[rankers.bm25]\n[rankers.knrm]\nn_kernels = 5\n[explainers.random]\n[metrics.rank_deletion]\n')
+    cfg = load_suite(p)
+    coll = load_collection("synthetic", seed=0)
+    model = build_ranker("knrm", coll, 0, n_kernels=5)
+    hp = training_hyperparameters(type(model))
+
+    def no_training(*a, **k):
+        raise AssertionError("the probe trained a ranker")
+    monkeypatch.setattr(training, "train", no_training)
+    path = cached_checkpoint("knrm", coll, 0, {"n_kernels": 5})
+    save_ranker(model, path, coll.name, {"hyperparameters": hp, "epochs": [], "code": "0123456789abcdef"})
+    _, _, probed = check_inputs(cfg, "cpu", None)
+    assert set(probed) == {"bm25"}                                    # stale: left to the run, which retrains it
+    save_ranker(model, path, coll.name, {"hyperparameters": hp, "epochs": [], "code": training_code()})
+    assert set(check_inputs(cfg, "cpu", None)[2]) == {"bm25", "knrm"}  # current: loaded once, reused by the run
+    assert set(check_inputs(cfg, "cpu", None, only={"bm25"})[2]) == {"bm25"}

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from rankers.errors import BadInput, RunFault, about_ranker
 from rankers.evaluate import evaluate
 from rankers.registry import ranker_spec
-from rankers.training import build_ranker, rexbench_version
+from rankers.training import OlderCheckpoint, build_ranker, load_checkpoint, rexbench_version, stale_training
 
 from ..data.collections import load_collection
 from .config import SuiteConfig
@@ -55,10 +55,11 @@ def versions() -> dict:
     return out
 
 
-def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
+def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None, only: set[str] | None = None):
     """Everything a run reads, checked before anything is written: the device, collection,
-    split, checkpoints and effectiveness collections. Returns (collection, query ids, the rankers the
-    checks loaded, by name: the run reuses them instead of loading them again)."""
+    split, checkpoints and effectiveness collections. `only` (`--rankers`): the rankers this call prepares, the
+    only ones probed (the rest are probed by the call that runs them). Returns (collection, query ids, the rankers
+    the checks loaded, by name: the run reuses them instead of loading them again)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise BadInput("device cuda requested but no CUDA device is available")
     if cfg.top_k == 0:
@@ -79,7 +80,8 @@ def check_inputs(cfg: SuiteConfig, device: str, data_dir: str | None):
         if lacking:
             raise BadInput(f"run file {cfg.run_file} has no ranking for sampled queries {', '.join(lacking[:5])}"
                            f"{' ...' if len(lacking) > 5 else ''} ({len(lacking)} of {len(qids)})")
-    probed = {p.name: m for p in cfg.plan.rankers.values() if (m := probe_ranker(p, coll, qids[0])) is not None}
+    probed = {p.name: m for p in cfg.plan.rankers.values()
+              if (only is None or p.name in only) and (m := probe_ranker(p, coll, qids[0])) is not None}
     for cname in cfg.effectiveness:
         load_collection(cname, data_dir, seed=cfg.seed)
     return coll, qids, probed
@@ -95,14 +97,15 @@ def probe_ranker(p: RankerPlan, coll, qid: str):
     """Load every ranker that needs no training now (HF models, callables, checkpoints, cached trained
     models, bm25) and score two candidates and the empty document, so an unloadable model, a damaged
     cached checkpoint or a misbehaving function stops the run before it writes. A ranker still to
-    be trained needs a writable cache ($REXBENCH_HOME), checked here. Returns the ranker when it is
-    the one the run will use (else None: trained or fine-tuned later)."""
+    be trained needs a writable cache ($REXBENCH_HOME), checked here. A cached model that the run will train
+    again (other training code or recipe, an older model definition) counts as not cached: the probe never trains.
+    Returns the ranker when it is the one the run will use (else None: trained or fine-tuned later)."""
     if p.obj is not None:
         return _probe(p.obj, p.name, coll, qid)
     cached = False
     if p.trainable_here:
         cache = p.cache_dir(coll)
-        if not (cache / "config.json").exists():  # trained on first use (KNRM, MatchPyramid, fine-tuned models)
+        if not (cache / "config.json").exists() or _retrained(p, cache):  # trained on first use (KNRM, ...)
             writable_ancestor(cache, f"ranker {p.name!r} will be trained and cached in {cache}; $REXBENCH_HOME")
             if ranker_spec(p.type).cls.pretrained:
                 build_ranker(p.type, coll, p.seed, **p.config)  # weights load
@@ -114,6 +117,19 @@ def probe_ranker(p: RankerPlan, coll, qid: str):
     except BadInput as e:
         raise BadInput(about_ranker(p.name, e)) from None
     return _probe(r, p.name, coll, qid)
+
+
+def _retrained(p: RankerPlan, cache: Path) -> bool:
+    """Whether the run will train the model cached at `cache` again, as `rankers.training.get_ranker` decides: an
+    older model definition, or trained by other training code or hyper-parameters. A damaged checkpoint is a
+    BadInput naming the ranker."""
+    try:
+        model = load_checkpoint(cache)
+    except OlderCheckpoint:
+        return True
+    except BadInput as e:
+        raise BadInput(about_ranker(p.name, e)) from None
+    return stale_training(model, ranker_spec(p.type).cls) is not None
 
 
 def _probe(r, rname: str, coll, qid: str):
@@ -156,7 +172,7 @@ def run_suite(cfg: SuiteConfig, out_dir: str | Path, resume: bool = False, devic
         cfg = dataclasses.replace(cfg, queries=int(limit))
     only = _selected(cfg, rankers)
     stored = check_out_dir(out, resume, overwrite)
-    coll, qids, probed = check_inputs(cfg, device, data_dir)
+    coll, qids, probed = check_inputs(cfg, device, data_dir, only)
     fp = run_fingerprint(cfg, device, coll)
     _check_resumable(out, stored, fp)
     # workers start now: before this process opens the run's files (forked workers inherit no descriptor)
