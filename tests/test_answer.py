@@ -197,6 +197,33 @@ def test_seed_claim_tally_counts_real_competitors_per_granularity():
     assert "[knrm](report/knrm.md)" in md
 
 
+def test_a_mostly_constant_document_explanation_competes_only_on_the_map_and_the_query():
+    """RankingSHAP explains the query's words and gives every document word 0: its word curves read a tie order, so
+    it is out of the word-level family, tally and matrix verdicts, and in at query level, where it is read."""
+    from suites.report.answer import CONSTANT_MARK, trust_matrix
+    from suites.report.claim import claim_rows
+    from suites.report.evidence import gather
+    se = {**SUITE_EXPLAINERS, "ranking_shap": {}}
+    rows = []
+    for m in ("rank_deletion", "query_deletion"):
+        rows += _rows("knrm", {"gradcam": lambda q, g: 0.4 + g.normal(0, 0.01),
+                               "ranking_shap": lambda q, g: 0.7 + g.normal(0, 0.01),
+                               "integrated_gradients": lambda q, g: 0.2 + g.normal(0, 0.01)}, metric=m, n=16)
+    exps = [{"ranker": "knrm", "explainer": e, "doc_scores": s} for e, s in
+            (("ranking_shap", [0.0, 0.0, 0.0]), ("ranking_shap", [0.0, 0.0]), ("ranking_shap", [0.0, 1.0]),
+             ("integrated_gradients", [0.1, 0.3]), ("gradcam", [0.2, 0.0]))]     # ranking_shap: 2 of 3 constant
+    ev = gather(_meta(se), pd.DataFrame(rows), _effectiveness({"bm25": 0.3, "random": 0.1, "knrm": 0.3}), exps)
+    assert ev.comparisons.constant == {("knrm", "ranking_shap")}
+    fam = ev.comparisons.primary
+    assert set(fam[fam.reference == "gradcam"].explainer) == {"integrated_gradients"}   # rank_deletion is headline
+    claim = claim_rows(ev)
+    assert set(claim[claim.granularity == "word"].explainer) == {"integrated_gradients"}
+    assert set(claim[claim.granularity == "query"].explainer) == {"integrated_gradients", "ranking_shap"}
+    cell = trust_matrix(ev).iloc[0]
+    assert cell["ranking_shap"].endswith(CONSTANT_MARK) and "▼" not in cell["ranking_shap"]
+    assert cell["integrated_gradients"].endswith("▲")
+
+
 def test_seed_study_leaves_out_flagged_models_and_non_competitors():
     from suites.report.evidence import gather
     from suites.report.seed_section import seed_explainers, seed_section

@@ -94,8 +94,13 @@ def test_the_report_says_which_operator_a_model_was_trained_with():
              "knrm": {}, "plain": {"type": "crossencoder"}}
     assert removal_label(rk, suite, "ce") == "pad (trained with it, 50% of pairs)"
     assert removal_label(rk, suite, "ce_delete") == "delete (trained with pad, 50% of pairs)"
-    assert removal_label(rk, suite, "knrm") == "- (trained with it, 30% of pairs)"
+    assert removal_label(rk, suite, "knrm") == "deletion (trained with it, 30% of pairs)"
     assert removal_label(rk, suite, "plain") == "pad"
+    # a type with a single operator is named from its removal semantics (`rexbench list`)
+    from suites.report.diagnostics import operator_of
+    assert operator_of({}, "matchpyramid") == "deletion"
+    assert operator_of({}, "bm25") == operator_of({}, "late_interaction") == "own (not deletion)"
+    assert operator_of({"mine": {"type": "somebody_elses"}}, "mine") == "own"
 
 
 def test_the_share_is_selected_on_dev_by_its_rule():

@@ -19,6 +19,9 @@ from .validity import validity_status
 #: the marks of a trust-matrix cell against Grad-CAM (primary family verdicts, `stats.VERDICTS`)
 MARKS = dict(zip(VERDICTS, ("▲", "▼", "≈", "?")))
 
+#: a competitor's cell on a ranker where its document-word explanation is mostly constant: a tie order, no verdict
+CONSTANT_MARK = "(constant)"
+
 #: the roles shown as trust-matrix columns, in this order
 COLUMN_ROLES = ("reference", "competitor", "exact", "oracle", "baseline")
 
@@ -65,6 +68,9 @@ def trust_matrix(ev) -> pd.DataFrame:
                 continue
             if flag:
                 row[e] = f"_{fmt(v)}_"
+                continue
+            if role(e, ev.suite_explainers) == "competitor" and not ev.comparisons.competes(r, m, e):
+                row[e] = f"{fmt(v)} {CONSTANT_MARK}"
                 continue
             mark = MARKS.get(ev.comparisons.verdict_of(r, m, REFERENCE, e) or "", "")
             row[e] = f"{fmt(v)}{' ' + mark if mark else ''}"
@@ -201,8 +207,12 @@ def first_screen(ev, pages: dict[str, str]) -> list[str]:
            f"Grad-CAM: {', '.join(f'{v} {k}' for k, v in MARKS.items())} (Wilcoxon on paired queries, Holm over all "
            f"{ev.comparisons.family_size} primary comparisons at alpha {ALPHA}, and at least the declared minimum "
            "meaningful difference). Identical explainers are one entry (\"= name\"); ⚠ rankers are flagged (why: the "
-           "box below) and their cells (italic) get no verdict. Every ranker's full leaderboards, comparisons, "
-           "validity, skips and costs are on its page (the ranker's link).", "",
+           "box below) and their cells (italic) get no verdict" + (
+               f"; {CONSTANT_MARK}: the explainer's document-word explanation is constant on most of the ranker's "
+               "pairs, so its curve reads a tie order: no verdict"
+               if t.astype(str).apply(lambda c: c.str.endswith(CONSTANT_MARK)).any().any() else "")
+           + ". Every ranker's full leaderboards, comparisons, validity, skips and costs are on its page (the "
+           "ranker's link).", "",
            md_table(t), ""]
     same = [f"{r}: " + "; ".join(f"{k} = {', '.join(a)}" for k, a in g.items()) for r, g in ev.aliases.items()]
     if same:

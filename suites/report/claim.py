@@ -1,8 +1,9 @@
 """RESULTS.md "The seed's claim": Grad-CAM against real competitors at the seed paper's granularities.
 
 Only competitors count (`roles`): baselines, Grad-CAM's own variants, corrupted references, the search oracle
-and exact decompositions are outside the tally, and identical explainers are one entry (`aliases`). The tally
-is given per granularity (pair, word, snippet, query) and names its competitors."""
+and exact decompositions are outside the tally, and identical explainers are one entry (`aliases`); an explainer
+whose document-word explanation is mostly constant on a ranker enters only its pair and query tallies
+(`Comparisons.competes`). The tally is given per granularity (pair, word, snippet, query) and names its competitors."""
 from __future__ import annotations
 
 import pandas as pd
@@ -30,11 +31,23 @@ def claim_rows(ev) -> pd.DataFrame:
             for m in metrics:
                 c = ev.comparisons.table(r, m, REFERENCE)
                 for x in c.itertuples() if not c.empty else []:
-                    if is_competitor(x.explainer, ev.suite_explainers):
+                    if ev.comparisons.competes(r, m, x.explainer):
                         rows.append({"granularity": gran, "ranker": r, "metric": m, "explainer": x.explainer,
                                      "verdict": x.verdict,
                                      "primary": bool(x.primary)})
     return pd.DataFrame(rows)
+
+
+def _constant_note(ev) -> str:
+    """Names the competitors left out of the word and snippet tallies for a mostly-constant document explanation."""
+    names = sorted({e for r, e in ev.comparisons.constant
+                    if r in SEED_RANKERS and is_competitor(e, ev.suite_explainers)})
+    if not names:
+        return ""
+    one = len(names) == 1
+    return (f"; {', '.join(names)} {'gives' if one else 'give'} a constant document-word explanation on most pairs "
+            f"(it orders no word: its word curves read a tie order), so {'it competes' if one else 'they compete'} "
+            "at pair and query level only")
 
 
 def seed_claim_section(ev, pages: dict[str, str]) -> list[str]:
@@ -74,7 +87,8 @@ def seed_claim_section(ev, pages: dict[str, str]) -> list[str]:
             "for snippets and query-term importance. Here every real competitor against Grad-CAM on the seed's "
             "rankers at each granularity: pair (the query x document map), word (the document's words), snippet "
             "and query (query-term importance). Baselines, Grad-CAM's variants, corrupted references, the search "
-            "oracle and exact decompositions are outside the tally; identical explainers are one entry. Word-level "
+            "oracle and exact decompositions are outside the tally; identical explainers are one entry"
+            + _constant_note(ev) + ". Word-level "
             "verdicts are the primary family's; the other granularities are exploratory (Holm within each "
             f"table). The tables per comparison are on the ranker pages ({links}).", "",
             md_table(pd.DataFrame(out).fillna("-")), ""]

@@ -47,6 +47,11 @@ def arrow(m: str) -> str:
     return "↓" if METRICS[m].direction == "lower" else "↑"
 
 
+#: an explainer whose document-word explanations are constant on at least this share of a ranker's pairs orders no
+#: word there: it is left out of the word-level comparisons and the seed orderings
+CONSTANT_SHARE = 0.5
+
+
 def degenerate_shares(exps: list[dict]) -> dict[tuple[str, str], tuple[int, int]]:
     """(ranker, explainer) -> (constant explanations, explanations): a constant explanation orders no token,
     so every curve it gets is a tie order, not the explainer's view."""

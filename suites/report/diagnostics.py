@@ -18,10 +18,24 @@ from ..stats import row_info, rows_of
 from .common import fmt, md_table
 
 
+#: how a ranker type with a single removal operator is labelled: its `removal_semantics` says whether removing a
+#: word scores the document without it ("deletion") or not (`rexbench list` gives the whole sentence)
+OWN_OPERATOR = {"deletion": "deletion", "not deletion": "own (not deletion)"}
+
+
 def operator_of(suite_rankers: dict, ranker: str) -> str:
-    """The removal operator a suite ranker ran under ("-" where the type has a single one)."""
-    return (suite_rankers.get(ranker) or {}).get("removal") or ("pad" if _is_transformer(suite_rankers, ranker)
-                                                                 else "-")
+    """The removal operator a suite ranker ran under: the suite's `removal`, "pad" for a transformer, else the type's
+    single one (`OWN_OPERATOR`: "deletion", or "own (not deletion)" where removal is not deletion, as bm25's fixed
+    |d|; "own" for a type rexbench does not know)."""
+    op = (suite_rankers.get(ranker) or {}).get("removal")
+    if op:
+        return op
+    if _is_transformer(suite_rankers, ranker):
+        return "pad"
+    from rankers.registry import RANKERS
+    t = (suite_rankers.get(ranker) or {}).get("type") or ranker
+    semantics = RANKERS[t].cls.removal_semantics if t in RANKERS else ""
+    return OWN_OPERATOR.get(semantics.split(":", 1)[0], "own")
 
 
 def removal_label(rankers: pd.DataFrame, suite_rankers: dict, ranker: str) -> str:
@@ -36,7 +50,7 @@ def removal_label(rankers: pd.DataFrame, suite_rankers: dict, ranker: str) -> st
     if rt is None:
         return op
     trained = rt.get("operator", "-")
-    same = trained == op or (op == "-" and trained == "the ranker's own")
+    same = trained == op or (op not in ("pad", "mask", "delete") and trained == "the ranker's own")
     return f"{op} (trained with {'it' if same else trained}, {float(rt.get('share', 0)):.0%} of pairs)"
 
 

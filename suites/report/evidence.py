@@ -10,6 +10,7 @@ import pandas as pd
 from metrics import METRICS
 
 from .aliases import alias_groups, collapse, label
+from .common import CONSTANT_SHARE, degenerate_shares
 from .cost import explanation_costs
 from .flags import ranker_flags
 from .primary import Comparisons
@@ -84,7 +85,8 @@ def gather(meta: dict, df: pd.DataFrame, rankers: pd.DataFrame, exps: list[dict]
     flat = collapse(df, groups)
     flat = flat[~flat.explainer.isin(sweep)]
     flags = ranker_flags(df, rankers)
-    comps = Comparisons(flat, se, list(flat.ranker.unique()), metric_order, heads, set(flags), held)
+    constant = {k for k, (c, n) in degenerate_shares(exps).items() if n and c / n >= CONSTANT_SHARE}
+    comps = Comparisons(flat, se, list(flat.ranker.unique()), metric_order, heads, set(flags), held, constant)
     return Evidence(meta=meta, raw=df, df=flat, rankers=rankers, exps=exps, aliases=groups, flags=flags,
                     metric_order=metric_order, headlines=heads, validity=table, comparisons=comps,
                     sweep=sweep)

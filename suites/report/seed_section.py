@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .common import arrow, degenerate_shares, md_table
+from .common import CONSTANT_SHARE, arrow, degenerate_shares, md_table
 from .roles import role
-
-#: an explainer whose explanations are constant on at least this share is left out of the orderings
-CONSTANT_SHARE = 0.5
 
 
 def seed_explainers(ev) -> set[str]:
