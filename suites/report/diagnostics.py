@@ -33,7 +33,7 @@ def operator_of(suite_rankers: dict, ranker: str) -> str:
     if _is_transformer(suite_rankers, ranker):
         return "pad"
     from rankers.registry import RANKERS
-    t = (suite_rankers.get(ranker) or {}).get("type") or ranker
+    t = _ranker_type(suite_rankers, ranker)
     semantics = RANKERS[t].cls.removal_semantics if t in RANKERS else ""
     return OWN_OPERATOR.get(semantics.split(":", 1)[0], "own")
 
@@ -50,13 +50,19 @@ def removal_label(rankers: pd.DataFrame, suite_rankers: dict, ranker: str) -> st
     if rt is None:
         return op
     trained = rt.get("operator", "-")
-    same = trained == op or (op not in ("pad", "mask", "delete") and trained == "the ranker's own")
+    own = op in (*OWN_OPERATOR.values(), "own")      # the type's single operator, as `operator_of` names it
+    same = trained == op or (own and trained == "the ranker's own")
     return f"{op} (trained with {'it' if same else trained}, {float(rt.get('share', 0)):.0%} of pairs)"
+
+
+def _ranker_type(suite_rankers: dict, ranker: str) -> str:
+    """The registry type of a suite ranker (its table's `type`, else its name)."""
+    return (suite_rankers.get(ranker) or {}).get("type") or ranker
 
 
 def _is_transformer(suite_rankers: dict, ranker: str) -> bool:
     from rankers.registry import RANKERS
-    t = (suite_rankers.get(ranker) or {}).get("type") or ranker
+    t = _ranker_type(suite_rankers, ranker)
     return t in RANKERS and RANKERS[t].kind == "transformer" and t != "late_interaction"
 
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .common import CONSTANT_SHARE, arrow, degenerate_shares, md_table
+from .common import arrow, md_table
 from .roles import role
 
 
 def seed_explainers(ev) -> set[str]:
     """The explainers the study orders: Grad-CAM and the competitors, mostly non-constant on every ranker."""
-    const = degenerate_shares(ev.exps)
-    bad = {e for (_, e), (c, n) in const.items() if n and c / n >= CONSTANT_SHARE}
+    bad = {e for _, e in ev.comparisons.constant}           # mostly constant on some ranker
     return {e for e in set(ev.df.explainer) if role(e, ev.suite_explainers) in ("reference", "competitor")
             and e not in bad}
 
